@@ -1,0 +1,314 @@
+//! One actor per rep: starred queues, team chat read marks, the sessions
+//! the rep is in, and the rep's consoles with their numbered event stream.
+//!
+//! A rep may have several consoles open (desktop and mobile): every event
+//! goes to each of them, and the rep counts as online while any is.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::{ConnHandle, Hub};
+use crate::domain::chat::ChatLine;
+use crate::domain::ids::{QueueId, RepId, SessionId, TeamId};
+use crate::domain::outbox::{Outbox, Resume};
+use crate::domain::rep_state::RepState;
+use crate::error::{AppError, AppResult};
+use crate::protocol::{Event, ResumeFrom, ServerFrame};
+use crate::store::{self, Expect};
+
+pub struct RepActor {
+    id: RepId,
+    hub: Arc<Hub>,
+    state: RepState,
+    /// Store revision of `state`, for conditional writes.
+    revision: Option<u64>,
+    outbox: Outbox<Event>,
+    consoles: Vec<ConnHandle>,
+    sessions: BTreeSet<SessionId>,
+}
+
+pub fn state_key(rep: &str) -> String {
+    format!("rep_state/{rep}")
+}
+
+impl RepActor {
+    pub fn new(id: RepId, hub: Arc<Hub>, state: RepState, revision: Option<u64>) -> Self {
+        let outbox = Outbox::new(hub.settings.replay_events);
+        RepActor {
+            id,
+            hub,
+            state,
+            revision,
+            outbox,
+            consoles: Vec::new(),
+            sessions: BTreeSet::new(),
+        }
+    }
+
+    fn push(&mut self, event: Event) {
+        let seq = self.outbox.push(event.clone());
+        if self.consoles.is_empty() {
+            return;
+        }
+        let frame = Arc::new(ServerFrame::Event {
+            stream: self.outbox.stream().to_string(),
+            seq,
+            event,
+        });
+        let hub = self.hub.clone();
+        self.consoles.retain(|c| c.push(frame.clone(), &hub));
+        if self.consoles.is_empty() {
+            self.hub.set_online(&self.id, false);
+        }
+    }
+
+    /// Stores a changed state, then makes it the actor's. Nothing changes
+    /// if the write fails.
+    fn save(&mut self, next: RepState) -> ResponseActFuture<Self, AppResult<()>> {
+        let hub = self.hub.clone();
+        let key = state_key(&self.id);
+        let expect = match self.revision {
+            Some(r) => Expect::Revision(r),
+            None => Expect::Absent,
+        };
+        let write_state = next.clone();
+        Box::pin(
+            async move { store::save(hub.store.as_ref(), &key, &write_state, expect).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let revision = res.map_err(AppError::from)?;
+                    act.state = next;
+                    act.revision = Some(revision);
+                    Ok(())
+                }),
+        )
+    }
+}
+
+impl Actor for RepActor {
+    type Context = Context<Self>;
+}
+
+/// An event for this rep's consoles.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Push(pub Event);
+
+impl Handler<Push> for RepActor {
+    type Result = ();
+    fn handle(&mut self, msg: Push, _: &mut Context<Self>) {
+        self.push(msg.0);
+    }
+}
+
+/// A console logs in. The reply says where the stream stands and what the
+/// console missed since `resume`, or that it needs a snapshot.
+#[derive(Message)]
+#[rtype(result = "Attached")]
+pub struct Attach {
+    pub conn: ConnHandle,
+    pub resume: Option<ResumeFrom>,
+}
+
+pub struct Attached {
+    pub stream: String,
+    pub seq: u64,
+    pub resume: Resume<Event>,
+}
+
+impl<A, M> actix::dev::MessageResponse<A, M> for Attached
+where
+    A: Actor,
+    M: Message<Result = Attached>,
+{
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<Attached>>) {
+        if let Some(tx) = tx {
+            let _ = tx.send(self);
+        }
+    }
+}
+
+impl Handler<Attach> for RepActor {
+    type Result = Attached;
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) -> Attached {
+        let resume = match &msg.resume {
+            Some(r) => self.outbox.resume(&r.stream, r.after),
+            // A fresh login fetches what it shows; nothing to replay.
+            None => Resume::Replay(Vec::new()),
+        };
+        self.consoles.push(msg.conn);
+        self.hub.set_online(&self.id, true);
+        Attached {
+            stream: self.outbox.stream().to_string(),
+            seq: self.outbox.last_seq(),
+            resume,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub conn: u64,
+}
+
+impl Handler<Detach> for RepActor {
+    type Result = ();
+    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        self.consoles.retain(|c| c.id != msg.conn);
+        if self.consoles.is_empty() {
+            self.hub.set_online(&self.id, false);
+        }
+    }
+}
+
+/// Stars (`on`) or unstars a queue; answers the new favorites.
+#[derive(Message)]
+#[rtype(result = "AppResult<Vec<QueueId>>")]
+pub struct Star {
+    pub queue: QueueId,
+    pub on: bool,
+}
+
+impl Handler<Star> for RepActor {
+    type Result = AtomicResponse<Self, AppResult<Vec<QueueId>>>;
+    fn handle(&mut self, msg: Star, _: &mut Context<Self>) -> Self::Result {
+        let mut next = self.state.clone();
+        if msg.on {
+            next.favorites.insert(msg.queue);
+        } else {
+            next.favorites.remove(&msg.queue);
+        }
+        let save = self.save(next);
+        AtomicResponse::new(Box::pin(save.map(|res, act, _| {
+            res?;
+            let favorites: Vec<QueueId> = act.state.favorites.iter().cloned().collect();
+            // Every console shows the same stars.
+            act.push(Event::Favorites {
+                favorites: favorites.clone(),
+            });
+            Ok(favorites)
+        })))
+    }
+}
+
+/// The rep has read a team's chat up to `lines` lines.
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct MarkChatRead {
+    pub team: TeamId,
+    pub lines: u64,
+}
+
+impl Handler<MarkChatRead> for RepActor {
+    type Result = AtomicResponse<Self, AppResult<()>>;
+    fn handle(&mut self, msg: MarkChatRead, _: &mut Context<Self>) -> Self::Result {
+        let mut next = self.state.clone();
+        let read = next.chat_read.entry(msg.team.clone()).or_insert(0);
+        *read = (*read).max(msg.lines);
+        let team = msg.team;
+        let save = self.save(next);
+        AtomicResponse::new(Box::pin(save.map(move |res, act, _| {
+            res?;
+            act.push(Event::TeamUnread { team, unread: false });
+            Ok(())
+        })))
+    }
+}
+
+/// A line was posted to one of the rep's teams.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TeamChatPosted {
+    pub team: TeamId,
+    pub line: ChatLine,
+    /// Lines in the team chat now.
+    pub lines: u64,
+}
+
+impl Handler<TeamChatPosted> for RepActor {
+    type Result = ();
+    fn handle(&mut self, msg: TeamChatPosted, ctx: &mut Context<Self>) {
+        let mine = msg.line.from == crate::domain::session::rep_actor(&self.id);
+        self.push(Event::TeamChat {
+            team: msg.team.clone(),
+            line: msg.line,
+        });
+        if mine {
+            // Writing in the chat means having read it.
+            ctx.notify(MarkChatReadQuiet {
+                team: msg.team,
+                lines: msg.lines,
+            });
+        } else if self.state.unread(&msg.team, msg.lines) {
+            self.push(Event::TeamUnread {
+                team: msg.team,
+                unread: true,
+            });
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct MarkChatReadQuiet {
+    team: TeamId,
+    lines: u64,
+}
+
+impl Handler<MarkChatReadQuiet> for RepActor {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: MarkChatReadQuiet, _: &mut Context<Self>) -> Self::Result {
+        let mut next = self.state.clone();
+        next.chat_read.insert(msg.team, msg.lines);
+        let save = self.save(next);
+        AtomicResponse::new(Box::pin(save.map(|res, act, _| {
+            if let Err(e) = res {
+                tracing::warn!(rep = %act.id, error = %e, "could not store chat read mark");
+            }
+        })))
+    }
+}
+
+/// The rep joined (`true`) or left a session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InSession {
+    pub session: SessionId,
+    pub joined: bool,
+}
+
+impl Handler<InSession> for RepActor {
+    type Result = ();
+    fn handle(&mut self, msg: InSession, _: &mut Context<Self>) {
+        if msg.joined {
+            self.sessions.insert(msg.session);
+        } else {
+            self.sessions.remove(&msg.session);
+        }
+    }
+}
+
+/// What the rep's console needs to draw itself.
+#[derive(Message)]
+#[rtype(result = "RepView")]
+pub struct GetView;
+
+#[derive(Debug, Clone, MessageResponse)]
+pub struct RepView {
+    pub state: RepState,
+    pub sessions: Vec<SessionId>,
+    pub online: bool,
+}
+
+impl Handler<GetView> for RepActor {
+    type Result = RepView;
+    fn handle(&mut self, _: GetView, _: &mut Context<Self>) -> RepView {
+        RepView {
+            state: self.state.clone(),
+            sessions: self.sessions.iter().cloned().collect(),
+            online: !self.consoles.is_empty(),
+        }
+    }
+}

@@ -1,0 +1,912 @@
+//! One actor per live session: the only writer of its session record.
+//!
+//! Each changing request is handled the same way: run the domain method on
+//! a copy, store the copy (conditional on the revision we hold), and only
+//! when the write is durable make the copy live and tell everyone
+//! (queues, reps, the customer). Handlers are atomic, so a second request
+//! sees the result of the first: of fifty simultaneous accepts, one finds
+//! the session waiting and forty-nine find it taken.
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::queue::{Enter, Invite as QueueInvite, Leave as QueueLeave, Withdraw};
+use super::rep::InSession;
+use super::{ConnHandle, Hub};
+use crate::auth::{customer_token_key, CustomerToken};
+use crate::domain::chat::{check_text, session_chat_key, ChatLine};
+use crate::domain::ids::*;
+use crate::domain::keys::{hash_secret, normalise, random_id, random_token, SessionKey};
+use crate::domain::outbox::{Outbox, Resume};
+use crate::domain::queue::{InvitationSummary, SessionSummary};
+use crate::domain::session::{rep_actor, Customer, EndReason, NewSession, Session, SessionState, CUSTOMER};
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::protocol::{CustomerView, Entry, Event, LeftQueueReason, ResumeFrom, ServerFrame, SessionDetails};
+use crate::store::{self, Expect};
+
+pub fn session_key(id: &str) -> String {
+    format!("session/{id}")
+}
+
+pub fn key_record_key(key: &str) -> String {
+    format!("session_key/{}", hash_secret(key))
+}
+
+/// Who is speaking or acting in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Speaker {
+    Rep(RepId),
+    Customer,
+}
+
+impl Speaker {
+    fn actor(&self) -> String {
+        match self {
+            Speaker::Rep(r) => rep_actor(r),
+            Speaker::Customer => CUSTOMER.to_string(),
+        }
+    }
+}
+
+pub struct SessionActor {
+    hub: Arc<Hub>,
+    session: Session,
+    revision: u64,
+    customer: Outbox<Event>,
+    customer_conns: Vec<ConnHandle>,
+    /// Last position told to the customer: (queue name, position, estimate).
+    position: Option<(String, usize, Option<u64>)>,
+}
+
+/// Everything about a session for its reps and the REST API.
+pub fn details(s: &Session) -> SessionDetails {
+    SessionDetails {
+        summary: SessionSummary::of(s),
+        state: s.state.clone(),
+        created_at: s.created_at,
+        entered_through: s.entered_through.clone(),
+        last_queue: s.last_queue.clone(),
+        owner: s.owner.clone(),
+        participants: s.participants.clone(),
+        invitations: s.invitations.clone(),
+        history: s.history.clone(),
+        chat_lines: s.chat_lines,
+    }
+}
+
+fn state_name(s: &Session) -> &'static str {
+    match s.state {
+        SessionState::Waiting { .. } => "waiting",
+        SessionState::Active => "active",
+        SessionState::Ended { .. } => "ended",
+    }
+}
+
+impl SessionActor {
+    pub fn new(hub: Arc<Hub>, session: Session, revision: u64) -> Self {
+        let customer = Outbox::new(hub.settings.replay_events);
+        SessionActor {
+            hub,
+            session,
+            revision,
+            customer,
+            customer_conns: Vec::new(),
+            position: None,
+        }
+    }
+
+    fn rep_name(&self, rep: &str) -> String {
+        self.hub
+            .catalog()
+            .reps
+            .get(rep)
+            .map(|r| r.display_name.clone())
+            .unwrap_or_else(|| rep.to_string())
+    }
+
+    fn customer_view(&self, token: String) -> CustomerView {
+        let s = &self.session;
+        let waiting = s.waiting_in().is_some();
+        let (queue_name, position, estimate) = match (&self.position, waiting) {
+            (Some((n, p, e)), true) => (Some(n.clone()), Some(*p), *e),
+            _ => (None, None, None),
+        };
+        CustomerView {
+            session: s.id.clone(),
+            token,
+            stream: self.customer.stream().to_string(),
+            seq: self.customer.last_seq(),
+            state: state_name(s).to_string(),
+            queue_name,
+            position,
+            estimated_wait_secs: estimate,
+            reps: s.participants.iter().map(|p| self.rep_name(&p.rep)).collect(),
+            view_only: s.view_only,
+        }
+    }
+
+    fn push_customer(&mut self, event: Event) {
+        let seq = self.customer.push(event.clone());
+        if self.customer_conns.is_empty() {
+            return;
+        }
+        let frame = Arc::new(ServerFrame::Event {
+            stream: self.customer.stream().to_string(),
+            seq,
+            event,
+        });
+        let hub = self.hub.clone();
+        self.customer_conns.retain(|c| c.push(frame.clone(), &hub));
+    }
+
+    fn push_reps(&self, event: Event) {
+        for p in &self.session.participants {
+            self.hub.push_to_rep(&p.rep, event.clone());
+        }
+    }
+
+    fn push_updated(&self) {
+        self.push_reps(Event::SessionUpdated {
+            session: details(&self.session),
+        });
+    }
+
+    fn tell_queue<M>(&self, queue: &QueueId, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        super::queue::QueueActor: Handler<M>,
+    {
+        if let Ok(addr) = self.hub.directory.queue(queue) {
+            addr.do_send(msg);
+        }
+    }
+
+    fn withdraw_invitations(&self, prev: &Session) {
+        for inv in &prev.invitations {
+            self.tell_queue(
+                &inv.queue,
+                Withdraw {
+                    session: prev.id.clone(),
+                },
+            );
+        }
+    }
+
+    fn enter_queue(&self, queue: &QueueId) {
+        self.tell_queue(
+            queue,
+            Enter {
+                summary: SessionSummary::of(&self.session),
+                alert: true,
+            },
+        );
+    }
+
+    /// Stores `next`; when durable, makes it live and runs `then` with the
+    /// previous state. A failed write changes nothing.
+    fn commit<R: 'static>(
+        &mut self,
+        next: Session,
+        then: impl FnOnce(&mut Self, Session, &mut Context<Self>) -> R + 'static,
+    ) -> AtomicResponse<Self, AppResult<R>> {
+        let hub = self.hub.clone();
+        let key = session_key(&next.id);
+        let expect = Expect::Revision(self.revision);
+        let stored = next.clone();
+        AtomicResponse::new(Box::pin(
+            async move { store::save(hub.store.as_ref(), &key, &stored, expect).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let revision = res.map_err(AppError::from)?;
+                    act.revision = revision;
+                    let prev = std::mem::replace(&mut act.session, next);
+                    Ok(then(act, prev, ctx))
+                }),
+        ))
+    }
+
+    /// Checks `check` against the live state and, if it passes, commits the
+    /// changed copy.
+    fn change<R: 'static>(
+        &mut self,
+        check: impl FnOnce(&mut Session, &Hub) -> AppResult<()>,
+        then: impl FnOnce(&mut Self, Session, &mut Context<Self>) -> R + 'static,
+    ) -> AtomicResponse<Self, AppResult<R>> {
+        let mut next = self.session.clone();
+        if let Err(e) = check(&mut next, &self.hub) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+        }
+        self.commit(next, then)
+    }
+
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        self.hub.directory.remove_session(&self.session.id);
+        ctx.stop();
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        for p in &self.session.participants {
+            if let Ok(addr) = self.hub.directory.rep(&p.rep) {
+                addr.do_send(InSession {
+                    session: self.session.id.clone(),
+                    joined: true,
+                });
+            }
+        }
+    }
+}
+
+type Reply<R> = AtomicResponse<SessionActor, AppResult<R>>;
+
+fn fail<R: 'static>(e: AppError) -> Reply<R> {
+    AtomicResponse::new(Box::pin(fut::ready(Err(e))))
+}
+
+fn require_permission(hub: &Hub, rep: &str, what: &str, has: impl Fn(&crate::domain::catalog::Permissions) -> bool) -> AppResult<()> {
+    let catalog = hub.catalog();
+    let r = catalog.rep(rep)?;
+    if has(&r.permissions) {
+        Ok(())
+    } else {
+        Err(AppError::permission(format!("you do not have permission to {what}")))
+    }
+}
+
+// --- accept ---------------------------------------------------------------
+
+#[derive(Message)]
+#[rtype(result = "AppResult<SessionDetails>")]
+pub struct Accept {
+    pub rep: RepId,
+}
+
+impl Handler<Accept> for SessionActor {
+    type Result = Reply<SessionDetails>;
+    fn handle(&mut self, msg: Accept, _: &mut Context<Self>) -> Self::Result {
+        let rep = msg.rep;
+        if let Some(queue) = self.session.waiting_in() {
+            if !self.hub.catalog().can_see(&rep, queue) {
+                return fail(AppError::permission(format!("you cannot see queue {queue}")));
+            }
+        }
+        let now = now_ms();
+        let who = rep.clone();
+        self.change(
+            move |s, _| s.accept(&who, now).map(|_| ()),
+            move |act, prev, _| {
+                let queue = prev.waiting_in().cloned().unwrap_or(prev.last_queue.clone());
+                act.tell_queue(
+                    &queue,
+                    QueueLeave {
+                        session: act.session.id.clone(),
+                        reason: LeftQueueReason::Accepted,
+                    },
+                );
+                act.withdraw_invitations(&prev);
+                act.hub.push_to_rep(&rep, Event::SessionUpdated { session: details(&act.session) });
+                if let Ok(addr) = act.hub.directory.rep(&rep) {
+                    addr.do_send(InSession {
+                        session: act.session.id.clone(),
+                        joined: true,
+                    });
+                }
+                act.hub.metrics.queues.accepts.inc();
+                let name = act.rep_name(&rep);
+                act.push_customer(Event::RepJoined { name });
+                details(&act.session)
+            },
+        )
+    }
+}
+
+// --- transfer -------------------------------------------------------------
+
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct Transfer {
+    pub rep: RepId,
+    pub to: QueueId,
+}
+
+impl Handler<Transfer> for SessionActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: Transfer, _: &mut Context<Self>) -> Self::Result {
+        let (rep, to) = (msg.rep, msg.to);
+        let order = self.hub.next_order();
+        let now = now_ms();
+        let target = to.clone();
+        self.change(
+            move |s, hub| {
+                s.require_owner(&rep)?;
+                require_permission(hub, &rep, "transfer sessions", |p| p.transfer)?;
+                hub.catalog().check_queue(&target)?;
+                s.transfer(&rep, target, order, now)
+            },
+            move |act, prev, _| {
+                for p in &prev.participants {
+                    act.hub.push_to_rep(
+                        &p.rep,
+                        Event::SessionClosed {
+                            session: prev.id.clone(),
+                            reason: format!("transferred to {to}"),
+                        },
+                    );
+                    if let Ok(addr) = act.hub.directory.rep(&p.rep) {
+                        addr.do_send(InSession {
+                            session: prev.id.clone(),
+                            joined: false,
+                        });
+                    }
+                }
+                act.withdraw_invitations(&prev);
+                act.enter_queue(&to);
+                act.hub.metrics.queues.transfers.inc();
+                let queue_name = act.hub.catalog().queue_name(&to);
+                act.push_customer(Event::Transferred { queue_name });
+            },
+        )
+    }
+}
+
+// --- sharing ----------------------------------------------------------------
+
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct Invite {
+    pub rep: RepId,
+    pub to: QueueId,
+}
+
+impl Handler<Invite> for SessionActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: Invite, _: &mut Context<Self>) -> Self::Result {
+        let (rep, to) = (msg.rep, msg.to);
+        let now = now_ms();
+        let target = to.clone();
+        let by = rep.clone();
+        self.change(
+            move |s, hub| {
+                s.require_participant(&rep)?;
+                require_permission(hub, &rep, "share sessions", |p| p.share)?;
+                hub.catalog().check_queue(&target)?;
+                s.invite(&rep, target, now)
+            },
+            move |act, _, _| {
+                act.tell_queue(
+                    &to,
+                    QueueInvite(InvitationSummary {
+                        session: act.session.id.clone(),
+                        display_name: act.session.display_name(),
+                        invited_by: by,
+                        at: now,
+                    }),
+                );
+                act.push_updated();
+            },
+        )
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "AppResult<SessionDetails>")]
+pub struct Join {
+    pub rep: RepId,
+}
+
+impl Handler<Join> for SessionActor {
+    type Result = Reply<SessionDetails>;
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        let rep = msg.rep;
+        let now = now_ms();
+        let who = rep.clone();
+        let mut next = self.session.clone();
+        let joined = {
+            let catalog = self.hub.catalog();
+            next.join(&who, |q| catalog.can_see(&who, q), now)
+        };
+        let used = match joined {
+            Ok(inv) => inv,
+            Err(e) => return fail(e),
+        };
+        self.commit(next, move |act, _, _| {
+            act.tell_queue(
+                &used.queue,
+                Withdraw {
+                    session: act.session.id.clone(),
+                },
+            );
+            if let Ok(addr) = act.hub.directory.rep(&rep) {
+                addr.do_send(InSession {
+                    session: act.session.id.clone(),
+                    joined: true,
+                });
+            }
+            act.push_updated();
+            let name = act.rep_name(&rep);
+            act.push_customer(Event::RepJoined { name });
+            details(&act.session)
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct Leave {
+    pub rep: RepId,
+}
+
+impl Handler<Leave> for SessionActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) -> Self::Result {
+        let rep = msg.rep;
+        let now = now_ms();
+        let who = rep.clone();
+        self.change(
+            move |s, _| s.leave(&who, now).map(|_| ()),
+            move |act, prev, _| {
+                act.hub.push_to_rep(
+                    &rep,
+                    Event::SessionClosed {
+                        session: prev.id.clone(),
+                        reason: "left".into(),
+                    },
+                );
+                if let Ok(addr) = act.hub.directory.rep(&rep) {
+                    addr.do_send(InSession {
+                        session: prev.id.clone(),
+                        joined: false,
+                    });
+                }
+                act.push_updated();
+                let name = act.rep_name(&rep);
+                act.push_customer(Event::RepLeft { name });
+            },
+        )
+    }
+}
+
+// --- end ------------------------------------------------------------------------
+
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct End {
+    pub by: Speaker,
+}
+
+impl Handler<End> for SessionActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: End, _: &mut Context<Self>) -> Self::Result {
+        let by = msg.by;
+        let now = now_ms();
+        let reason = match &by {
+            Speaker::Rep(_) => EndReason::Rep,
+            Speaker::Customer => EndReason::Customer,
+        };
+        let actor = by.actor();
+        let who = by.clone();
+        self.change(
+            move |s, _| {
+                if let Speaker::Rep(r) = &who {
+                    s.require_owner(r)?;
+                }
+                s.end(&actor, reason, now)
+            },
+            move |act, prev, ctx| {
+                if let Some(queue) = prev.waiting_in() {
+                    act.tell_queue(
+                        queue,
+                        QueueLeave {
+                            session: prev.id.clone(),
+                            reason: LeftQueueReason::Ended,
+                        },
+                    );
+                }
+                act.withdraw_invitations(&prev);
+                let reason = match by {
+                    Speaker::Rep(r) => format!("ended by {}", act.rep_name(&r)),
+                    Speaker::Customer => "ended by the customer".to_string(),
+                };
+                for p in &prev.participants {
+                    act.hub.push_to_rep(
+                        &p.rep,
+                        Event::SessionEnded {
+                            session: prev.id.clone(),
+                            reason: reason.clone(),
+                        },
+                    );
+                    if let Ok(addr) = act.hub.directory.rep(&p.rep) {
+                        addr.do_send(InSession {
+                            session: prev.id.clone(),
+                            joined: false,
+                        });
+                    }
+                }
+                act.push_customer(Event::SessionEnded {
+                    session: prev.id.clone(),
+                    reason,
+                });
+                act.finish(ctx);
+            },
+        )
+    }
+}
+
+// --- chat, control, view -----------------------------------------------------------
+
+#[derive(Message)]
+#[rtype(result = "AppResult<ChatLine>")]
+pub struct Chat {
+    pub from: Speaker,
+    pub text: String,
+}
+
+impl Handler<Chat> for SessionActor {
+    type Result = Reply<ChatLine>;
+    fn handle(&mut self, msg: Chat, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = check_text(&msg.text) {
+            return fail(e);
+        }
+        let name = match &msg.from {
+            Speaker::Rep(r) => {
+                if let Err(e) = self.session.require_participant(r) {
+                    return fail(e);
+                }
+                self.rep_name(r)
+            }
+            Speaker::Customer => {
+                if self.session.is_ended() {
+                    return fail(AppError::new(ErrorCode::SessionEnded, "the session has ended"));
+                }
+                self.session.customer.name.clone()
+            }
+        };
+        let line = ChatLine {
+            seq: self.session.chat_lines,
+            at: now_ms(),
+            from: msg.from.actor(),
+            name,
+            text: msg.text,
+        };
+        let hub = self.hub.clone();
+        let key = session_chat_key(&self.session.id, line.seq);
+        let stored = line.clone();
+        AtomicResponse::new(Box::pin(
+            async move { store::save(hub.store.as_ref(), &key, &stored, Expect::Absent).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    res.map_err(AppError::from)?;
+                    act.session.chat_lines += 1;
+                    let event = Event::Chat {
+                        session: act.session.id.clone(),
+                        line: line.clone(),
+                    };
+                    act.push_reps(event.clone());
+                    act.push_customer(event);
+                    Ok(line)
+                }),
+        ))
+    }
+}
+
+/// Lines `from..` of the transcript, for someone allowed to read it.
+#[derive(Message)]
+#[rtype(result = "AppResult<Vec<ChatLine>>")]
+pub struct ChatHistory {
+    pub reader: Speaker,
+}
+
+impl Handler<ChatHistory> for SessionActor {
+    type Result = ResponseFuture<AppResult<Vec<ChatLine>>>;
+    fn handle(&mut self, msg: ChatHistory, _: &mut Context<Self>) -> Self::Result {
+        let allowed = match &msg.reader {
+            Speaker::Rep(r) => self.check_viewer(r),
+            Speaker::Customer => Ok(()),
+        };
+        let hub = self.hub.clone();
+        let id = self.session.id.clone();
+        Box::pin(async move {
+            allowed?;
+            load_chat(&hub, &id).await
+        })
+    }
+}
+
+pub async fn load_chat(hub: &Hub, session: &str) -> AppResult<Vec<ChatLine>> {
+    let lines = store::load_all::<ChatLine>(hub.store.as_ref(), &format!("chat/{session}/")).await?;
+    Ok(lines.into_iter().map(|(_, l, _)| l).collect())
+}
+
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct Control {
+    pub rep: RepId,
+    pub input: String,
+}
+
+impl Handler<Control> for SessionActor {
+    type Result = AppResult<()>;
+    fn handle(&mut self, msg: Control, _: &mut Context<Self>) -> AppResult<()> {
+        self.session.check_control(&msg.rep)?;
+        if msg.input.is_empty() || msg.input.len() > 4096 {
+            return Err(AppError::invalid("a control input is 1 to 4096 bytes"));
+        }
+        self.push_customer(Event::ControlInput { input: msg.input });
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct RequestView {
+    pub rep: RepId,
+}
+
+impl Handler<RequestView> for SessionActor {
+    type Result = AppResult<()>;
+    fn handle(&mut self, msg: RequestView, _: &mut Context<Self>) -> AppResult<()> {
+        self.session.require_participant(&msg.rep)?;
+        let by = self.rep_name(&msg.rep);
+        self.push_customer(Event::ViewRequested { by });
+        Ok(())
+    }
+}
+
+// --- reading ----------------------------------------------------------------------
+
+impl SessionActor {
+    /// A rep may look at a session they are in, one waiting in a queue they
+    /// see, or one they are invited to.
+    fn check_viewer(&self, rep: &str) -> AppResult<()> {
+        let s = &self.session;
+        let catalog = self.hub.catalog();
+        let ok = s.is_participant(rep)
+            || s.waiting_in().is_some_and(|q| catalog.can_see(rep, q))
+            || s.invitations.iter().any(|i| catalog.can_see(rep, &i.queue));
+        if ok {
+            Ok(())
+        } else {
+            Err(AppError::new(
+                ErrorCode::NotYourSession,
+                format!("session {} is not in any of your queues", s.id),
+            ))
+        }
+    }
+}
+
+/// The session's details. `viewer` is `None` for the admin API.
+#[derive(Message)]
+#[rtype(result = "AppResult<SessionDetails>")]
+pub struct Details {
+    pub viewer: Option<RepId>,
+}
+
+impl Handler<Details> for SessionActor {
+    type Result = AppResult<SessionDetails>;
+    fn handle(&mut self, msg: Details, _: &mut Context<Self>) -> Self::Result {
+        if let Some(rep) = &msg.viewer {
+            self.check_viewer(rep)?;
+        }
+        Ok(details(&self.session))
+    }
+}
+
+// --- the customer's connection ------------------------------------------------------
+
+#[derive(Message)]
+#[rtype(result = "CustomerAttached")]
+pub struct AttachCustomer {
+    pub conn: ConnHandle,
+    pub token: String,
+    pub resume: Option<ResumeFrom>,
+}
+
+#[derive(MessageResponse)]
+pub struct CustomerAttached {
+    pub view: CustomerView,
+    pub resume: Resume<Event>,
+}
+
+impl Handler<AttachCustomer> for SessionActor {
+    type Result = CustomerAttached;
+    fn handle(&mut self, msg: AttachCustomer, _: &mut Context<Self>) -> CustomerAttached {
+        let resume = match &msg.resume {
+            Some(r) => self.customer.resume(&r.stream, r.after),
+            None => Resume::Replay(Vec::new()),
+        };
+        self.customer_conns.push(msg.conn);
+        CustomerAttached {
+            view: self.customer_view(msg.token),
+            resume,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DetachCustomer {
+    pub conn: u64,
+}
+
+impl Handler<DetachCustomer> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: DetachCustomer, _: &mut Context<Self>) {
+        self.customer_conns.retain(|c| c.id != msg.conn);
+    }
+}
+
+/// From the queue: the customer's place changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PositionChanged {
+    pub queue_name: String,
+    pub position: usize,
+    pub estimated_wait_secs: Option<u64>,
+}
+
+impl Handler<PositionChanged> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: PositionChanged, _: &mut Context<Self>) {
+        if self.session.waiting_in().is_none() {
+            return;
+        }
+        self.position = Some((msg.queue_name.clone(), msg.position, msg.estimated_wait_secs));
+        self.push_customer(Event::QueuePosition {
+            queue_name: msg.queue_name,
+            position: msg.position,
+            estimated_wait_secs: msg.estimated_wait_secs,
+        });
+    }
+}
+
+// --- starting a session -------------------------------------------------------------
+
+/// What a customer sends to start a session.
+pub struct StartRequest {
+    pub entry: Entry,
+    pub name: String,
+    pub company: String,
+    pub description: String,
+    pub client: ClientKind,
+}
+
+const MAX_NAME: usize = 200;
+const MAX_DESCRIPTION: usize = 4000;
+
+fn check_customer_text(r: &StartRequest) -> AppResult<()> {
+    if r.name.trim().is_empty() {
+        return Err(AppError::invalid("please give your name"));
+    }
+    if r.name.len() > MAX_NAME || r.company.len() > MAX_NAME {
+        return Err(AppError::invalid(format!("name and company are at most {MAX_NAME} bytes")));
+    }
+    if r.description.len() > MAX_DESCRIPTION {
+        return Err(AppError::invalid(format!("the description is at most {MAX_DESCRIPTION} bytes")));
+    }
+    Ok(())
+}
+
+/// Where an entry leads: (queue, path, browser flag, issue type, detail).
+fn resolve(hub: &Hub, entry: &Entry) -> AppResult<(QueueId, EntryPath, bool, Option<IssueTypeId>, String)> {
+    let catalog = hub.catalog();
+    match entry {
+        Entry::SessionKey { .. } => unreachable!("session keys are resolved against the store"),
+        Entry::Rep { rep } => {
+            let r = catalog.rep(rep)?;
+            if !r.public || !hub.is_online(rep) {
+                return Err(AppError::new(
+                    ErrorCode::RepUnavailable,
+                    format!("{} is not available right now", r.display_name),
+                ));
+            }
+            Ok((QueueId::rep(rep), EntryPath::RepChoice, false, None, format!(" (chose {rep})")))
+        }
+        Entry::SupportButton { button } => {
+            let b = catalog
+                .buttons
+                .get(button)
+                .ok_or_else(|| AppError::not_found("support button", button))?;
+            Ok((b.queue.clone(), EntryPath::SupportButton, false, None, format!(" ({button})")))
+        }
+        Entry::IssueForm { issue_type } => {
+            let it = catalog
+                .issue_types
+                .get(issue_type)
+                .ok_or_else(|| AppError::not_found("issue type", issue_type))?;
+            Ok((
+                QueueId::team(it.team.clone()),
+                EntryPath::IssueForm,
+                false,
+                Some(it.id.clone()),
+                format!(" ({})", it.name),
+            ))
+        }
+        Entry::HelpLink { link } => {
+            let l = catalog
+                .help_links
+                .get(link)
+                .ok_or_else(|| AppError::not_found("help link", link))?;
+            Ok((l.queue.clone(), EntryPath::BrowserLink, true, None, format!(" ({link})")))
+        }
+    }
+}
+
+/// Uses up a session key for `session`; answers the rep's queue.
+async fn use_key(hub: &Hub, typed: &str, session: &str) -> AppResult<QueueId> {
+    let key = normalise(typed);
+    if key.is_empty() || key.len() > 64 {
+        return Err(AppError::new(ErrorCode::KeyUnknown, "that session key is not known"));
+    }
+    let rkey = key_record_key(&key);
+    let (mut record, revision) = store::load::<SessionKey>(hub.store.as_ref(), &rkey)
+        .await?
+        .ok_or_else(|| AppError::new(ErrorCode::KeyUnknown, "that session key is not known"))?;
+    record.check_usable(now_ms())?;
+    record.used_by = Some(session.to_string());
+    match store::save(hub.store.as_ref(), &rkey, &record, Expect::Revision(revision)).await {
+        Ok(_) => Ok(QueueId::rep(record.rep)),
+        // Someone else used it between our read and write.
+        Err(crate::store::StoreError::Conflict { .. }) => {
+            Err(AppError::new(ErrorCode::KeyUsed, "this session key has already been used"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Starts a session: resolves the entry to a queue, stores the session and
+/// the customer's resume token, starts its actor and puts it in the queue.
+/// Answers the actor, the customer's token and the queue position.
+pub async fn start(
+    hub: &Arc<Hub>,
+    req: StartRequest,
+) -> AppResult<(Addr<SessionActor>, String, (usize, Option<u64>))> {
+    check_customer_text(&req)?;
+    let id = random_id();
+    let (queue, path, browser, issue_type, detail) = match &req.entry {
+        Entry::SessionKey { key } => (use_key(hub, key, &id).await?, EntryPath::SessionKey, false, None, String::new()),
+        other => resolve(hub, other)?,
+    };
+    hub.catalog().check_queue(&queue)?;
+    let token = random_token();
+    let session = Session::new(
+        NewSession {
+            id: id.clone(),
+            customer: Customer {
+                name: req.name.trim().to_string(),
+                company: req.company,
+                description: req.description,
+                issue_type,
+                client: req.client,
+            },
+            entry: path,
+            browser,
+            queue: queue.clone(),
+            order: hub.next_order(),
+            customer_token_hash: hash_secret(&token),
+            detail,
+        },
+        now_ms(),
+    );
+    store::save(
+        hub.store.as_ref(),
+        &customer_token_key(&token),
+        &CustomerToken { session: id.clone() },
+        Expect::Absent,
+    )
+    .await?;
+    let revision = store::save(hub.store.as_ref(), &session_key(&id), &session, Expect::Absent).await?;
+    let summary = SessionSummary::of(&session);
+    let addr = SessionActor::new(hub.clone(), session, revision).start();
+    hub.directory.add_session(id, addr.clone());
+    hub.metrics.queues.entered.with_label_values(&[path.as_str()]).inc();
+    let position = hub
+        .directory
+        .queue(&queue)?
+        .send(Enter { summary, alert: true })
+        .await?;
+    Ok((addr, token, position))
+}

@@ -1,0 +1,365 @@
+//! Changing the catalog: loading it at start, seeding the demo on first
+//! start, and the admin API's writes. Each write is validated against the
+//! whole catalog, stored, then applied in memory, and the actors of new reps
+//! and teams are started.
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::actors::{supervisor, Hub};
+use crate::auth::hash_password;
+use crate::config::Seed;
+use crate::domain::catalog::*;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::store::{self, Expect, Record, Store};
+
+/// The kinds of catalog entry, each with its store prefix and REST path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Rep,
+    Team,
+    IssueType,
+    Portal,
+    SupportButton,
+    HelpLink,
+}
+
+impl Kind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::Rep => "catalog/rep/",
+            Kind::Team => "catalog/team/",
+            Kind::IssueType => "catalog/issue_type/",
+            Kind::Portal => "catalog/portal/",
+            Kind::SupportButton => "catalog/support_button/",
+            Kind::HelpLink => "catalog/help_link/",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Rep => "rep",
+            Kind::Team => "team",
+            Kind::IssueType => "issue type",
+            Kind::Portal => "portal",
+            Kind::SupportButton => "support button",
+            Kind::HelpLink => "help link",
+        }
+    }
+}
+
+async fn load_kind<T: Record>(store: &dyn Store, kind: Kind) -> AppResult<Vec<T>> {
+    Ok(store::load_all::<T>(store, kind.prefix())
+        .await?
+        .into_iter()
+        .map(|(_, v, _)| v)
+        .collect())
+}
+
+pub async fn load_catalog(store: &dyn Store) -> AppResult<Catalog> {
+    let mut c = Catalog::default();
+    for t in load_kind::<Team>(store, Kind::Team).await? {
+        c.teams.insert(t.id.clone(), t);
+    }
+    for r in load_kind::<Rep>(store, Kind::Rep).await? {
+        c.reps.insert(r.id.clone(), r);
+    }
+    for i in load_kind::<IssueType>(store, Kind::IssueType).await? {
+        c.issue_types.insert(i.id.clone(), i);
+    }
+    for p in load_kind::<Portal>(store, Kind::Portal).await? {
+        c.portals.insert(p.id.clone(), p);
+    }
+    for b in load_kind::<SupportButton>(store, Kind::SupportButton).await? {
+        c.buttons.insert(b.id.clone(), b);
+    }
+    for l in load_kind::<HelpLink>(store, Kind::HelpLink).await? {
+        c.help_links.insert(l.id.clone(), l);
+    }
+    Ok(c)
+}
+
+/// Writes the seed into an empty catalog. Returns whether it did.
+pub async fn seed_if_empty(store: &dyn Store, seed: &Seed) -> AppResult<bool> {
+    let existing = load_catalog(store).await?;
+    if !existing.teams.is_empty() || !existing.reps.is_empty() {
+        return Ok(false);
+    }
+    let mut c = Catalog::default();
+    for t in &seed.teams {
+        let team = Team {
+            id: t.id.clone(),
+            name: t.name.clone(),
+        };
+        crate::domain::ids::check_admin_id("team", &team.id)?;
+        put(store, Kind::Team, &team.id, &team).await?;
+        c.teams.insert(team.id.clone(), team);
+    }
+    for r in &seed.reps {
+        let rep = Rep {
+            id: r.id.clone(),
+            display_name: r.display_name.clone(),
+            username: r.username.clone(),
+            password_hash: hash_password(&r.password)?,
+            teams: r.teams.clone(),
+            permissions: r.permissions.clone(),
+            public: r.public,
+        };
+        c.validate_rep(&rep)?;
+        put(store, Kind::Rep, &rep.id, &rep).await?;
+        c.reps.insert(rep.id.clone(), rep);
+    }
+    for i in &seed.issue_types {
+        let it = IssueType {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            team: i.team.clone(),
+        };
+        c.validate_issue_type(&it)?;
+        put(store, Kind::IssueType, &it.id, &it).await?;
+        c.issue_types.insert(it.id.clone(), it);
+    }
+    for p in &seed.portals {
+        let portal = Portal {
+            id: p.id.clone(),
+            name: p.name.clone(),
+        };
+        crate::domain::ids::check_admin_id("portal", &portal.id)?;
+        put(store, Kind::Portal, &portal.id, &portal).await?;
+    }
+    for b in &seed.support_buttons {
+        c.validate_queue_target("support button", &b.id, &b.queue)?;
+        let button = SupportButton {
+            id: b.id.clone(),
+            name: b.name.clone(),
+            queue: b.queue.clone(),
+        };
+        put(store, Kind::SupportButton, &button.id, &button).await?;
+    }
+    for l in &seed.help_links {
+        c.validate_queue_target("help link", &l.id, &l.queue)?;
+        let link = HelpLink {
+            id: l.id.clone(),
+            name: l.name.clone(),
+            queue: l.queue.clone(),
+        };
+        put(store, Kind::HelpLink, &link.id, &link).await?;
+    }
+    Ok(true)
+}
+
+async fn put<T: Record>(store: &dyn Store, kind: Kind, id: &str, value: &T) -> AppResult<()> {
+    store::save(store, &format!("{}{id}", kind.prefix()), value, Expect::Any).await?;
+    Ok(())
+}
+
+/// A rep as the admin API takes it: the password in clear, optional on
+/// update (the old hash stays).
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+pub struct RepInput {
+    pub username: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default)]
+    pub permissions: Permissions,
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// A rep as the admin API shows it: never the password hash.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RepOutput {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub teams: Vec<String>,
+    pub permissions: Permissions,
+    pub public: bool,
+}
+
+impl From<&Rep> for RepOutput {
+    fn from(r: &Rep) -> Self {
+        RepOutput {
+            id: r.id.clone(),
+            username: r.username.clone(),
+            display_name: r.display_name.clone(),
+            teams: r.teams.clone(),
+            permissions: r.permissions.clone(),
+            public: r.public,
+        }
+    }
+}
+
+pub async fn put_rep(hub: &Arc<Hub>, id: &str, input: RepInput) -> AppResult<RepOutput> {
+    let existing = hub.catalog().reps.get(id).cloned();
+    let password_hash = match (&input.password, &existing) {
+        (Some(p), _) => hash_password(p)?,
+        (None, Some(old)) => old.password_hash.clone(),
+        (None, None) => return Err(AppError::invalid("a new rep needs a password")),
+    };
+    let rep = Rep {
+        id: id.to_string(),
+        username: input.username,
+        display_name: input.display_name,
+        password_hash,
+        teams: input.teams,
+        permissions: input.permissions,
+        public: input.public,
+    };
+    if rep.display_name.trim().is_empty() {
+        return Err(AppError::invalid("a rep needs a display_name"));
+    }
+    hub.catalog().validate_rep(&rep)?;
+    put(hub.store.as_ref(), Kind::Rep, id, &rep).await?;
+    let out = RepOutput::from(&rep);
+    hub.catalog_mut().reps.insert(id.to_string(), rep);
+    supervisor::ensure_actors(hub).await?;
+    Ok(out)
+}
+
+/// Creates or replaces a team, issue type, portal, button or help link.
+pub async fn put_entry<T>(hub: &Arc<Hub>, kind: Kind, id: &str, value: T) -> AppResult<T>
+where
+    T: Record + Clone + HasId,
+{
+    if value.id() != id {
+        return Err(AppError::invalid(format!(
+            "the body's id '{}' differs from the path's '{id}'",
+            value.id()
+        )));
+    }
+    value.validate(&hub.catalog())?;
+    put(hub.store.as_ref(), kind, id, &value).await?;
+    value.clone().insert(&mut hub.catalog_mut());
+    supervisor::ensure_actors(hub).await?;
+    Ok(value)
+}
+
+/// Deletes a catalog entry that nothing else refers to.
+pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()> {
+    {
+        let c = hub.catalog();
+        let exists = match kind {
+            Kind::Rep => c.reps.contains_key(id),
+            Kind::Team => c.teams.contains_key(id),
+            Kind::IssueType => c.issue_types.contains_key(id),
+            Kind::Portal => c.portals.contains_key(id),
+            Kind::SupportButton => c.buttons.contains_key(id),
+            Kind::HelpLink => c.help_links.contains_key(id),
+        };
+        if !exists {
+            return Err(AppError::not_found(kind.noun(), id));
+        }
+        if kind == Kind::Team {
+            let used = c.reps.values().any(|r| r.teams.iter().any(|t| t == id))
+                || c.issue_types.values().any(|i| i.team == id)
+                || c.buttons.values().any(|b| b.queue == crate::domain::ids::QueueId::team(id))
+                || c.help_links.values().any(|l| l.queue == crate::domain::ids::QueueId::team(id));
+            if used {
+                return Err(AppError::new(
+                    ErrorCode::Conflict,
+                    format!("team '{id}' still has reps, issue types, buttons or links: remove those first"),
+                ));
+            }
+        }
+    }
+    hub.store
+        .delete(&format!("{}{id}", kind.prefix()), Expect::Any)
+        .await?;
+    let mut c = hub.catalog_mut();
+    match kind {
+        Kind::Rep => {
+            c.reps.remove(id);
+        }
+        Kind::Team => {
+            c.teams.remove(id);
+        }
+        Kind::IssueType => {
+            c.issue_types.remove(id);
+        }
+        Kind::Portal => {
+            c.portals.remove(id);
+        }
+        Kind::SupportButton => {
+            c.buttons.remove(id);
+        }
+        Kind::HelpLink => {
+            c.help_links.remove(id);
+        }
+    }
+    Ok(())
+}
+
+/// Catalog entries other than reps share one write path.
+pub trait HasId: Serialize + DeserializeOwned {
+    fn id(&self) -> &str;
+    fn validate(&self, c: &Catalog) -> AppResult<()>;
+    fn insert(self, c: &mut Catalog);
+}
+
+impl HasId for Team {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn validate(&self, _: &Catalog) -> AppResult<()> {
+        crate::domain::ids::check_admin_id("team", &self.id)?;
+        if self.name.trim().is_empty() {
+            return Err(AppError::invalid("a team needs a name"));
+        }
+        Ok(())
+    }
+    fn insert(self, c: &mut Catalog) {
+        c.teams.insert(self.id.clone(), self);
+    }
+}
+
+impl HasId for IssueType {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn validate(&self, c: &Catalog) -> AppResult<()> {
+        c.validate_issue_type(self)
+    }
+    fn insert(self, c: &mut Catalog) {
+        c.issue_types.insert(self.id.clone(), self);
+    }
+}
+
+impl HasId for Portal {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn validate(&self, _: &Catalog) -> AppResult<()> {
+        crate::domain::ids::check_admin_id("portal", &self.id)
+    }
+    fn insert(self, c: &mut Catalog) {
+        c.portals.insert(self.id.clone(), self);
+    }
+}
+
+impl HasId for SupportButton {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn validate(&self, c: &Catalog) -> AppResult<()> {
+        c.validate_queue_target("support button", &self.id, &self.queue)
+    }
+    fn insert(self, c: &mut Catalog) {
+        c.buttons.insert(self.id.clone(), self);
+    }
+}
+
+impl HasId for HelpLink {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn validate(&self, c: &Catalog) -> AppResult<()> {
+        c.validate_queue_target("help link", &self.id, &self.queue)
+    }
+    fn insert(self, c: &mut Catalog) {
+        c.help_links.insert(self.id.clone(), self);
+    }
+}

@@ -1,0 +1,169 @@
+//! Building and running one Switchboard node.
+//!
+//! [`Application::build`] does the start-up sequence, logging each step:
+//! open the store, load (or seed) the catalog, rebuild every actor from the
+//! store, bind the listener (port 0 picks a free one: tests read the real
+//! port back). [`Application::shutdown`] is the ordered stop, driven by one
+//! cancel signal: tell clients to go, stop accepting, drain, flush.
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::{dev::Server, dev::ServerHandle, web, App, HttpServer};
+use tokio_util::sync::CancellationToken;
+
+use crate::actors::supervisor::{self, Supervisor};
+use crate::actors::Hub;
+use crate::admin;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::store::{SharedStore, SledStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store: {0}")]
+    Store(String),
+    #[error("cannot load the catalog: {0}")]
+    Catalog(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: ServerHandle,
+    hub: Arc<Hub>,
+}
+
+/// How long in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+impl Application {
+    /// Must run inside an actix system (`#[actix_web::main]`,
+    /// `#[actix_web::test]`): the actors live on its arbiter.
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        std::fs::create_dir_all(&settings.store.data_dir)
+            .map_err(|e| StartError::Store(format!("{}: {e}", settings.store.data_dir.display())))?;
+        let store: SharedStore = Arc::new(
+            SledStore::open(&settings.store.data_dir, metrics.store.clone()).map_err(|e| StartError::Store(e.to_string()))?,
+        );
+        tracing::info!(dir = %settings.store.data_dir.display(), backend = store.backend(), "store open");
+
+        if admin::seed_if_empty(store.as_ref(), &settings.seed)
+            .await
+            .map_err(|e| StartError::Catalog(e.to_string()))?
+        {
+            tracing::info!("empty store: catalog seeded from the configuration");
+        }
+        let catalog = admin::load_catalog(store.as_ref())
+            .await
+            .map_err(|e| StartError::Catalog(e.to_string()))?;
+        tracing::info!(
+            reps = catalog.reps.len(),
+            teams = catalog.teams.len(),
+            issue_types = catalog.issue_types.len(),
+            "catalog loaded"
+        );
+
+        let hub = Arc::new(Hub::new(
+            store,
+            metrics.clone(),
+            settings.server.clone(),
+            catalog,
+            CancellationToken::new(),
+        ));
+        let rebuilt = supervisor::rebuild(&hub)
+            .await
+            .map_err(|e| StartError::Catalog(e.to_string()))?;
+        tracing::info!(waiting = rebuilt.waiting, active = rebuilt.active, "sessions restored");
+        Supervisor::new(hub.clone()).start();
+
+        let listener = TcpListener::bind(&settings.server.listen).map_err(|source| StartError::Bind {
+            addr: settings.server.listen.clone(),
+            source,
+        })?;
+        let port = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.server.listen.clone(),
+            source,
+        })?.port();
+        let data = web::Data::new(hub.clone());
+        let json_cfg = web::JsonConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|e, _| crate::http::json_error(e));
+        let path_cfg = web::PathConfig::default().error_handler(|e, _| crate::http::json_error(e));
+        let query_cfg = web::QueryConfig::default().error_handler(|e, _| crate::http::json_error(e));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(json_cfg.clone())
+                .app_data(path_cfg.clone())
+                .app_data(query_cfg.clone())
+                .configure(crate::http::routes)
+        })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartError::Bind {
+                addr: settings.server.listen.clone(),
+                source,
+            })?
+            .run();
+        let handle = server.handle();
+        metrics.up.set(1);
+        tracing::info!(port, "listening");
+        Ok(Application { port, server, handle, hub })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// A handle that stops the server in order; see [`Stopper::stop`].
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            hub: self.hub.clone(),
+            handle: self.handle.clone(),
+        }
+    }
+
+    /// Serves until stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+#[derive(Clone)]
+pub struct Stopper {
+    hub: Arc<Hub>,
+    handle: ServerHandle,
+}
+
+impl Stopper {
+    /// The ordered shutdown: every connection is told to reconnect and
+    /// closed, the listener stops, in-flight requests finish, and the store
+    /// is flushed. Every acknowledged write was already durable; the flush
+    /// is belt and braces.
+    pub async fn stop(&self) {
+        tracing::info!("shutting down: telling clients to reconnect");
+        self.hub.metrics.up.set(0);
+        self.hub.shutdown.cancel();
+        // Give connection loops a moment to send their goodbye frames.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.handle.stop(true).await;
+        if let Err(e) = self.hub.store.flush().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,57 @@
+//! The server binary: configuration, logging, signals. Everything else is
+//! in the library.
+use clap::Parser;
+use switchboard::config::{Flags, Settings};
+use switchboard::Application;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(settings: &Settings) {
+    let filter = EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[actix_web::main]
+async fn main() {
+    let settings = match Settings::load(Flags::parse()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&settings);
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            eprintln!("switchboard: {e}");
+            std::process::exit(1);
+        }
+    };
+    // Tests and scripts read the real port from this line.
+    println!("switchboard listening on port {}", app.port());
+    let stopper = app.stopper();
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        stopper.stop().await;
+    });
+    if let Err(e) = app.run_until_stopped().await {
+        tracing::error!("server error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("can install a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}

@@ -1,0 +1,341 @@
+//! Typed configuration, in layers: built-in defaults, then the TOML file,
+//! then `SWITCHBOARD_*` environment variables, then command-line flags.
+//! [`Settings::validate`] runs at start; a bad value stops the server with a
+//! message naming the key. docs/configuration.md lists every key.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::catalog::Permissions;
+use crate::domain::ids::QueueId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key '{key}' is invalid: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub log: LogSettings,
+    /// The catalog written on first start, when the store has no teams or
+    /// reps yet.
+    pub seed: Seed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address for HTTP and WebSocket. Port 0 picks a free port.
+    pub listen: String,
+    /// The base URL customers reach the server at (portal links).
+    pub public_url: String,
+    /// actix-web worker threads (0: one per core).
+    pub workers: usize,
+    /// Largest WebSocket frame read, in bytes.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one connection before it counts as a slow
+    /// consumer and is closed.
+    pub outbound_queue: usize,
+    /// Recent events kept per rep or customer for replay on reconnect.
+    pub replay_events: usize,
+    /// Interval of WebSocket pings, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A connection silent (no pong, no frame) this long is closed, in ms.
+    pub client_timeout_ms: u64,
+    /// How long a client has to send `hello` after connecting, in ms.
+    pub hello_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Where sled keeps its files.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (human-readable) or `json`.
+    pub format: String,
+    /// A tracing filter, such as `info` or `switchboard=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Seed {
+    pub teams: Vec<SeedTeam>,
+    pub reps: Vec<SeedRep>,
+    pub issue_types: Vec<SeedIssueType>,
+    pub portals: Vec<SeedNamed>,
+    pub support_buttons: Vec<SeedTarget>,
+    pub help_links: Vec<SeedTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedTeam {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedRep {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    /// Plain text here; only its argon2 hash is stored.
+    pub password: String,
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default)]
+    pub permissions: Permissions,
+    #[serde(default)]
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedIssueType {
+    pub id: String,
+    pub name: String,
+    pub team: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedNamed {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedTarget {
+    pub id: String,
+    pub name: String,
+    pub queue: QueueId,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: ServerSettings::default(),
+            store: StoreSettings::default(),
+            log: LogSettings::default(),
+            seed: Seed::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            workers: 0,
+            max_frame_bytes: 64 * 1024,
+            outbound_queue: 1024,
+            replay_events: 1024,
+            heartbeat_ms: 5_000,
+            client_timeout_ms: 15_000,
+            hello_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Command-line flags; each also reads a `SWITCHBOARD_*` variable. A flag
+/// beats its variable, which beats the file.
+#[derive(Debug, Parser, Default)]
+#[command(name = "switchboard", version, about = "Switchboard support-session server")]
+pub struct Flags {
+    /// TOML configuration file.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", default_value = "config/default.toml")]
+    pub config: PathBuf,
+    /// server.listen: address for HTTP and WebSocket.
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    pub listen: Option<String>,
+    /// server.public_url: base URL for portal links.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// server.workers: HTTP worker threads (0 = one per core).
+    #[arg(long, env = "SWITCHBOARD_WORKERS")]
+    pub workers: Option<usize>,
+    /// server.heartbeat_ms: WebSocket ping interval.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// server.client_timeout_ms: close connections silent this long.
+    #[arg(long, env = "SWITCHBOARD_CLIENT_TIMEOUT_MS")]
+    pub client_timeout_ms: Option<u64>,
+    /// store.data_dir: where sled keeps its files.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// log.format: text or json.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// log.level: a tracing filter such as info or switchboard=debug.
+    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl Settings {
+    /// Reads a file layer (a missing default file means built-in defaults).
+    pub fn from_file(path: &Path, must_exist: bool) -> Result<Settings, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(Settings::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// All layers: file, environment and flags.
+    pub fn load(flags: Flags) -> Result<Settings, ConfigError> {
+        let explicit = std::env::var_os("SWITCHBOARD_CONFIG").is_some()
+            || std::env::args().any(|a| a == "--config" || a.starts_with("--config="));
+        let mut s = Settings::from_file(&flags.config, explicit)?;
+        s.apply(flags);
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn apply(&mut self, f: Flags) {
+        if let Some(v) = f.listen {
+            self.server.listen = v;
+        }
+        if let Some(v) = f.public_url {
+            self.server.public_url = v;
+        }
+        if let Some(v) = f.workers {
+            self.server.workers = v;
+        }
+        if let Some(v) = f.heartbeat_ms {
+            self.server.heartbeat_ms = v;
+        }
+        if let Some(v) = f.client_timeout_ms {
+            self.server.client_timeout_ms = v;
+        }
+        if let Some(v) = f.data_dir {
+            self.store.data_dir = v;
+        }
+        if let Some(v) = f.log_format {
+            self.log.format = v;
+        }
+        if let Some(v) = f.log_level {
+            self.log.level = v;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return bad("server.listen", "must be an IP address and port, such as 127.0.0.1:8080");
+        }
+        if !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://")) {
+            return bad("server.public_url", "must start with http:// or https://");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.server.max_frame_bytes) {
+            return bad("server.max_frame_bytes", "must be between 1024 and 16777216");
+        }
+        if !(8..=1_000_000).contains(&self.server.outbound_queue) {
+            return bad("server.outbound_queue", "must be between 8 and 1000000");
+        }
+        if !(16..=1_000_000).contains(&self.server.replay_events) {
+            return bad("server.replay_events", "must be between 16 and 1000000");
+        }
+        if self.server.heartbeat_ms < 10 {
+            return bad("server.heartbeat_ms", "must be at least 10");
+        }
+        if self.server.client_timeout_ms <= self.server.heartbeat_ms {
+            return bad("server.client_timeout_ms", "must be greater than server.heartbeat_ms");
+        }
+        if self.server.hello_timeout_ms < 10 {
+            return bad("server.hello_timeout_ms", "must be at least 10");
+        }
+        if self.store.data_dir.as_os_str().is_empty() {
+            return bad("store.data_dir", "must not be empty");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad("log.format", "must be 'text' or 'json'");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad("log.level", "must be a tracing filter such as 'info' or 'switchboard=debug'");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_demo_config_is_valid() {
+        let s = Settings::from_file(Path::new("config/default.toml"), true).unwrap();
+        s.validate().unwrap();
+        assert!(s.seed.teams.len() >= 2, "the demo has teams to try");
+        assert!(!s.seed.reps.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut s = Settings::default();
+        s.server.listen = "here".into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let mut s = Settings::default();
+        s.log.format = "xml".into();
+        assert!(s.validate().unwrap_err().to_string().contains("log.format"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = toml::from_str::<Settings>("[server]\nlisten_port = 3\n").unwrap_err().to_string();
+        assert!(e.contains("listen_port"), "{e}");
+    }
+}

@@ -1,0 +1,96 @@
+//! Customers: start a session, or resume one after a dropped connection.
+use super::super::{Answer, Connection, Phase};
+use crate::actors::session::{self, AttachCustomer};
+use crate::auth::{customer_token_key, CustomerToken};
+use crate::domain::ids::{ClientKind, Role};
+use crate::domain::outbox::Resume;
+use crate::error::{AppError, ErrorCode};
+use crate::protocol::{Entry, Reply, ResumeFrom, ServerFrame, Snapshot};
+use crate::store;
+
+fn client(conn: &Connection) -> ClientKind {
+    match &conn.phase {
+        Phase::Greeted { client, .. } => *client,
+        _ => ClientKind::Desktop,
+    }
+}
+
+pub async fn start(conn: &mut Connection, entry: Entry, name: String, company: String, description: String) -> Answer {
+    let hub = conn.hub.clone();
+    let client = client(conn);
+    let (addr, token, _) = session::start(
+        &hub,
+        session::StartRequest {
+            entry,
+            name,
+            company,
+            description,
+            client,
+        },
+    )
+    .await?;
+    attach(conn, addr, token, None, client).await
+}
+
+pub async fn resume(conn: &mut Connection, token: String, resume: Option<ResumeFrom>) -> Answer {
+    let hub = conn.hub.clone();
+    let invalid = || AppError::new(ErrorCode::InvalidToken, "that session token is unknown or its session has ended");
+    if token.is_empty() || token.len() > 256 {
+        return Err(invalid());
+    }
+    let (t, _) = store::load::<CustomerToken>(hub.store.as_ref(), &customer_token_key(&token))
+        .await?
+        .ok_or_else(invalid)?;
+    let addr = hub.directory.session(&t.session).map_err(|_| invalid())?;
+    let client = client(conn);
+    attach(conn, addr, token, resume, client).await
+}
+
+async fn attach(
+    conn: &mut Connection,
+    addr: actix::Addr<session::SessionActor>,
+    token: String,
+    resume: Option<ResumeFrom>,
+    client: ClientKind,
+) -> Answer {
+    let hub = conn.hub.clone();
+    let (handle, rx) = hub.new_connection();
+    let attached = addr
+        .send(AttachCustomer {
+            conn: handle.clone(),
+            token,
+            resume,
+        })
+        .await?;
+    let view = attached.view;
+    conn.outbound = Some(rx);
+    conn.phase = Phase::Customer {
+        session: view.session.clone(),
+        client,
+        conn: handle,
+    };
+    conn.count(Some((Role::Customer, client)));
+    match attached.resume {
+        Resume::Replay(events) => {
+            for (seq, event) in events {
+                conn.pending.push(ServerFrame::Event {
+                    stream: view.stream.clone(),
+                    seq,
+                    event,
+                });
+            }
+        }
+        Resume::Snapshot => {
+            let chat = session::load_chat(&hub, &view.session).await?;
+            conn.pending.push(ServerFrame::Snapshot {
+                stream: view.stream.clone(),
+                seq: view.seq,
+                snapshot: Snapshot::Customer {
+                    view: view.clone(),
+                    chat,
+                },
+            });
+        }
+    }
+    Ok(Reply::SessionStarted(view))
+}

@@ -1,0 +1,322 @@
+//! One client connection: a struct with a run loop.
+//!
+//! The loop races four things: a frame from the client, a frame queued for
+//! the client by an actor, the heartbeat tick, and shutdown. Requests are
+//! handled one at a time, in order, so replies come back in request order.
+//!
+//! Why actix-ws and not actix-web-actors: with actix-web-actors every frame
+//! an actor writes goes into an unbounded buffer, so one slow client can
+//! grow the server's memory without limit. Here the actors write into a
+//! bounded queue per connection ([`ConnHandle`]), and this loop moves frames
+//! to the socket only as fast as the client reads them (actix-ws's session
+//! waits when its own small buffer is full). A client that falls a whole
+//! queue behind is closed and resumes from its last event number.
+mod commands;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::actors::{ConnHandle, Hub, Outgoing};
+use crate::domain::ids::{ClientKind, RepId, Role, SessionId};
+use crate::error::{AppError, ErrorCode};
+use crate::protocol::{decode_request, encode_frame, Encoding, Reply, Request, RequestBody, ServerFrame};
+
+/// Frames larger than this are not even read: the connection is closed
+/// with 1009 (message too big). Frames between `max_frame_bytes` and this
+/// are read and answered with `frame_too_large`, and the connection stays.
+pub fn hard_frame_limit(max_frame_bytes: usize) -> usize {
+    (max_frame_bytes * 4).max(1024 * 1024)
+}
+
+/// Where the conversation stands.
+pub enum Phase {
+    /// Nothing yet: `hello` must come first.
+    New,
+    /// Said hello; a rep must log in, a customer start or resume a session.
+    Greeted { role: Role, client: ClientKind },
+    /// A logged-in rep.
+    Rep {
+        rep: RepId,
+        client: ClientKind,
+        token: String,
+        conn: ConnHandle,
+    },
+    /// A customer in a session.
+    Customer {
+        session: SessionId,
+        client: ClientKind,
+        conn: ConnHandle,
+    },
+}
+
+pub struct Connection {
+    hub: Arc<Hub>,
+    ws: actix_ws::Session,
+    encoding: Encoding,
+    phase: Phase,
+    outbound: Option<mpsc::Receiver<Outgoing>>,
+    last_heard: Instant,
+    opened: Instant,
+    /// Label values of the connected-clients gauge this connection counts in.
+    counted: Option<(Role, ClientKind)>,
+    /// Frames that must follow the current reply (a replay or snapshot
+    /// after login or resume).
+    pending: Vec<ServerFrame>,
+}
+
+/// What a request handler answers.
+pub type Answer = Result<Reply, AppError>;
+
+impl Connection {
+    pub fn new(hub: Arc<Hub>, ws: actix_ws::Session) -> Self {
+        Connection {
+            hub,
+            ws,
+            encoding: Encoding::MessagePack,
+            phase: Phase::New,
+            outbound: None,
+            last_heard: Instant::now(),
+            opened: Instant::now(),
+            counted: None,
+            pending: Vec::new(),
+        }
+    }
+
+    pub async fn run(mut self, stream: actix_ws::MessageStream) {
+        let max = self.hub.settings.max_frame_bytes;
+        let hard = hard_frame_limit(max);
+        let mut stream = stream.max_frame_size(hard).aggregate_continuations().max_continuation_size(hard);
+        let mut heartbeat = tokio::time::interval(Duration::from_millis(self.hub.settings.heartbeat_ms));
+        let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
+        let hello_timeout = Duration::from_millis(self.hub.settings.hello_timeout_ms);
+        let shutdown = self.hub.shutdown.clone();
+        let close = loop {
+            let kill = self.kill_token();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.send(&ServerFrame::Goodbye { reason: "the server is shutting down: reconnect and resume".into() }).await;
+                    break Some(CloseReason { code: CloseCode::Restart, description: Some("server shutting down".into()) });
+                }
+                _ = killed(kill) => {
+                    break Some(CloseReason { code: CloseCode::Policy, description: Some("too slow: outbound queue full; reconnect and resume".into()) });
+                }
+                Some(frame) = recv(&mut self.outbound) => {
+                    if !self.send(&frame).await { break None; }
+                }
+                msg = stream.next() => match msg {
+                    None => break None,
+                    Some(Ok(m)) => {
+                        self.last_heard = Instant::now();
+                        match m {
+                            AggregatedMessage::Binary(b) => self.on_frame(&b, Encoding::MessagePack).await,
+                            AggregatedMessage::Text(t) => self.on_frame(t.as_bytes(), Encoding::Json).await,
+                            AggregatedMessage::Ping(p) => { let _ = self.ws.pong(&p).await; }
+                            AggregatedMessage::Pong(_) => {}
+                            AggregatedMessage::Close(_) => break None,
+                        }
+                    }
+                    Some(Err(e)) => {
+                        // The WebSocket layer itself failed (a frame over the
+                        // hard limit, a broken frame): the byte stream cannot
+                        // be trusted any more, so say why and close.
+                        let (code, close) = match e {
+                            actix_ws::ProtocolError::Overflow => (ErrorCode::FrameTooLarge, CloseCode::Size),
+                            _ => (ErrorCode::MalformedFrame, CloseCode::Protocol),
+                        };
+                        self.send_error(None, AppError::new(code, format!("WebSocket error: {e}"))).await;
+                        break Some(CloseReason { code: close, description: Some(e.to_string()) });
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    if self.last_heard.elapsed() > timeout {
+                        tracing::info!("closing connection: no traffic for {:?}", timeout);
+                        break Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) });
+                    }
+                    if matches!(self.phase, Phase::New) && self.opened.elapsed() > hello_timeout {
+                        self.send_error(None, AppError::new(ErrorCode::HelloRequired, "no hello received in time")).await;
+                        break Some(CloseReason { code: CloseCode::Policy, description: Some("no hello".into()) });
+                    }
+                    if self.ws.ping(b"").await.is_err() { break None; }
+                }
+            }
+        };
+        self.detach();
+        let _ = self.ws.clone().close(close).await;
+    }
+
+    fn kill_token(&self) -> Option<tokio_util::sync::CancellationToken> {
+        match &self.phase {
+            Phase::Rep { conn, .. } | Phase::Customer { conn, .. } => Some(conn.kill.clone()),
+            _ => None,
+        }
+    }
+
+    /// Leaves the rep's or session's list of connections.
+    fn detach(&mut self) {
+        match std::mem::replace(&mut self.phase, Phase::New) {
+            Phase::Rep { rep, conn, .. } => {
+                if let Ok(addr) = self.hub.directory.rep(&rep) {
+                    addr.do_send(crate::actors::rep::Detach { conn: conn.id });
+                }
+            }
+            Phase::Customer { session, conn, .. } => {
+                if let Ok(addr) = self.hub.directory.session(&session) {
+                    addr.do_send(crate::actors::session::DetachCustomer { conn: conn.id });
+                }
+            }
+            _ => {}
+        }
+        self.outbound = None;
+        self.count(None);
+    }
+
+    /// Moves this connection's count in the connected-clients gauge.
+    fn count(&mut self, now: Option<(Role, ClientKind)>) {
+        let gauge = &self.hub.metrics.connections.connected;
+        if let Some((r, c)) = self.counted.take() {
+            gauge.with_label_values(&[r.as_str(), c.as_str()]).dec();
+        }
+        if let Some((r, c)) = now {
+            gauge.with_label_values(&[r.as_str(), c.as_str()]).inc();
+            self.counted = Some((r, c));
+        }
+    }
+
+    async fn on_frame(&mut self, bytes: &[u8], enc: Encoding) {
+        self.hub
+            .metrics
+            .connections
+            .bytes
+            .with_label_values(&["in"])
+            .inc_by(bytes.len() as u64);
+        if matches!(self.phase, Phase::New) {
+            // The hello's encoding is the connection's.
+            self.encoding = enc;
+        }
+        if bytes.len() > self.hub.settings.max_frame_bytes {
+            let e = AppError::new(
+                ErrorCode::FrameTooLarge,
+                format!(
+                    "the frame is {} bytes; the server reads at most {}",
+                    bytes.len(),
+                    self.hub.settings.max_frame_bytes
+                ),
+            );
+            self.send_error(None, e).await;
+            return;
+        }
+        let req = match decode_request(bytes, enc) {
+            Ok(r) => r,
+            Err(e) => {
+                self.count_message("in", "invalid");
+                self.send_error(e.re, e.error).await;
+                return;
+            }
+        };
+        self.count_message("in", req.body.type_name());
+        let id = req.id;
+        match self.dispatch(req).await {
+            Ok(body) => {
+                let frame = ServerFrame::Reply { re: id, body };
+                self.send(&frame).await;
+                self.after_reply().await;
+            }
+            Err(e) => {
+                self.pending.clear();
+                self.send_error(Some(id), e).await
+            }
+        }
+    }
+
+    fn count_message(&self, direction: &str, kind: &str) {
+        self.hub
+            .metrics
+            .connections
+            .messages
+            .with_label_values(&[direction, kind])
+            .inc();
+    }
+
+    /// Writes one frame to the socket; false if the socket is gone.
+    async fn send(&mut self, frame: &ServerFrame) -> bool {
+        let bytes = encode_frame(frame, self.encoding);
+        let kind = match frame {
+            ServerFrame::Reply { .. } => "reply",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Event { event, .. } => event.kind(),
+            ServerFrame::Snapshot { .. } => "snapshot",
+            ServerFrame::Goodbye { .. } => "goodbye",
+        };
+        self.count_message("out", kind);
+        self.hub
+            .metrics
+            .connections
+            .bytes
+            .with_label_values(&["out"])
+            .inc_by(bytes.len() as u64);
+        let sent = match self.encoding {
+            Encoding::MessagePack => self.ws.binary(bytes).await,
+            // Our JSON encoder only ever produces UTF-8.
+            Encoding::Json => self.ws.text(String::from_utf8_lossy(&bytes).into_owned()).await,
+        };
+        sent.is_ok()
+    }
+
+    async fn send_error(&mut self, re: Option<u64>, e: AppError) {
+        self.hub
+            .metrics
+            .connections
+            .errors
+            .with_label_values(&[e.code.as_str()])
+            .inc();
+        let frame = ServerFrame::Error {
+            re,
+            code: e.code,
+            message: e.message,
+        };
+        self.send(&frame).await;
+    }
+
+    /// Sends what the handler queued to follow its reply.
+    async fn after_reply(&mut self) {
+        for f in std::mem::take(&mut self.pending) {
+            self.send(&f).await;
+        }
+    }
+
+    async fn dispatch(&mut self, req: Request) -> Answer {
+        use RequestBody as B;
+        match (&self.phase, &req.body) {
+            (_, B::Ping) => Ok(Reply::Pong),
+            (Phase::New, B::Hello { .. }) => commands::hello::hello(self, req.body),
+            (Phase::New, _) => Err(AppError::new(ErrorCode::HelloRequired, "send 'hello' first")),
+            (_, B::Hello { .. }) => Err(AppError::new(ErrorCode::AlreadyHello, "'hello' was already sent")),
+            _ => commands::dispatch(self, req.body).await,
+        }
+    }
+}
+
+/// Resolves when the connection's actor asks to close it (slow consumer).
+async fn killed(kill: Option<tokio_util::sync::CancellationToken>) {
+    match kill {
+        Some(k) => k.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next queued frame; never resolves while nothing is attached, or
+/// once the actor has let go of this connection.
+async fn recv(rx: &mut Option<mpsc::Receiver<Outgoing>>) -> Option<Outgoing> {
+    if let Some(inner) = rx {
+        if let Some(frame) = inner.recv().await {
+            return Some(frame);
+        }
+        *rx = None;
+    }
+    std::future::pending().await
+}

@@ -1,0 +1,118 @@
+//! One-time session keys.
+//!
+//! A rep generates a key; a customer types it (or follows its URL) to start
+//! one session in that rep's personal queue. The key is random (rand's
+//! CSPRNG), stored only as a SHA-256 hash, valid for a period *for starting
+//! only*, and used at most once.
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ids::*;
+use crate::error::{AppError, ErrorCode};
+use crate::store::Record;
+
+/// Keys are short enough to read over the phone: 12 characters from an
+/// alphabet without look-alikes (no 0/O, 1/l/I), about 60 bits.
+const KEY_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
+const KEY_LEN: usize = 12;
+
+pub const MIN_VALID_SECS: u64 = 60;
+pub const MAX_VALID_SECS: u64 = 7 * 24 * 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionKey {
+    pub rep: RepId,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub portal: Option<PortalId>,
+    /// The session it started, once used.
+    pub used_by: Option<SessionId>,
+}
+
+impl Record for SessionKey {
+    const KIND: &'static str = "session_key";
+    const VERSION: u32 = 1;
+}
+
+pub fn generate_key() -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..KEY_LEN)
+        .map(|_| KEY_ALPHABET[rng.gen_range(0..KEY_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Random 32 bytes as hex: tokens and session ids.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Random 16 bytes as hex: ids that must not be guessable.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Normalises what a customer typed (case, spaces, dashes) to the key.
+pub fn normalise(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(|c| c.to_lowercase())
+        .collect()
+}
+
+pub fn check_validity(valid_for_secs: u64) -> Result<(), AppError> {
+    if !(MIN_VALID_SECS..=MAX_VALID_SECS).contains(&valid_for_secs) {
+        return Err(AppError::invalid(format!(
+            "valid_for_secs must be between {MIN_VALID_SECS} and {MAX_VALID_SECS}"
+        )));
+    }
+    Ok(())
+}
+
+impl SessionKey {
+    /// Whether the key may start a session now.
+    pub fn check_usable(&self, now: Millis) -> Result<(), AppError> {
+        if self.used_by.is_some() {
+            return Err(AppError::new(ErrorCode::KeyUsed, "this session key has already been used"));
+        }
+        if now >= self.expires_at {
+            return Err(AppError::new(ErrorCode::KeyExpired, "this session key has expired"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_readable() {
+        let a = generate_key();
+        let b = generate_key();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), KEY_LEN);
+        assert!(a.bytes().all(|c| KEY_ALPHABET.contains(&c)));
+        assert_eq!(normalise(" ABCD-efgh 2345 "), "abcdefgh2345");
+    }
+
+    #[test]
+    fn one_use_within_the_period() {
+        let mut k = SessionKey { rep: "a".into(), created_at: 0, expires_at: 1000, portal: None, used_by: None };
+        assert!(k.check_usable(999).is_ok());
+        assert_eq!(k.check_usable(1000).unwrap_err().code, ErrorCode::KeyExpired);
+        k.used_by = Some("s".into());
+        assert_eq!(k.check_usable(0).unwrap_err().code, ErrorCode::KeyUsed);
+        assert!(check_validity(30).is_err());
+        assert!(check_validity(3600).is_ok());
+    }
+}

@@ -1,0 +1,92 @@
+//! Numbered event streams, so nothing pushed is silently lost across a
+//! reconnect.
+//!
+//! Each recipient (a rep, or a session's customer) has one outbox. Every
+//! pushed event gets the next sequence number and is kept in a ring of the
+//! most recent ones. A client that reconnects says which stream it was
+//! reading and the last number it saw: if everything after that is still in
+//! the ring it gets exactly those events again; otherwise (too old, or the
+//! stream is from before a restart) it is told to take a fresh snapshot.
+use std::collections::VecDeque;
+
+use super::keys::random_id;
+
+#[derive(Debug)]
+pub struct Outbox<E> {
+    stream: String,
+    next_seq: u64,
+    ring: VecDeque<(u64, E)>,
+    capacity: usize,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Resume<E> {
+    /// Everything after the client's last number, in order (maybe none).
+    Replay(Vec<(u64, E)>),
+    /// The gap cannot be filled: send a snapshot.
+    Snapshot,
+}
+
+impl<E: Clone> Outbox<E> {
+    pub fn new(capacity: usize) -> Self {
+        Outbox {
+            stream: random_id(),
+            next_seq: 1,
+            ring: VecDeque::with_capacity(capacity.min(64)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The stream's id: changes on every restart of the server.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The number of the last event pushed (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Numbers and keeps an event; returns its number.
+    pub fn push(&mut self, event: E) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.ring.len() == self.capacity {
+            self.ring.pop_front();
+        }
+        self.ring.push_back((seq, event));
+        seq
+    }
+
+    /// What a client that last saw `after` on `stream` has missed.
+    pub fn resume(&self, stream: &str, after: u64) -> Resume<E> {
+        if stream != self.stream || after > self.last_seq() {
+            return Resume::Snapshot;
+        }
+        let oldest_kept = self.ring.front().map(|(s, _)| *s).unwrap_or(self.next_seq);
+        if after + 1 < oldest_kept {
+            return Resume::Snapshot;
+        }
+        Resume::Replay(self.ring.iter().filter(|(s, _)| *s > after).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_what_was_missed_or_asks_for_a_snapshot() {
+        let mut o = Outbox::new(3);
+        for e in ["a", "b", "c", "d"] {
+            o.push(e);
+        }
+        let s = o.stream().to_string();
+        assert_eq!(o.resume(&s, 2), Resume::Replay(vec![(3, "c"), (4, "d")]));
+        assert_eq!(o.resume(&s, 4), Resume::Replay(vec![]));
+        assert_eq!(o.resume(&s, 1), Resume::Replay(vec![(2, "b"), (3, "c"), (4, "d")]));
+        assert_eq!(o.resume(&s, 0), Resume::Snapshot, "event 1 fell out of the ring");
+        assert_eq!(o.resume("old-stream", 4), Resume::Snapshot);
+        assert_eq!(o.resume(&s, 9), Resume::Snapshot, "a number from the future");
+    }
+}

@@ -1,0 +1,230 @@
+//! A queue's contents: the sessions waiting in it, in order, and the
+//! invitations to shared sessions addressed to it. Team queue actors and rep
+//! actors (for the personal queue) each hold one.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::*;
+use super::session::Session;
+
+/// How many recent waits feed the estimate.
+const RECENT_WAITS: usize = 20;
+
+/// A waiting session as a queue shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub session: SessionId,
+    /// The customer's name, `[Browser] ` prefixed for browser sessions.
+    pub display_name: String,
+    pub customer_name: String,
+    pub company: String,
+    pub issue_type: Option<IssueTypeId>,
+    pub description: String,
+    pub client: ClientKind,
+    pub browser: bool,
+    pub view_only: bool,
+    pub entry: EntryPath,
+    pub wait_start: Millis,
+    pub queued_at: Millis,
+    #[serde(skip)]
+    pub order: u64,
+}
+
+impl SessionSummary {
+    pub fn of(s: &Session) -> Self {
+        SessionSummary {
+            session: s.id.clone(),
+            display_name: s.display_name(),
+            customer_name: s.customer.name.clone(),
+            company: s.customer.company.clone(),
+            issue_type: s.customer.issue_type.clone(),
+            description: s.customer.description.clone(),
+            client: s.customer.client,
+            browser: s.browser,
+            view_only: s.view_only,
+            entry: s.entry,
+            wait_start: s.wait_start,
+            queued_at: s.queued_at,
+            order: s.order,
+        }
+    }
+}
+
+/// An invitation to join a shared session, as a queue shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationSummary {
+    pub session: SessionId,
+    pub display_name: String,
+    pub invited_by: RepId,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortBy {
+    /// Longest waiting first (the default).
+    #[default]
+    Wait,
+    /// Customer name, A to Z.
+    Name,
+    /// Issue type, then longest waiting.
+    Issue,
+}
+
+#[derive(Debug, Default)]
+pub struct Queue {
+    /// Waiting sessions by their order key: iteration is queue order.
+    waiting: BTreeMap<u64, SessionSummary>,
+    /// session id -> order key, for removal by id.
+    index: HashMap<SessionId, u64>,
+    invitations: BTreeMap<SessionId, InvitationSummary>,
+    /// Milliseconds waited by the most recently accepted sessions.
+    recent_waits: VecDeque<u64>,
+}
+
+impl Queue {
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Adds (or moves) a waiting session.
+    pub fn insert(&mut self, s: SessionSummary) {
+        self.remove(&s.session);
+        self.index.insert(s.session.clone(), s.order);
+        self.waiting.insert(s.order, s);
+    }
+
+    pub fn remove(&mut self, session: &str) -> Option<SessionSummary> {
+        let order = self.index.remove(session)?;
+        self.waiting.remove(&order)
+    }
+
+    pub fn contains(&self, session: &str) -> bool {
+        self.index.contains_key(session)
+    }
+
+    /// Records how long an accepted session waited, for estimates.
+    pub fn record_wait(&mut self, waited_ms: u64) {
+        if self.recent_waits.len() == RECENT_WAITS {
+            self.recent_waits.pop_front();
+        }
+        self.recent_waits.push_back(waited_ms);
+    }
+
+    /// 1-based position in queue order.
+    pub fn position(&self, session: &str) -> Option<usize> {
+        let order = self.index.get(session)?;
+        Some(self.waiting.range(..order).count() + 1)
+    }
+
+    /// Estimated seconds until a rep accepts the session at `position`: the
+    /// mean of the recent waits in this queue for each place ahead, or
+    /// `None` before any session has been accepted here.
+    pub fn estimate_secs(&self, position: usize) -> Option<u64> {
+        if self.recent_waits.is_empty() {
+            return None;
+        }
+        let mean = self.recent_waits.iter().sum::<u64>() / self.recent_waits.len() as u64;
+        Some(mean.saturating_mul(position as u64) / 1000)
+    }
+
+    /// The session that has waited longest (first in queue order).
+    pub fn first(&self) -> Option<&SessionSummary> {
+        self.waiting.values().next()
+    }
+
+    /// Every waiting session in queue order, with positions.
+    pub fn in_order(&self) -> impl Iterator<Item = (usize, &SessionSummary)> {
+        self.waiting.values().enumerate().map(|(i, s)| (i + 1, s))
+    }
+
+    /// The queue as a rep views it, sorted as asked. Positions are always
+    /// queue positions, whatever the sort.
+    pub fn view(&self, sort: SortBy) -> Vec<(usize, SessionSummary)> {
+        let mut items: Vec<(usize, SessionSummary)> = self.in_order().map(|(p, s)| (p, s.clone())).collect();
+        match sort {
+            SortBy::Wait => items.sort_by_key(|(p, s)| (s.wait_start, *p)),
+            SortBy::Name => items.sort_by(|a, b| {
+                a.1.customer_name
+                    .to_lowercase()
+                    .cmp(&b.1.customer_name.to_lowercase())
+                    .then(a.0.cmp(&b.0))
+            }),
+            SortBy::Issue => items.sort_by(|a, b| {
+                a.1.issue_type
+                    .cmp(&b.1.issue_type)
+                    .then(a.1.wait_start.cmp(&b.1.wait_start))
+            }),
+        }
+        items
+    }
+
+    pub fn invite(&mut self, inv: InvitationSummary) {
+        self.invitations.insert(inv.session.clone(), inv);
+    }
+
+    pub fn withdraw_invitation(&mut self, session: &str) -> Option<InvitationSummary> {
+        self.invitations.remove(session)
+    }
+
+    pub fn invitations(&self) -> impl Iterator<Item = &InvitationSummary> {
+        self.invitations.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(id: &str, name: &str, issue: &str, order: u64, wait_start: u64) -> SessionSummary {
+        SessionSummary {
+            session: id.into(),
+            display_name: name.into(),
+            customer_name: name.into(),
+            company: String::new(),
+            issue_type: Some(issue.into()),
+            description: String::new(),
+            client: ClientKind::Desktop,
+            browser: false,
+            view_only: false,
+            entry: EntryPath::IssueForm,
+            wait_start,
+            queued_at: wait_start,
+            order,
+        }
+    }
+
+    #[test]
+    fn order_positions_and_removal() {
+        let mut q = Queue::default();
+        q.insert(summary("a", "Zed", "vpn", 10, 100));
+        q.insert(summary("b", "amy", "mail", 11, 50));
+        q.insert(summary("c", "Bo", "vpn", 12, 300));
+        assert_eq!(q.position("a"), Some(1));
+        assert_eq!(q.position("c"), Some(3));
+        assert_eq!(q.first().unwrap().session, "a");
+        let ids = |v: Vec<(usize, SessionSummary)>| v.into_iter().map(|(_, s)| s.session).collect::<Vec<_>>();
+        assert_eq!(ids(q.view(SortBy::Wait)), ["b", "a", "c"]);
+        assert_eq!(ids(q.view(SortBy::Name)), ["b", "c", "a"]);
+        assert_eq!(ids(q.view(SortBy::Issue)), ["b", "a", "c"]);
+        q.remove("a");
+        assert_eq!(q.position("b"), Some(1));
+        assert_eq!(q.position("a"), None);
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn estimates_follow_recent_waits() {
+        let mut q = Queue::default();
+        assert_eq!(q.estimate_secs(1), None);
+        q.record_wait(10_000);
+        q.record_wait(20_000);
+        assert_eq!(q.estimate_secs(1), Some(15));
+        assert_eq!(q.estimate_secs(3), Some(45));
+    }
+}

@@ -1,0 +1,120 @@
+//! /api/admin/...: the catalog, for reps with the admin permission.
+//!
+//! Every kind has the same three routes: `GET /api/admin/<kind>` lists,
+//! `PUT /api/admin/<kind>/{id}` creates or replaces, `DELETE` removes.
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+
+use super::api::Authed;
+use crate::actors::Hub;
+use crate::admin::{self, Kind, RepInput, RepOutput};
+use crate::domain::catalog::{HelpLink, IssueType, Portal, SupportButton, Team};
+use crate::error::AppError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/admin/reps", web::get().to(list_reps))
+        .route("/api/admin/reps/{id}", web::put().to(put_rep))
+        .route("/api/admin/reps/{id}", web::delete().to(delete::<{ KIND_REP }>));
+    entries::<Team, { KIND_TEAM }>(cfg, "teams");
+    entries::<IssueType, { KIND_ISSUE_TYPE }>(cfg, "issue-types");
+    entries::<Portal, { KIND_PORTAL }>(cfg, "portals");
+    entries::<SupportButton, { KIND_BUTTON }>(cfg, "support-buttons");
+    entries::<HelpLink, { KIND_HELP_LINK }>(cfg, "help-links");
+}
+
+const KIND_REP: u8 = 0;
+const KIND_TEAM: u8 = 1;
+const KIND_ISSUE_TYPE: u8 = 2;
+const KIND_PORTAL: u8 = 3;
+const KIND_BUTTON: u8 = 4;
+const KIND_HELP_LINK: u8 = 5;
+
+fn kind(k: u8) -> Kind {
+    match k {
+        KIND_REP => Kind::Rep,
+        KIND_TEAM => Kind::Team,
+        KIND_ISSUE_TYPE => Kind::IssueType,
+        KIND_PORTAL => Kind::Portal,
+        KIND_BUTTON => Kind::SupportButton,
+        _ => Kind::HelpLink,
+    }
+}
+
+fn require_admin(who: &Authed) -> Result<(), AppError> {
+    if who.0.permissions.admin {
+        Ok(())
+    } else {
+        Err(AppError::permission("the admin API needs the admin permission"))
+    }
+}
+
+fn entries<T, const K: u8>(cfg: &mut web::ServiceConfig, path: &str)
+where
+    T: admin::HasId + crate::store::Record + Clone + Listed + 'static,
+{
+    cfg.route(&format!("/api/admin/{path}"), web::get().to(list::<T>))
+        .route(&format!("/api/admin/{path}/{{id}}"), web::put().to(put::<T, K>))
+        .route(&format!("/api/admin/{path}/{{id}}"), web::delete().to(delete::<K>));
+}
+
+/// How to list each kind from the catalog.
+pub trait Listed: Sized {
+    fn all(c: &crate::domain::catalog::Catalog) -> Vec<Self>;
+}
+
+macro_rules! listed {
+    ($t:ty, $field:ident) => {
+        impl Listed for $t {
+            fn all(c: &crate::domain::catalog::Catalog) -> Vec<Self> {
+                c.$field.values().cloned().collect()
+            }
+        }
+    };
+}
+listed!(Team, teams);
+listed!(IssueType, issue_types);
+listed!(Portal, portals);
+listed!(SupportButton, buttons);
+listed!(HelpLink, help_links);
+
+async fn list<T: Listed + serde::Serialize>(hub: web::Data<Arc<Hub>>, who: Authed) -> Result<HttpResponse, AppError> {
+    require_admin(&who)?;
+    Ok(HttpResponse::Ok().json(T::all(&hub.catalog())))
+}
+
+async fn put<T, const K: u8>(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+    id: web::Path<String>,
+    body: web::Json<T>,
+) -> Result<HttpResponse, AppError>
+where
+    T: admin::HasId + crate::store::Record + Clone,
+{
+    require_admin(&who)?;
+    let saved = admin::put_entry(&hub, kind(K), &id, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(saved))
+}
+
+async fn delete<const K: u8>(hub: web::Data<Arc<Hub>>, who: Authed, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    require_admin(&who)?;
+    admin::delete_entry(&hub, kind(K), &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_reps(hub: web::Data<Arc<Hub>>, who: Authed) -> Result<HttpResponse, AppError> {
+    require_admin(&who)?;
+    let reps: Vec<RepOutput> = hub.catalog().reps.values().map(RepOutput::from).collect();
+    Ok(HttpResponse::Ok().json(reps))
+}
+
+async fn put_rep(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+    id: web::Path<String>,
+    body: web::Json<RepInput>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&who)?;
+    Ok(HttpResponse::Ok().json(admin::put_rep(&hub, &id, body.into_inner()).await?))
+}

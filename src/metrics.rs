@@ -1,0 +1,223 @@
+//! Prometheus metrics, one struct per subsystem, all in one registry owned
+//! by the application (never a global: each test's server has its own).
+//!
+//! Names follow Prometheus conventions: base units (seconds, bytes),
+//! `_total` for counters, and label values from small fixed sets (message
+//! types, error codes, client kinds) or from the catalog (queue ids).
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 50 µs to 10 s.
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        2.5, 5.0, 10.0,
+    ]
+}
+
+/// Wait buckets from 1 s to 1 h.
+fn wait_buckets() -> Vec<f64> {
+    vec![1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+/// The store's write path.
+pub struct StoreMetrics {
+    write_seconds: Histogram,
+    flush_seconds: Histogram,
+    flush_batch: Histogram,
+}
+
+impl StoreMetrics {
+    pub fn new(r: &Registry) -> Self {
+        StoreMetrics {
+            write_seconds: histogram(
+                r,
+                "switchboard_store_write_seconds",
+                "Time from a store write's start until it is durable",
+                latency_buckets(),
+            ),
+            flush_seconds: histogram(
+                r,
+                "switchboard_store_flush_seconds",
+                "Time one group-commit flush takes",
+                latency_buckets(),
+            ),
+            flush_batch: histogram(
+                r,
+                "switchboard_store_flush_batch_writes",
+                "Writes made durable by one group-commit flush",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
+            ),
+        }
+    }
+
+    /// For tests of the store alone.
+    pub fn unregistered() -> Self {
+        Self::new(&Registry::new())
+    }
+
+    pub fn observe_write(&self, d: Duration) {
+        self.write_seconds.observe(d.as_secs_f64());
+    }
+
+    pub fn observe_flush(&self, d: Duration, writers: usize) {
+        self.flush_seconds.observe(d.as_secs_f64());
+        self.flush_batch.observe(writers as f64);
+    }
+}
+
+/// Sessions and queues.
+pub struct QueueMetrics {
+    pub waiting: IntGaugeVec,
+    pub wait_seconds: HistogramVec,
+    pub by_state: IntGaugeVec,
+    pub entered: IntCounterVec,
+    pub accepts: IntCounter,
+    pub transfers: IntCounter,
+    pub requeues: IntCounterVec,
+    pub rule_firings: IntCounterVec,
+    pub abandoned: IntCounter,
+}
+
+impl QueueMetrics {
+    pub fn new(r: &Registry) -> Self {
+        QueueMetrics {
+            waiting: gauge_vec(r, "switchboard_sessions_waiting", "Sessions waiting, per queue", &["queue"]),
+            wait_seconds: histogram_vec(
+                r,
+                "switchboard_wait_seconds",
+                "Time a session waited before a rep accepted it, per queue",
+                &["queue"],
+                wait_buckets(),
+            ),
+            by_state: gauge_vec(r, "switchboard_sessions", "Live sessions by state", &["state"]),
+            entered: counter_vec(
+                r,
+                "switchboard_sessions_entered_total",
+                "Sessions that entered a queue, by how they came",
+                &["path"],
+            ),
+            accepts: counter(r, "switchboard_accepts_total", "Sessions accepted by a rep"),
+            transfers: counter(r, "switchboard_transfers_total", "Sessions transferred to another queue"),
+            requeues: counter_vec(r, "switchboard_requeues_total", "Sessions requeued, by reason", &["reason"]),
+            rule_firings: counter_vec(
+                r,
+                "switchboard_rule_firings_total",
+                "Waiting-session rule firings, by action",
+                &["action"],
+            ),
+            abandoned: counter(r, "switchboard_sessions_abandoned_total", "Sessions whose customer never came back"),
+        }
+    }
+}
+
+/// Connections and the protocol.
+pub struct ConnectionMetrics {
+    pub connected: IntGaugeVec,
+    pub messages: IntCounterVec,
+    pub bytes: IntCounterVec,
+    pub errors: IntCounterVec,
+    pub slow_consumers: IntCounter,
+}
+
+impl ConnectionMetrics {
+    pub fn new(r: &Registry) -> Self {
+        ConnectionMetrics {
+            connected: gauge_vec(
+                r,
+                "switchboard_connected_clients",
+                "Open client connections by role and client kind",
+                &["role", "client"],
+            ),
+            messages: counter_vec(
+                r,
+                "switchboard_protocol_messages_total",
+                "Protocol messages, by direction (in, out) and type",
+                &["direction", "type"],
+            ),
+            bytes: counter_vec(
+                r,
+                "switchboard_protocol_bytes_total",
+                "Protocol payload bytes, by direction (in, out)",
+                &["direction"],
+            ),
+            errors: counter_vec(r, "switchboard_errors_total", "Errors sent to clients, by code", &["code"]),
+            slow_consumers: counter(
+                r,
+                "switchboard_slow_consumers_dropped_total",
+                "Connections closed because their outbound queue was full",
+            ),
+        }
+    }
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub store: Arc<StoreMetrics>,
+    pub queues: QueueMetrics,
+    pub connections: ConnectionMetrics,
+    pub up: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let up = IntGauge::new("switchboard_up", "1 while the server is serving").expect("valid metric");
+        registry.register(Box::new(up.clone())).expect("unique metric");
+        Metrics {
+            store: Arc::new(StoreMetrics::new(&registry)),
+            queues: QueueMetrics::new(&registry),
+            connections: ConnectionMetrics::new(&registry),
+            up,
+            registry,
+        }
+    }
+
+    /// The text exposition format served at /metrics.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,558 @@
+//! Every message of the wire protocol.
+//!
+//! Client to server: a [`Request`], a map with `type` (the request's name),
+//! an optional `id` the reply echoes as `re`, and the request's fields.
+//! Server to client: a [`ServerFrame`], a map whose `type` is `reply`,
+//! `error`, `event`, `snapshot` or `goodbye`.
+//!
+//! All names are snake_case, all maps have named fields (so any language's
+//! MessagePack library reads them), times are milliseconds since the Unix
+//! epoch, queues are strings `team:<id>` / `rep:<id>`. docs/protocol.md is
+//! the human version of this file and must match it.
+use serde::{Deserialize, Serialize};
+
+use crate::domain::chat::ChatLine;
+use crate::domain::ids::*;
+use crate::domain::queue::{InvitationSummary, SessionSummary, SortBy};
+use crate::domain::session::{HistoryEntry, Invitation, Participant, SessionState};
+use crate::error::ErrorCode;
+
+/// The protocol version this server speaks; `hello` must name it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A client's request: `id` (0 when absent) plus the body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    #[serde(default)]
+    pub id: u64,
+    #[serde(flatten)]
+    pub body: RequestBody,
+}
+
+/// Where a reconnecting client left off: the stream it read and the last
+/// event number it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeFrom {
+    pub stream: String,
+    pub after: u64,
+}
+
+/// How a customer starts a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum Entry {
+    /// A one-time key a rep gave them: the rep's personal queue.
+    SessionKey { key: String },
+    /// A rep chosen from the public list: that rep's personal queue.
+    Rep { rep: RepId },
+    /// A support button: the button's queue.
+    SupportButton { button: ButtonId },
+    /// The issue submission form: the queue of the team owning the type.
+    IssueForm { issue_type: IssueTypeId },
+    /// A web page's help link: a browser sharing session in its queue.
+    HelpLink { link: HelpLinkId },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RequestBody {
+    // --- any connection -------------------------------------------------
+    /// First message on every connection.
+    Hello {
+        protocol: u32,
+        role: Role,
+        #[serde(default = "default_client")]
+        client: ClientKind,
+    },
+    /// Answered with `pong`; for measuring round trips.
+    Ping,
+
+    // --- reps -------------------------------------------------------------
+    /// With `username` and `password`, or with a `token` from an earlier
+    /// login. `resume` asks for the events missed since.
+    Login {
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<String>,
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        resume: Option<ResumeFrom>,
+    },
+    Logout,
+    ListQueues,
+    ViewQueue {
+        queue: QueueId,
+        #[serde(default)]
+        sort: SortBy,
+    },
+    SessionDetails {
+        session: SessionId,
+    },
+    Accept {
+        session: SessionId,
+    },
+    /// Accepts the longest-waiting session of the rep's team queues.
+    GetNext,
+    Transfer {
+        session: SessionId,
+        to: QueueId,
+    },
+    Invite {
+        session: SessionId,
+        to: QueueId,
+    },
+    Join {
+        session: SessionId,
+    },
+    Leave {
+        session: SessionId,
+    },
+    /// A control action (remote input) for the customer's client. Refused
+    /// with `view_only` on mobile sessions.
+    Control {
+        session: SessionId,
+        input: String,
+    },
+    /// Asks to see the customer's screen; allowed on every client kind.
+    RequestView {
+        session: SessionId,
+    },
+    MySessions,
+    Star {
+        queue: QueueId,
+    },
+    Unstar {
+        queue: QueueId,
+    },
+    TeamChat {
+        team: TeamId,
+        text: String,
+    },
+    TeamChatHistory {
+        team: TeamId,
+    },
+    MarkTeamChatRead {
+        team: TeamId,
+    },
+    GenerateSessionKey {
+        valid_for_secs: u64,
+        #[serde(default)]
+        portal: Option<PortalId>,
+    },
+    ListTeams,
+    ListReps,
+
+    // --- customers ----------------------------------------------------------
+    /// The reps a customer may choose: logged in and public.
+    PublicReps,
+    StartSession {
+        entry: Entry,
+        name: String,
+        #[serde(default)]
+        company: String,
+        #[serde(default)]
+        description: String,
+    },
+    /// Back to a session after a dropped connection.
+    ResumeSession {
+        token: String,
+        #[serde(default)]
+        resume: Option<ResumeFrom>,
+    },
+
+    // --- both roles -----------------------------------------------------------
+    /// Reps name the session; a customer's is implied.
+    Chat {
+        #[serde(default)]
+        session: Option<SessionId>,
+        text: String,
+    },
+    ChatHistory {
+        #[serde(default)]
+        session: Option<SessionId>,
+    },
+    /// Reps name the session; a customer's is implied.
+    EndSession {
+        #[serde(default)]
+        session: Option<SessionId>,
+    },
+}
+
+fn default_client() -> ClientKind {
+    ClientKind::Desktop
+}
+
+impl RequestBody {
+    /// Every `type` a client may send, for telling an unknown type from a
+    /// known one with bad fields.
+    pub const TYPES: &'static [&'static str] = &[
+        "hello",
+        "ping",
+        "login",
+        "logout",
+        "list_queues",
+        "view_queue",
+        "session_details",
+        "accept",
+        "get_next",
+        "transfer",
+        "invite",
+        "join",
+        "leave",
+        "control",
+        "request_view",
+        "my_sessions",
+        "star",
+        "unstar",
+        "team_chat",
+        "team_chat_history",
+        "mark_team_chat_read",
+        "generate_session_key",
+        "list_teams",
+        "list_reps",
+        "public_reps",
+        "start_session",
+        "resume_session",
+        "chat",
+        "chat_history",
+        "end_session",
+    ];
+
+    /// The `type` tag, for metrics and logs.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RequestBody::Hello { .. } => "hello",
+            RequestBody::Ping => "ping",
+            RequestBody::Login { .. } => "login",
+            RequestBody::Logout => "logout",
+            RequestBody::ListQueues => "list_queues",
+            RequestBody::ViewQueue { .. } => "view_queue",
+            RequestBody::SessionDetails { .. } => "session_details",
+            RequestBody::Accept { .. } => "accept",
+            RequestBody::GetNext => "get_next",
+            RequestBody::Transfer { .. } => "transfer",
+            RequestBody::Invite { .. } => "invite",
+            RequestBody::Join { .. } => "join",
+            RequestBody::Leave { .. } => "leave",
+            RequestBody::Control { .. } => "control",
+            RequestBody::RequestView { .. } => "request_view",
+            RequestBody::MySessions => "my_sessions",
+            RequestBody::Star { .. } => "star",
+            RequestBody::Unstar { .. } => "unstar",
+            RequestBody::TeamChat { .. } => "team_chat",
+            RequestBody::TeamChatHistory { .. } => "team_chat_history",
+            RequestBody::MarkTeamChatRead { .. } => "mark_team_chat_read",
+            RequestBody::GenerateSessionKey { .. } => "generate_session_key",
+            RequestBody::ListTeams => "list_teams",
+            RequestBody::ListReps => "list_reps",
+            RequestBody::PublicReps => "public_reps",
+            RequestBody::StartSession { .. } => "start_session",
+            RequestBody::ResumeSession { .. } => "resume_session",
+            RequestBody::Chat { .. } => "chat",
+            RequestBody::ChatHistory { .. } => "chat_history",
+            RequestBody::EndSession { .. } => "end_session",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server to client
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The answer to request `re`.
+    Reply { re: u64, body: Reply },
+    /// A request failed (`re` is its id, absent when the frame could not be
+    /// read far enough to find one). Nothing was changed.
+    Error {
+        #[serde(default)]
+        re: Option<u64>,
+        code: ErrorCode,
+        message: String,
+    },
+    /// A pushed event, numbered within `stream`.
+    Event { stream: String, seq: u64, event: Event },
+    /// Everything the client should show, as of event `seq` of `stream`;
+    /// sent instead of a replay when the gap is too old.
+    Snapshot {
+        stream: String,
+        seq: u64,
+        snapshot: Snapshot,
+    },
+    /// The server is going away (shutdown): reconnect, elsewhere in a
+    /// cluster, and resume.
+    Goodbye { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    Welcome {
+        protocol: u32,
+        server: String,
+        /// Largest frame the server reads, in bytes.
+        max_frame_bytes: usize,
+    },
+    Pong,
+    Ok,
+    LoggedIn {
+        rep: RepInfo,
+        token: String,
+        /// The rep's event stream; events follow this reply.
+        stream: String,
+        /// Events up to this number are reflected in what the rep fetches
+        /// or in the replay that follows.
+        seq: u64,
+    },
+    Queues {
+        queues: Vec<QueueInfo>,
+    },
+    QueueView(QueueView),
+    Session {
+        session: SessionDetails,
+    },
+    Sessions {
+        sessions: Vec<SessionDetails>,
+    },
+    Favorites {
+        favorites: Vec<QueueId>,
+    },
+    ChatSent {
+        line: ChatLine,
+    },
+    ChatHistory {
+        lines: Vec<ChatLine>,
+    },
+    SessionKey {
+        key: String,
+        /// The portal's unique URL for this key.
+        url: String,
+        expires_at: Millis,
+    },
+    Teams {
+        teams: Vec<TeamInfo>,
+    },
+    Reps {
+        reps: Vec<RepInfo>,
+    },
+    SessionStarted(CustomerView),
+}
+
+/// A rep as other reps and customers see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepInfo {
+    pub id: RepId,
+    pub display_name: String,
+    pub teams: Vec<TeamId>,
+    pub online: bool,
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamInfo {
+    pub id: TeamId,
+    pub name: String,
+    pub queue: QueueId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    Personal,
+    Team,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub queue: QueueId,
+    pub kind: QueueKind,
+    pub name: String,
+    pub waiting: usize,
+    pub invitations: usize,
+    pub favorite: bool,
+    /// Team queues: whether the team's chat has lines the rep has not read.
+    pub chat_unread: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueView {
+    pub queue: QueueId,
+    pub name: String,
+    pub sort: SortBy,
+    pub items: Vec<QueueItem>,
+    pub invitations: Vec<InvitationSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// Place in queue order (1 = next), whatever the sort.
+    pub position: usize,
+    pub waited_ms: u64,
+    #[serde(flatten)]
+    pub summary: SessionSummary,
+}
+
+/// Everything about a session, as its reps and the REST API see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDetails {
+    #[serde(flatten)]
+    pub summary: SessionSummary,
+    #[serde(flatten)]
+    pub state: SessionState,
+    pub created_at: Millis,
+    pub entered_through: QueueId,
+    pub last_queue: QueueId,
+    pub owner: Option<RepId>,
+    pub participants: Vec<Participant>,
+    pub invitations: Vec<Invitation>,
+    pub history: Vec<HistoryEntry>,
+    pub chat_lines: u64,
+}
+
+/// A customer's view of their own session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerView {
+    pub session: SessionId,
+    /// The resume token: keep it to come back after a dropped connection.
+    pub token: String,
+    pub stream: String,
+    pub seq: u64,
+    /// `waiting`, `active` or `ended`.
+    pub state: String,
+    pub queue_name: Option<String>,
+    pub position: Option<usize>,
+    pub estimated_wait_secs: Option<u64>,
+    /// Display names of the reps in the session.
+    pub reps: Vec<String>,
+    pub view_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Snapshot {
+    Rep {
+        queues: Vec<QueueView>,
+        sessions: Vec<SessionDetails>,
+        favorites: Vec<QueueId>,
+        /// team id -> unread flag.
+        chat_unread: std::collections::BTreeMap<TeamId, bool>,
+    },
+    Customer {
+        view: CustomerView,
+        chat: Vec<ChatLine>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftQueueReason {
+    Accepted,
+    Transferred,
+    Ended,
+    Moved,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    // --- to reps ---------------------------------------------------------------
+    /// A session entered one of the rep's queues: the popup alert.
+    QueueEntered {
+        queue: QueueId,
+        position: usize,
+        session: SessionSummary,
+    },
+    QueueLeft {
+        queue: QueueId,
+        session: SessionId,
+        reason: LeftQueueReason,
+    },
+    /// An invitation to a shared session appeared in one of the rep's queues.
+    Invited {
+        queue: QueueId,
+        invitation: InvitationSummary,
+    },
+    InvitationWithdrawn {
+        queue: QueueId,
+        session: SessionId,
+    },
+    /// A session the rep is in changed (someone joined or left, owner).
+    SessionUpdated {
+        session: SessionDetails,
+    },
+    /// The rep is no longer in the session (ended, transferred).
+    SessionClosed {
+        session: SessionId,
+        reason: String,
+    },
+    TeamChat {
+        team: TeamId,
+        line: ChatLine,
+    },
+    TeamUnread {
+        team: TeamId,
+        unread: bool,
+    },
+    Favorites {
+        favorites: Vec<QueueId>,
+    },
+
+    // --- to customers --------------------------------------------------------------
+    QueuePosition {
+        queue_name: String,
+        position: usize,
+        estimated_wait_secs: Option<u64>,
+    },
+    RepJoined {
+        name: String,
+    },
+    RepLeft {
+        name: String,
+    },
+    Transferred {
+        queue_name: String,
+    },
+    ControlInput {
+        input: String,
+    },
+    ViewRequested {
+        by: String,
+    },
+
+    // --- to both -------------------------------------------------------------------
+    Chat {
+        session: SessionId,
+        line: ChatLine,
+    },
+    SessionEnded {
+        session: SessionId,
+        reason: String,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::QueueEntered { .. } => "queue_entered",
+            Event::QueueLeft { .. } => "queue_left",
+            Event::Invited { .. } => "invited",
+            Event::InvitationWithdrawn { .. } => "invitation_withdrawn",
+            Event::SessionUpdated { .. } => "session_updated",
+            Event::SessionClosed { .. } => "session_closed",
+            Event::TeamChat { .. } => "team_chat",
+            Event::TeamUnread { .. } => "team_unread",
+            Event::Favorites { .. } => "favorites",
+            Event::QueuePosition { .. } => "queue_position",
+            Event::RepJoined { .. } => "rep_joined",
+            Event::RepLeft { .. } => "rep_left",
+            Event::Transferred { .. } => "transferred",
+            Event::ControlInput { .. } => "control_input",
+            Event::ViewRequested { .. } => "view_requested",
+            Event::Chat { .. } => "chat",
+            Event::SessionEnded { .. } => "session_ended",
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The wire protocol: MessagePack maps over WebSocket binary frames (or the
+//! same maps as JSON over text frames, for browsers).
+pub mod codec;
+pub mod messages;
+
+pub use codec::{decode_request, encode_frame, Encoding};
+pub use messages::*;

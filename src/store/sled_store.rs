@@ -1,0 +1,233 @@
+//! The embedded backend: sled, with group commit.
+//!
+//! sled keeps recent writes in memory and writes them out on its own
+//! schedule, so a write that returned is not yet safe from `kill -9`. Each
+//! `put` therefore waits for a flush. Flushing once per write would cap the
+//! server at the disk's fsync rate, so writers share flushes: a single
+//! flusher task takes every writer waiting at that moment, runs one
+//! `flush()`, and wakes them all (group commit). A writer is only woken by a
+//! flush that *started after* its write, so its write is always included.
+//!
+//! On disk a value is the revision (8 bytes, big endian) followed by the
+//! record bytes.
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{check_key, Expect, Store, StoreError, Versioned};
+use crate::metrics::StoreMetrics;
+
+/// How many writers may wait for the flusher before new writers wait for a
+/// place: bounds memory under a write storm.
+const FLUSH_QUEUE: usize = 65_536;
+
+pub struct SledStore {
+    db: sled::Db,
+    flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    metrics: Arc<StoreMetrics>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. Must be called inside a tokio
+    /// runtime: it starts the flusher task.
+    pub fn open(dir: &Path, metrics: Arc<StoreMetrics>) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // We flush ourselves before acknowledging; sled's own timer
+            // would only add extra flushes.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| StoreError::Backend(format!("cannot open sled at {}: {e}", dir.display())))?;
+        let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
+        tokio::spawn(flusher(db.clone(), rx, metrics.clone()));
+        Ok(SledStore {
+            db,
+            flusher: tx,
+            metrics,
+        })
+    }
+
+    async fn durable(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.flusher
+            .send(tx)
+            .await
+            .map_err(|_| StoreError::Backend("the flusher has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("the flusher has stopped".into()))?
+            .map_err(StoreError::Backend)
+    }
+
+    fn read(bytes: &[u8], key: &str) -> Result<Versioned, StoreError> {
+        if bytes.len() < 8 {
+            return Err(StoreError::Corrupt {
+                key: key.into(),
+                reason: "value shorter than its revision header".into(),
+            });
+        }
+        let mut rev = [0u8; 8];
+        rev.copy_from_slice(&bytes[..8]);
+        Ok(Versioned {
+            revision: u64::from_be_bytes(rev),
+            value: bytes[8..].to_vec(),
+        })
+    }
+
+    /// The compare-and-swap loop behind put and delete. `new` is `None` to
+    /// delete. Returns the new revision (0 for a delete).
+    fn swap(&self, key: &str, expect: Expect, new: Option<&[u8]>) -> Result<u64, StoreError> {
+        loop {
+            let current = self.db.get(key).map_err(backend)?;
+            let found = match &current {
+                Some(bytes) => Some(Self::read(bytes, key)?.revision),
+                None => None,
+            };
+            let ok = match expect {
+                Expect::Any => true,
+                Expect::Absent => found.is_none(),
+                Expect::Revision(r) => found == Some(r),
+            };
+            if !ok {
+                return Err(StoreError::Conflict {
+                    key: key.into(),
+                    expected: expect,
+                    found,
+                });
+            }
+            let revision = found.unwrap_or(0) + 1;
+            let next = new.map(|value| {
+                let mut buf = Vec::with_capacity(8 + value.len());
+                buf.extend_from_slice(&revision.to_be_bytes());
+                buf.extend_from_slice(value);
+                buf
+            });
+            match self
+                .db
+                .compare_and_swap(key, current, next)
+                .map_err(backend)?
+            {
+                Ok(()) => return Ok(if new.is_some() { revision } else { 0 }),
+                // Someone wrote between our read and swap: read again and
+                // re-check the condition against what is there now.
+                Err(_) => continue,
+            }
+        }
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+async fn flusher(
+    db: sled::Db,
+    mut rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
+    metrics: Arc<StoreMetrics>,
+) {
+    let mut waiters = Vec::new();
+    while let Some(first) = rx.recv().await {
+        waiters.push(first);
+        // Everyone already waiting shares this flush.
+        while let Ok(more) = rx.try_recv() {
+            waiters.push(more);
+        }
+        let db = db.clone();
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        metrics.observe_flush(started.elapsed(), waiters.len());
+        for w in waiters.drain(..) {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        check_key(key)?;
+        match self.db.get(key).map_err(backend)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(Self::read(&bytes, key)?)),
+        }
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+        check_key(key)?;
+        let started = Instant::now();
+        let revision = self.swap(key, expect, Some(&value))?;
+        self.durable().await?;
+        self.metrics.observe_write(started.elapsed());
+        Ok(revision)
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
+        check_key(key)?;
+        if expect == Expect::Any && self.db.get(key).map_err(backend)?.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.swap(key, expect, None)?;
+        self.durable().await?;
+        self.metrics.observe_write(started.elapsed());
+        Ok(())
+    }
+
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(prefix) {
+            let (k, v) = item.map_err(backend)?;
+            let key = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt {
+                key: format!("{k:?}"),
+                reason: "key is not UTF-8".into(),
+            })?;
+            let value = Self::read(&v, &key)?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open(dir: &Path) -> SledStore {
+        SledStore::open(dir, Arc::new(StoreMetrics::unregistered())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sled_passes_the_store_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        crate::store::suite::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn writes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path()).await;
+            store.put("a/b", b"one".to_vec(), Expect::Absent).await.unwrap();
+            store.put("a/b", b"two".to_vec(), Expect::Revision(1)).await.unwrap();
+        }
+        // Let the flusher task drop its handle to the database.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let store = open(dir.path()).await;
+        let v = store.get("a/b").await.unwrap().unwrap();
+        assert_eq!((v.revision, v.value.as_slice()), (2, &b"two"[..]));
+    }
+}
