@@ -256,8 +256,12 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
         if kind == Kind::Team {
             let used = c.reps.values().any(|r| r.teams.iter().any(|t| t == id))
                 || c.issue_types.values().any(|i| i.team == id)
-                || c.buttons.values().any(|b| b.queue == crate::domain::ids::QueueId::team(id))
-                || c.help_links.values().any(|l| l.queue == crate::domain::ids::QueueId::team(id));
+                || c.buttons
+                    .values()
+                    .any(|b| b.queue == crate::domain::ids::QueueId::team(id))
+                || c.help_links
+                    .values()
+                    .any(|l| l.queue == crate::domain::ids::QueueId::team(id));
             if used {
                 return Err(AppError::new(
                     ErrorCode::Conflict,

@@ -27,7 +27,10 @@ pub enum StartError {
     #[error("cannot load the catalog: {0}")]
     Catalog(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
@@ -45,10 +48,12 @@ impl Application {
     /// `#[actix_web::test]`): the actors live on its arbiter.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let metrics = Arc::new(Metrics::new());
-        std::fs::create_dir_all(&settings.store.data_dir)
-            .map_err(|e| StartError::Store(format!("{}: {e}", settings.store.data_dir.display())))?;
+        std::fs::create_dir_all(&settings.store.data_dir).map_err(|e| {
+            StartError::Store(format!("{}: {e}", settings.store.data_dir.display()))
+        })?;
         let store: SharedStore = Arc::new(
-            SledStore::open(&settings.store.data_dir, metrics.store.clone()).map_err(|e| StartError::Store(e.to_string()))?,
+            SledStore::open(&settings.store.data_dir, metrics.store.clone())
+                .map_err(|e| StartError::Store(e.to_string()))?,
         );
         tracing::info!(dir = %settings.store.data_dir.display(), backend = store.backend(), "store open");
 
@@ -78,23 +83,32 @@ impl Application {
         let rebuilt = supervisor::rebuild(&hub)
             .await
             .map_err(|e| StartError::Catalog(e.to_string()))?;
-        tracing::info!(waiting = rebuilt.waiting, active = rebuilt.active, "sessions restored");
+        tracing::info!(
+            waiting = rebuilt.waiting,
+            active = rebuilt.active,
+            "sessions restored"
+        );
         Supervisor::new(hub.clone()).start();
 
-        let listener = TcpListener::bind(&settings.server.listen).map_err(|source| StartError::Bind {
-            addr: settings.server.listen.clone(),
-            source,
-        })?;
-        let port = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: settings.server.listen.clone(),
-            source,
-        })?.port();
+        let listener =
+            TcpListener::bind(&settings.server.listen).map_err(|source| StartError::Bind {
+                addr: settings.server.listen.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: settings.server.listen.clone(),
+                source,
+            })?
+            .port();
         let data = web::Data::new(hub.clone());
         let json_cfg = web::JsonConfig::default()
             .limit(64 * 1024)
             .error_handler(|e, _| crate::http::json_error(e));
         let path_cfg = web::PathConfig::default().error_handler(|e, _| crate::http::json_error(e));
-        let query_cfg = web::QueryConfig::default().error_handler(|e, _| crate::http::json_error(e));
+        let query_cfg =
+            web::QueryConfig::default().error_handler(|e, _| crate::http::json_error(e));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
@@ -118,7 +132,12 @@ impl Application {
         let handle = server.handle();
         metrics.up.set(1);
         tracing::info!(port, "listening");
-        Ok(Application { port, server, handle, hub })
+        Ok(Application {
+            port,
+            server,
+            handle,
+            hub,
+        })
     }
 
     pub fn port(&self) -> u16 {

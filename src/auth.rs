@@ -3,7 +3,9 @@
 //! A rep logs in with username and password and gets a random token; the
 //! token (stored only as its SHA-256) logs them in again after a reconnect
 //! and authenticates the REST API (`Authorization: Bearer <token>`).
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +27,9 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -63,7 +67,10 @@ pub fn customer_token_key(token: &str) -> String {
 }
 
 pub fn bad_credentials() -> AppError {
-    AppError::new(ErrorCode::BadCredentials, "unknown username or wrong password")
+    AppError::new(
+        ErrorCode::BadCredentials,
+        "unknown username or wrong password",
+    )
 }
 
 #[cfg(test)]

@@ -179,10 +179,18 @@ impl Default for LogSettings {
 /// Command-line flags; each also reads a `SWITCHBOARD_*` variable. A flag
 /// beats its variable, which beats the file.
 #[derive(Debug, Parser, Default)]
-#[command(name = "switchboard", version, about = "Switchboard support-session server")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard support-session server"
+)]
 pub struct Flags {
     /// TOML configuration file.
-    #[arg(long, env = "SWITCHBOARD_CONFIG", default_value = "config/default.toml")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_CONFIG",
+        default_value = "config/default.toml"
+    )]
     pub config: PathBuf,
     /// server.listen: address for HTTP and WebSocket.
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
@@ -215,7 +223,9 @@ impl Settings {
     pub fn from_file(path: &Path, must_exist: bool) -> Result<Settings, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(Settings::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Settings::default())
+            }
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: path.into(),
@@ -274,13 +284,21 @@ impl Settings {
             })
         };
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            return bad("server.listen", "must be an IP address and port, such as 127.0.0.1:8080");
+            return bad(
+                "server.listen",
+                "must be an IP address and port, such as 127.0.0.1:8080",
+            );
         }
-        if !(self.server.public_url.starts_with("http://") || self.server.public_url.starts_with("https://")) {
+        if !(self.server.public_url.starts_with("http://")
+            || self.server.public_url.starts_with("https://"))
+        {
             return bad("server.public_url", "must start with http:// or https://");
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.server.max_frame_bytes) {
-            return bad("server.max_frame_bytes", "must be between 1024 and 16777216");
+            return bad(
+                "server.max_frame_bytes",
+                "must be between 1024 and 16777216",
+            );
         }
         if !(8..=1_000_000).contains(&self.server.outbound_queue) {
             return bad("server.outbound_queue", "must be between 8 and 1000000");
@@ -292,7 +310,10 @@ impl Settings {
             return bad("server.heartbeat_ms", "must be at least 10");
         }
         if self.server.client_timeout_ms <= self.server.heartbeat_ms {
-            return bad("server.client_timeout_ms", "must be greater than server.heartbeat_ms");
+            return bad(
+                "server.client_timeout_ms",
+                "must be greater than server.heartbeat_ms",
+            );
         }
         if self.server.hello_timeout_ms < 10 {
             return bad("server.hello_timeout_ms", "must be at least 10");
@@ -304,7 +325,10 @@ impl Settings {
             return bad("log.format", "must be 'text' or 'json'");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return bad("log.level", "must be a tracing filter such as 'info' or 'switchboard=debug'");
+            return bad(
+                "log.level",
+                "must be a tracing filter such as 'info' or 'switchboard=debug'",
+            );
         }
         Ok(())
     }
@@ -335,7 +359,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let e = toml::from_str::<Settings>("[server]\nlisten_port = 3\n").unwrap_err().to_string();
+        let e = toml::from_str::<Settings>("[server]\nlisten_port = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_port"), "{e}");
     }
 }

@@ -14,11 +14,17 @@ use crate::domain::keys::{check_validity, generate_key, random_token, SessionKey
 use crate::domain::queue::SortBy;
 use crate::domain::session::Session;
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::protocol::{QueueInfo, QueueKind, QueueView, RepInfo, SessionDetails, Snapshot, TeamInfo};
+use crate::protocol::{
+    QueueInfo, QueueKind, QueueView, RepInfo, SessionDetails, Snapshot, TeamInfo,
+};
 use crate::store::{self, Expect};
 
 /// Checks a username and password; answers the rep and a new token.
-pub async fn login_with_password(hub: &Hub, username: &str, password: &str) -> AppResult<(Rep, String)> {
+pub async fn login_with_password(
+    hub: &Hub,
+    username: &str,
+    password: &str,
+) -> AppResult<(Rep, String)> {
     let rep = hub.catalog().rep_by_username(username).cloned();
     // Verify against a dummy hash when the user is unknown, so the answer
     // takes as long either way.
@@ -50,7 +56,12 @@ pub async fn login_with_password(hub: &Hub, username: &str, password: &str) -> A
 
 /// The rep a token belongs to.
 pub async fn rep_for_token(hub: &Hub, token: &str) -> AppResult<Rep> {
-    let invalid = || AppError::new(ErrorCode::InvalidToken, "the token is unknown or revoked: log in again");
+    let invalid = || {
+        AppError::new(
+            ErrorCode::InvalidToken,
+            "the token is unknown or revoked: log in again",
+        )
+    };
     if token.is_empty() || token.len() > 256 {
         return Err(invalid());
     }
@@ -76,7 +87,11 @@ pub fn rep_info(hub: &Hub, r: &Rep) -> RepInfo {
 }
 
 pub fn list_reps(hub: &Hub) -> Vec<RepInfo> {
-    hub.catalog().reps.values().map(|r| rep_info(hub, r)).collect()
+    hub.catalog()
+        .reps
+        .values()
+        .map(|r| rep_info(hub, r))
+        .collect()
 }
 
 /// The reps a customer may choose: logged in and public.
@@ -114,7 +129,10 @@ pub async fn list_queues(hub: &Hub, rep: &str) -> AppResult<Vec<QueueInfo>> {
         let stats = hub.directory.queue(&queue)?.send(Stats).await?;
         let (kind, chat_unread) = match &queue {
             QueueId::Rep(_) => (QueueKind::Personal, None),
-            QueueId::Team(t) => (QueueKind::Team, Some(view.state.unread(t, stats.chat_lines))),
+            QueueId::Team(t) => (
+                QueueKind::Team,
+                Some(view.state.unread(t, stats.chat_lines)),
+            ),
         };
         out.push(QueueInfo {
             name: hub.catalog().queue_name(&queue),
@@ -129,17 +147,28 @@ pub async fn list_queues(hub: &Hub, rep: &str) -> AppResult<Vec<QueueInfo>> {
     Ok(out)
 }
 
-pub async fn view_queue(hub: &Hub, rep: Option<&str>, queue: &QueueId, sort: SortBy) -> AppResult<QueueView> {
+pub async fn view_queue(
+    hub: &Hub,
+    rep: Option<&str>,
+    queue: &QueueId,
+    sort: SortBy,
+) -> AppResult<QueueView> {
     if let Some(rep) = rep {
         if !hub.catalog().can_see(rep, queue) {
-            return Err(AppError::permission(format!("you cannot see queue {queue}")));
+            return Err(AppError::permission(format!(
+                "you cannot see queue {queue}"
+            )));
         }
     }
     Ok(hub.directory.queue(queue)?.send(View { sort }).await?)
 }
 
 /// A session's details: from its actor while live, from the store after.
-pub async fn session_details(hub: &Hub, id: &str, viewer: Option<&str>) -> AppResult<SessionDetails> {
+pub async fn session_details(
+    hub: &Hub,
+    id: &str,
+    viewer: Option<&str>,
+) -> AppResult<SessionDetails> {
     if let Ok(addr) = hub.directory.session(id) {
         if let Ok(d) = addr
             .send(Details {
@@ -157,8 +186,16 @@ pub async fn session_details(hub: &Hub, id: &str, viewer: Option<&str>) -> AppRe
         .await?
         .ok_or_else(|| AppError::not_found("session", id))?;
     if let Some(rep) = viewer {
-        if !s.is_participant(rep) && !s.history.iter().any(|h| h.actor == crate::domain::session::rep_actor(rep)) {
-            return Err(AppError::new(ErrorCode::NotYourSession, "you had no part in this session"));
+        if !s.is_participant(rep)
+            && !s
+                .history
+                .iter()
+                .any(|h| h.actor == crate::domain::session::rep_actor(rep))
+        {
+            return Err(AppError::new(
+                ErrorCode::NotYourSession,
+                "you had no part in this session",
+            ));
         }
     }
     let mut d = details(&s);
@@ -182,7 +219,9 @@ pub async fn my_sessions(hub: &Hub, rep: &str) -> AppResult<Vec<SessionDetails>>
 pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
     hub.directory
         .session(session)?
-        .send(Accept { rep: rep.to_string() })
+        .send(Accept {
+            rep: rep.to_string(),
+        })
         .await?
 }
 
@@ -213,11 +252,21 @@ pub async fn get_next(hub: &Hub, rep: &str) -> AppResult<SessionDetails> {
             continue;
         };
         match accept(hub, rep, &session).await {
-            Err(e) if matches!(e.code, ErrorCode::AlreadyTaken | ErrorCode::NotFound | ErrorCode::SessionEnded) => continue,
+            Err(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::AlreadyTaken | ErrorCode::NotFound | ErrorCode::SessionEnded
+                ) =>
+            {
+                continue
+            }
             other => return other,
         }
     }
-    Err(AppError::new(ErrorCode::QueueEmpty, "no session is waiting in your team queues"))
+    Err(AppError::new(
+        ErrorCode::QueueEmpty,
+        "no session is waiting in your team queues",
+    ))
 }
 
 /// A one-time session key for `rep`'s personal queue.
@@ -231,7 +280,9 @@ pub async fn generate_session_key(
         let c = hub.catalog();
         let r = c.rep(rep)?;
         if !r.permissions.generate_session_keys {
-            return Err(AppError::permission("you do not have permission to generate session keys"));
+            return Err(AppError::permission(
+                "you do not have permission to generate session keys",
+            ));
         }
         if let Some(p) = &portal {
             if !c.portals.contains_key(p) {
@@ -302,11 +353,15 @@ pub async fn rep_snapshot(hub: &Arc<Hub>, rep: &str) -> AppResult<Snapshot> {
 pub async fn key_status(hub: &Hub, typed: &str) -> AppResult<(String, Millis, bool)> {
     let key = crate::domain::keys::normalise(typed);
     if key.is_empty() || key.len() > 64 {
-        return Err(AppError::new(ErrorCode::KeyUnknown, "that session key is not known"));
+        return Err(AppError::new(
+            ErrorCode::KeyUnknown,
+            "that session key is not known",
+        ));
     }
-    let (k, _) = store::load::<SessionKey>(hub.store.as_ref(), &session_actor::key_record_key(&key))
-        .await?
-        .ok_or_else(|| AppError::new(ErrorCode::KeyUnknown, "that session key is not known"))?;
+    let (k, _) =
+        store::load::<SessionKey>(hub.store.as_ref(), &session_actor::key_record_key(&key))
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::KeyUnknown, "that session key is not known"))?;
     let name = hub.catalog().queue_name(&QueueId::rep(k.rep.clone()));
     Ok((name, k.expires_at, k.check_usable(now_ms()).is_ok()))
 }

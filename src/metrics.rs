@@ -8,21 +8,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 50 µs to 10 s.
 fn latency_buckets() -> Vec<f64> {
     vec![
-        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5, 5.0, 10.0,
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 5.0, 10.0,
     ]
 }
 
 /// Wait buckets from 1 s to 1 h.
 fn wait_buckets() -> Vec<f64> {
-    vec![1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]
+    vec![
+        1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    ]
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -44,13 +46,21 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
     r.register(Box::new(h.clone())).expect("unique metric");
     h
 }
 
-fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
     r.register(Box::new(h.clone())).expect("unique metric");
     h
 }
@@ -117,7 +127,12 @@ pub struct QueueMetrics {
 impl QueueMetrics {
     pub fn new(r: &Registry) -> Self {
         QueueMetrics {
-            waiting: gauge_vec(r, "switchboard_sessions_waiting", "Sessions waiting, per queue", &["queue"]),
+            waiting: gauge_vec(
+                r,
+                "switchboard_sessions_waiting",
+                "Sessions waiting, per queue",
+                &["queue"],
+            ),
             wait_seconds: histogram_vec(
                 r,
                 "switchboard_wait_seconds",
@@ -125,7 +140,12 @@ impl QueueMetrics {
                 &["queue"],
                 wait_buckets(),
             ),
-            by_state: gauge_vec(r, "switchboard_sessions", "Live sessions by state", &["state"]),
+            by_state: gauge_vec(
+                r,
+                "switchboard_sessions",
+                "Live sessions by state",
+                &["state"],
+            ),
             entered: counter_vec(
                 r,
                 "switchboard_sessions_entered_total",
@@ -133,15 +153,28 @@ impl QueueMetrics {
                 &["path"],
             ),
             accepts: counter(r, "switchboard_accepts_total", "Sessions accepted by a rep"),
-            transfers: counter(r, "switchboard_transfers_total", "Sessions transferred to another queue"),
-            requeues: counter_vec(r, "switchboard_requeues_total", "Sessions requeued, by reason", &["reason"]),
+            transfers: counter(
+                r,
+                "switchboard_transfers_total",
+                "Sessions transferred to another queue",
+            ),
+            requeues: counter_vec(
+                r,
+                "switchboard_requeues_total",
+                "Sessions requeued, by reason",
+                &["reason"],
+            ),
             rule_firings: counter_vec(
                 r,
                 "switchboard_rule_firings_total",
                 "Waiting-session rule firings, by action",
                 &["action"],
             ),
-            abandoned: counter(r, "switchboard_sessions_abandoned_total", "Sessions whose customer never came back"),
+            abandoned: counter(
+                r,
+                "switchboard_sessions_abandoned_total",
+                "Sessions whose customer never came back",
+            ),
         }
     }
 }
@@ -176,7 +209,12 @@ impl ConnectionMetrics {
                 "Protocol payload bytes, by direction (in, out)",
                 &["direction"],
             ),
-            errors: counter_vec(r, "switchboard_errors_total", "Errors sent to clients, by code", &["code"]),
+            errors: counter_vec(
+                r,
+                "switchboard_errors_total",
+                "Errors sent to clients, by code",
+                &["code"],
+            ),
             slow_consumers: counter(
                 r,
                 "switchboard_slow_consumers_dropped_total",
@@ -197,8 +235,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let up = IntGauge::new("switchboard_up", "1 while the server is serving").expect("valid metric");
-        registry.register(Box::new(up.clone())).expect("unique metric");
+        let up =
+            IntGauge::new("switchboard_up", "1 while the server is serving").expect("valid metric");
+        registry
+            .register(Box::new(up.clone()))
+            .expect("unique metric");
         Metrics {
             store: Arc::new(StoreMetrics::new(&registry)),
             queues: QueueMetrics::new(&registry),

@@ -55,7 +55,10 @@ impl Directory {
         read!(self.sessions).get(id).cloned().ok_or_else(|| {
             AppError::new(
                 ErrorCode::NotFound,
-                format!("no live session with id '{}'", id.chars().take(80).collect::<String>()),
+                format!(
+                    "no live session with id '{}'",
+                    id.chars().take(80).collect::<String>()
+                ),
             )
         })
     }

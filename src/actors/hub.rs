@@ -88,7 +88,10 @@ impl Hub {
     }
 
     pub fn new_connection(&self) -> (ConnHandle, tokio::sync::mpsc::Receiver<super::Outgoing>) {
-        ConnHandle::new(self.next_conn.fetch_add(1, Ordering::Relaxed), self.settings.outbound_queue)
+        ConnHandle::new(
+            self.next_conn.fetch_add(1, Ordering::Relaxed),
+            self.settings.outbound_queue,
+        )
     }
 
     pub fn set_online(&self, rep: &str, online: bool) {
@@ -101,7 +104,10 @@ impl Hub {
     }
 
     pub fn is_online(&self, rep: &str) -> bool {
-        self.online.read().unwrap_or_else(|p| p.into_inner()).contains(rep)
+        self.online
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(rep)
     }
 
     /// Pushes an event to one rep (all their consoles), numbered in their

@@ -68,7 +68,10 @@ impl ConnHandle {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 hub.metrics.connections.slow_consumers.inc();
-                tracing::warn!(conn = self.id, "outbound queue full: closing slow connection");
+                tracing::warn!(
+                    conn = self.id,
+                    "outbound queue full: closing slow connection"
+                );
                 self.kill.cancel();
                 false
             }

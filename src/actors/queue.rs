@@ -111,7 +111,10 @@ impl Handler<Enter> for QueueActor {
     fn handle(&mut self, msg: Enter, ctx: &mut Context<Self>) -> Self::Result {
         let summary = msg.summary;
         self.queue.insert(summary.clone());
-        let position = self.queue.position(&summary.session).unwrap_or(self.queue.len());
+        let position = self
+            .queue
+            .position(&summary.session)
+            .unwrap_or(self.queue.len());
         let estimate = self.queue.estimate_secs(position);
         self.gauge();
         // The customer hears their position through the batched update,

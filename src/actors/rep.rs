@@ -211,7 +211,10 @@ impl Handler<MarkChatRead> for RepActor {
         let save = self.save(next);
         AtomicResponse::new(Box::pin(save.map(move |res, act, _| {
             res?;
-            act.push(Event::TeamUnread { team, unread: false });
+            act.push(Event::TeamUnread {
+                team,
+                unread: false,
+            });
             Ok(())
         })))
     }

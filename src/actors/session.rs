@@ -19,9 +19,13 @@ use crate::domain::ids::*;
 use crate::domain::keys::{hash_secret, normalise, random_id, random_token, SessionKey};
 use crate::domain::outbox::{Outbox, Resume};
 use crate::domain::queue::{InvitationSummary, SessionSummary};
-use crate::domain::session::{rep_actor, Customer, EndReason, NewSession, Session, SessionState, CUSTOMER};
+use crate::domain::session::{
+    rep_actor, Customer, EndReason, NewSession, Session, SessionState, CUSTOMER,
+};
 use crate::error::{AppError, AppResult, ErrorCode};
-use crate::protocol::{CustomerView, Entry, Event, LeftQueueReason, ResumeFrom, ServerFrame, SessionDetails};
+use crate::protocol::{
+    CustomerView, Entry, Event, LeftQueueReason, ResumeFrom, ServerFrame, SessionDetails,
+};
 use crate::store::{self, Expect};
 
 pub fn session_key(id: &str) -> String {
@@ -120,7 +124,11 @@ impl SessionActor {
             queue_name,
             position,
             estimated_wait_secs: estimate,
-            reps: s.participants.iter().map(|p| self.rep_name(&p.rep)).collect(),
+            reps: s
+                .participants
+                .iter()
+                .map(|p| self.rep_name(&p.rep))
+                .collect(),
             view_only: s.view_only,
         }
     }
@@ -247,13 +255,20 @@ fn fail<R: 'static>(e: AppError) -> Reply<R> {
     AtomicResponse::new(Box::pin(fut::ready(Err(e))))
 }
 
-fn require_permission(hub: &Hub, rep: &str, what: &str, has: impl Fn(&crate::domain::catalog::Permissions) -> bool) -> AppResult<()> {
+fn require_permission(
+    hub: &Hub,
+    rep: &str,
+    what: &str,
+    has: impl Fn(&crate::domain::catalog::Permissions) -> bool,
+) -> AppResult<()> {
     let catalog = hub.catalog();
     let r = catalog.rep(rep)?;
     if has(&r.permissions) {
         Ok(())
     } else {
-        Err(AppError::permission(format!("you do not have permission to {what}")))
+        Err(AppError::permission(format!(
+            "you do not have permission to {what}"
+        )))
     }
 }
 
@@ -271,7 +286,9 @@ impl Handler<Accept> for SessionActor {
         let rep = msg.rep;
         if let Some(queue) = self.session.waiting_in() {
             if !self.hub.catalog().can_see(&rep, queue) {
-                return fail(AppError::permission(format!("you cannot see queue {queue}")));
+                return fail(AppError::permission(format!(
+                    "you cannot see queue {queue}"
+                )));
             }
         }
         let now = now_ms();
@@ -279,7 +296,10 @@ impl Handler<Accept> for SessionActor {
         self.change(
             move |s, _| s.accept(&who, now).map(|_| ()),
             move |act, prev, _| {
-                let queue = prev.waiting_in().cloned().unwrap_or(prev.last_queue.clone());
+                let queue = prev
+                    .waiting_in()
+                    .cloned()
+                    .unwrap_or(prev.last_queue.clone());
                 act.tell_queue(
                     &queue,
                     QueueLeave {
@@ -288,7 +308,12 @@ impl Handler<Accept> for SessionActor {
                     },
                 );
                 act.withdraw_invitations(&prev);
-                act.hub.push_to_rep(&rep, Event::SessionUpdated { session: details(&act.session) });
+                act.hub.push_to_rep(
+                    &rep,
+                    Event::SessionUpdated {
+                        session: details(&act.session),
+                    },
+                );
                 if let Ok(addr) = act.hub.directory.rep(&rep) {
                     addr.do_send(InSession {
                         session: act.session.id.clone(),
@@ -560,7 +585,10 @@ impl Handler<Chat> for SessionActor {
             }
             Speaker::Customer => {
                 if self.session.is_ended() {
-                    return fail(AppError::new(ErrorCode::SessionEnded, "the session has ended"));
+                    return fail(AppError::new(
+                        ErrorCode::SessionEnded,
+                        "the session has ended",
+                    ));
                 }
                 self.session.customer.name.clone()
             }
@@ -617,7 +645,8 @@ impl Handler<ChatHistory> for SessionActor {
 }
 
 pub async fn load_chat(hub: &Hub, session: &str) -> AppResult<Vec<ChatLine>> {
-    let lines = store::load_all::<ChatLine>(hub.store.as_ref(), &format!("chat/{session}/")).await?;
+    let lines =
+        store::load_all::<ChatLine>(hub.store.as_ref(), &format!("chat/{session}/")).await?;
     Ok(lines.into_iter().map(|(_, l, _)| l).collect())
 }
 
@@ -754,7 +783,11 @@ impl Handler<PositionChanged> for SessionActor {
         if self.session.waiting_in().is_none() {
             return;
         }
-        self.position = Some((msg.queue_name.clone(), msg.position, msg.estimated_wait_secs));
+        self.position = Some((
+            msg.queue_name.clone(),
+            msg.position,
+            msg.estimated_wait_secs,
+        ));
         self.push_customer(Event::QueuePosition {
             queue_name: msg.queue_name,
             position: msg.position,
@@ -782,16 +815,23 @@ fn check_customer_text(r: &StartRequest) -> AppResult<()> {
         return Err(AppError::invalid("please give your name"));
     }
     if r.name.len() > MAX_NAME || r.company.len() > MAX_NAME {
-        return Err(AppError::invalid(format!("name and company are at most {MAX_NAME} bytes")));
+        return Err(AppError::invalid(format!(
+            "name and company are at most {MAX_NAME} bytes"
+        )));
     }
     if r.description.len() > MAX_DESCRIPTION {
-        return Err(AppError::invalid(format!("the description is at most {MAX_DESCRIPTION} bytes")));
+        return Err(AppError::invalid(format!(
+            "the description is at most {MAX_DESCRIPTION} bytes"
+        )));
     }
     Ok(())
 }
 
 /// Where an entry leads: (queue, path, browser flag, issue type, detail).
-fn resolve(hub: &Hub, entry: &Entry) -> AppResult<(QueueId, EntryPath, bool, Option<IssueTypeId>, String)> {
+fn resolve(
+    hub: &Hub,
+    entry: &Entry,
+) -> AppResult<(QueueId, EntryPath, bool, Option<IssueTypeId>, String)> {
     let catalog = hub.catalog();
     match entry {
         Entry::SessionKey { .. } => unreachable!("session keys are resolved against the store"),
@@ -803,14 +843,26 @@ fn resolve(hub: &Hub, entry: &Entry) -> AppResult<(QueueId, EntryPath, bool, Opt
                     format!("{} is not available right now", r.display_name),
                 ));
             }
-            Ok((QueueId::rep(rep), EntryPath::RepChoice, false, None, format!(" (chose {rep})")))
+            Ok((
+                QueueId::rep(rep),
+                EntryPath::RepChoice,
+                false,
+                None,
+                format!(" (chose {rep})"),
+            ))
         }
         Entry::SupportButton { button } => {
             let b = catalog
                 .buttons
                 .get(button)
                 .ok_or_else(|| AppError::not_found("support button", button))?;
-            Ok((b.queue.clone(), EntryPath::SupportButton, false, None, format!(" ({button})")))
+            Ok((
+                b.queue.clone(),
+                EntryPath::SupportButton,
+                false,
+                None,
+                format!(" ({button})"),
+            ))
         }
         Entry::IssueForm { issue_type } => {
             let it = catalog
@@ -830,7 +882,13 @@ fn resolve(hub: &Hub, entry: &Entry) -> AppResult<(QueueId, EntryPath, bool, Opt
                 .help_links
                 .get(link)
                 .ok_or_else(|| AppError::not_found("help link", link))?;
-            Ok((l.queue.clone(), EntryPath::BrowserLink, true, None, format!(" ({link})")))
+            Ok((
+                l.queue.clone(),
+                EntryPath::BrowserLink,
+                true,
+                None,
+                format!(" ({link})"),
+            ))
         }
     }
 }
@@ -839,7 +897,10 @@ fn resolve(hub: &Hub, entry: &Entry) -> AppResult<(QueueId, EntryPath, bool, Opt
 async fn use_key(hub: &Hub, typed: &str, session: &str) -> AppResult<QueueId> {
     let key = normalise(typed);
     if key.is_empty() || key.len() > 64 {
-        return Err(AppError::new(ErrorCode::KeyUnknown, "that session key is not known"));
+        return Err(AppError::new(
+            ErrorCode::KeyUnknown,
+            "that session key is not known",
+        ));
     }
     let rkey = key_record_key(&key);
     let (mut record, revision) = store::load::<SessionKey>(hub.store.as_ref(), &rkey)
@@ -847,12 +908,20 @@ async fn use_key(hub: &Hub, typed: &str, session: &str) -> AppResult<QueueId> {
         .ok_or_else(|| AppError::new(ErrorCode::KeyUnknown, "that session key is not known"))?;
     record.check_usable(now_ms())?;
     record.used_by = Some(session.to_string());
-    match store::save(hub.store.as_ref(), &rkey, &record, Expect::Revision(revision)).await {
+    match store::save(
+        hub.store.as_ref(),
+        &rkey,
+        &record,
+        Expect::Revision(revision),
+    )
+    .await
+    {
         Ok(_) => Ok(QueueId::rep(record.rep)),
         // Someone else used it between our read and write.
-        Err(crate::store::StoreError::Conflict { .. }) => {
-            Err(AppError::new(ErrorCode::KeyUsed, "this session key has already been used"))
-        }
+        Err(crate::store::StoreError::Conflict { .. }) => Err(AppError::new(
+            ErrorCode::KeyUsed,
+            "this session key has already been used",
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -867,7 +936,13 @@ pub async fn start(
     check_customer_text(&req)?;
     let id = random_id();
     let (queue, path, browser, issue_type, detail) = match &req.entry {
-        Entry::SessionKey { key } => (use_key(hub, key, &id).await?, EntryPath::SessionKey, false, None, String::new()),
+        Entry::SessionKey { key } => (
+            use_key(hub, key, &id).await?,
+            EntryPath::SessionKey,
+            false,
+            None,
+            String::new(),
+        ),
         other => resolve(hub, other)?,
     };
     hub.catalog().check_queue(&queue)?;
@@ -894,19 +969,34 @@ pub async fn start(
     store::save(
         hub.store.as_ref(),
         &customer_token_key(&token),
-        &CustomerToken { session: id.clone() },
+        &CustomerToken {
+            session: id.clone(),
+        },
         Expect::Absent,
     )
     .await?;
-    let revision = store::save(hub.store.as_ref(), &session_key(&id), &session, Expect::Absent).await?;
+    let revision = store::save(
+        hub.store.as_ref(),
+        &session_key(&id),
+        &session,
+        Expect::Absent,
+    )
+    .await?;
     let summary = SessionSummary::of(&session);
     let addr = SessionActor::new(hub.clone(), session, revision).start();
     hub.directory.add_session(id, addr.clone());
-    hub.metrics.queues.entered.with_label_values(&[path.as_str()]).inc();
+    hub.metrics
+        .queues
+        .entered
+        .with_label_values(&[path.as_str()])
+        .inc();
     let position = hub
         .directory
         .queue(&queue)?
-        .send(Enter { summary, alert: true })
+        .send(Enter {
+            summary,
+            alert: true,
+        })
         .await?;
     Ok((addr, token, position))
 }

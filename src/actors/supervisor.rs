@@ -34,22 +34,30 @@ pub struct Rebuilt {
 pub async fn ensure_actors(hub: &Arc<Hub>) -> AppResult<()> {
     let (teams, reps): (Vec<String>, Vec<String>) = {
         let c = hub.catalog();
-        (c.teams.keys().cloned().collect(), c.reps.keys().cloned().collect())
+        (
+            c.teams.keys().cloned().collect(),
+            c.reps.keys().cloned().collect(),
+        )
     };
     for team in teams {
         let queue = QueueId::team(team.clone());
         if !hub.directory.has_queue(&queue) {
-            let lines = hub.store.scan_prefix(&format!("teamchat/{team}/")).await?.len() as u64;
+            let lines = hub
+                .store
+                .scan_prefix(&format!("teamchat/{team}/"))
+                .await?
+                .len() as u64;
             let addr = QueueActor::new(queue.clone(), hub.clone(), lines).start();
             hub.directory.add_queue(queue, addr);
         }
     }
     for rep in reps {
         if !hub.directory.has_rep(&rep) {
-            let (state, revision) = match store::load::<RepState>(hub.store.as_ref(), &state_key(&rep)).await? {
-                Some((s, r)) => (s, Some(r)),
-                None => (RepState::default(), None),
-            };
+            let (state, revision) =
+                match store::load::<RepState>(hub.store.as_ref(), &state_key(&rep)).await? {
+                    Some((s, r)) => (s, Some(r)),
+                    None => (RepState::default(), None),
+                };
             let addr = RepActor::new(rep.clone(), hub.clone(), state, revision).start();
             hub.directory.add_rep(rep.clone(), addr);
         }
@@ -73,12 +81,18 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
         ..Rebuilt::default()
     };
     let mut waiting: Vec<(QueueId, SessionSummary)> = Vec::new();
-    for (key, mut session, revision) in store::load_all::<Session>(hub.store.as_ref(), "session/").await? {
+    for (key, mut session, revision) in
+        store::load_all::<Session>(hub.store.as_ref(), "session/").await?
+    {
         hub.observe_order(session.order);
         if session.is_ended() {
             continue;
         }
-        session.chat_lines = hub.store.scan_prefix(&format!("chat/{}/", session.id)).await?.len() as u64;
+        session.chat_lines = hub
+            .store
+            .scan_prefix(&format!("chat/{}/", session.id))
+            .await?
+            .len() as u64;
         match &session.state {
             SessionState::Waiting { queue } => {
                 waiting.push((queue.clone(), SessionSummary::of(&session)));
@@ -95,7 +109,11 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
     for (queue, summary) in waiting {
         match hub.directory.queue(&queue) {
             Ok(addr) => {
-                addr.send(Enter { summary, alert: false }).await?;
+                addr.send(Enter {
+                    summary,
+                    alert: false,
+                })
+                .await?;
             }
             Err(_) => tracing::warn!(
                 session = %summary.session,

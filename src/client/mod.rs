@@ -1,1 +1,457 @@
-//! The Rust client (written next).
+//! The one Rust client: typed messages, the MessagePack codec, request and
+//! reply matching, pushed events, and reconnect with replay. The tests, the
+//! load generator and `switchboard-cli` all use it, so the protocol is
+//! written once on the client side too.
+//!
+//! A reader task owns the socket's read half: replies go to whoever waits
+//! for that request id, everything else (events, snapshots, goodbye, errors
+//! without an id) to the event channel, and the reader remembers the last
+//! event number seen so [`Client::reconnect`] can resume exactly there.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::domain::ids::{ClientKind, Role};
+use crate::error::ErrorCode;
+use crate::protocol::{
+    CustomerView, Entry, Event, Reply, Request, RequestBody, ResumeFrom, ServerFrame, Snapshot,
+    PROTOCOL_VERSION,
+};
+
+/// How long a request waits for its reply by default.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pushed frames buffered for the application before the reader waits.
+const EVENT_BUFFER: usize = 4096;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Sink = SplitSink<Socket, Message>;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    #[error("server error {code}: {message}")]
+    Server { code: ErrorCode, message: String },
+    #[error("connection error: {0}")]
+    Io(String),
+    #[error("no reply within the timeout")]
+    Timeout,
+    #[error("the connection is closed")]
+    Closed,
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Something the server sent without being asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pushed {
+    Event {
+        stream: String,
+        seq: u64,
+        event: Event,
+    },
+    Snapshot {
+        stream: String,
+        seq: u64,
+        snapshot: Snapshot,
+    },
+    Goodbye {
+        reason: String,
+    },
+    /// An error frame without a request id (a frame too broken to answer).
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    /// The socket closed.
+    Closed,
+}
+
+/// How to get back in after a reconnect.
+#[derive(Debug, Clone)]
+enum Auth {
+    None,
+    Rep { token: String },
+    Customer { token: String },
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Reply, ClientError>>>>>;
+
+pub struct Client {
+    url: String,
+    role: Role,
+    kind: ClientKind,
+    sink: Arc<tokio::sync::Mutex<Sink>>,
+    waiters: Waiters,
+    events_tx: mpsc::Sender<Pushed>,
+    events: mpsc::Receiver<Pushed>,
+    /// The last event seen: where a reconnect resumes.
+    position: Arc<Mutex<Option<ResumeFrom>>>,
+    next_id: AtomicU64,
+    auth: Auth,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Client {
+    /// Connects to `url` (such as `ws://127.0.0.1:8080/ws`) and says hello.
+    pub async fn connect(url: &str, role: Role, kind: ClientKind) -> Result<Client, ClientError> {
+        let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
+        let waiters: Waiters = Arc::default();
+        let position = Arc::new(Mutex::new(None));
+        let (sink, reader) =
+            open(url, waiters.clone(), events_tx.clone(), position.clone()).await?;
+        let client = Client {
+            url: url.to_string(),
+            role,
+            kind,
+            sink: Arc::new(tokio::sync::Mutex::new(sink)),
+            waiters,
+            events_tx,
+            events,
+            position,
+            next_id: AtomicU64::new(1),
+            auth: Auth::None,
+            reader,
+        };
+        client.hello().await?;
+        Ok(client)
+    }
+
+    async fn hello(&self) -> Result<(), ClientError> {
+        match self
+            .request(RequestBody::Hello {
+                protocol: PROTOCOL_VERSION,
+                role: self.role,
+                client: self.kind,
+            })
+            .await?
+        {
+            Reply::Welcome { .. } => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends a request and waits for its reply (or error).
+    pub async fn request(&self, body: RequestBody) -> Result<Reply, ClientError> {
+        self.request_timeout(body, REQUEST_TIMEOUT).await
+    }
+
+    pub async fn request_timeout(
+        &self,
+        body: RequestBody,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiters).insert(id, tx);
+        let bytes = rmp_serde::to_vec_named(&Request { id, body })
+            .map_err(|e| ClientError::Io(e.to_string()))?;
+        if let Err(e) = self.send_raw(bytes).await {
+            lock(&self.waiters).remove(&id);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => {
+                lock(&self.waiters).remove(&id);
+                Err(ClientError::Timeout)
+            }
+        }
+    }
+
+    /// Sends bytes as one binary frame, as they are (for testing bad input).
+    pub async fn send_raw(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.sink
+            .lock()
+            .await
+            .send(Message::Binary(bytes))
+            .await
+            .map_err(|e| ClientError::Io(e.to_string()))
+    }
+
+    /// Sends one text frame (the JSON encoding).
+    pub async fn send_text(&self, text: String) -> Result<(), ClientError> {
+        self.sink
+            .lock()
+            .await
+            .send(Message::Text(text))
+            .await
+            .map_err(|e| ClientError::Io(e.to_string()))
+    }
+
+    /// Logs a rep in; afterwards [`Client::reconnect`] logs in again with
+    /// the token and resumes the event stream.
+    pub async fn login(&mut self, username: &str, password: &str) -> Result<Reply, ClientError> {
+        let reply = self
+            .request(RequestBody::Login {
+                username: Some(username.into()),
+                password: Some(password.into()),
+                token: None,
+                resume: None,
+            })
+            .await?;
+        match &reply {
+            Reply::LoggedIn {
+                token, stream, seq, ..
+            } => {
+                self.auth = Auth::Rep {
+                    token: token.clone(),
+                };
+                *lock(&self.position) = Some(ResumeFrom {
+                    stream: stream.clone(),
+                    after: *seq,
+                });
+                Ok(reply)
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Starts a customer session.
+    pub async fn start_session(
+        &mut self,
+        entry: Entry,
+        name: &str,
+        company: &str,
+        description: &str,
+    ) -> Result<CustomerView, ClientError> {
+        let reply = self
+            .request(RequestBody::StartSession {
+                entry,
+                name: name.into(),
+                company: company.into(),
+                description: description.into(),
+            })
+            .await?;
+        self.customer_attached(reply)
+    }
+
+    fn customer_attached(&mut self, reply: Reply) -> Result<CustomerView, ClientError> {
+        match reply {
+            Reply::SessionStarted(view) => {
+                self.auth = Auth::Customer {
+                    token: view.token.clone(),
+                };
+                let mut pos = lock(&self.position);
+                // Keep the later of what we saw and what the server says.
+                let keep = pos
+                    .as_ref()
+                    .is_some_and(|p| p.stream == view.stream && p.after > view.seq);
+                if !keep {
+                    *pos = Some(ResumeFrom {
+                        stream: view.stream.clone(),
+                        after: view.seq,
+                    });
+                }
+                Ok(view)
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Where the event stream stands (last event seen).
+    pub fn position(&self) -> Option<ResumeFrom> {
+        lock(&self.position).clone()
+    }
+
+    /// Drops the socket and opens a new one, logs in again (rep token or
+    /// customer session token) and resumes from the last event seen: the
+    /// missed events (or a snapshot) arrive on the event channel.
+    pub async fn reconnect(&mut self) -> Result<Reply, ClientError> {
+        self.reader.abort();
+        let _ = self.sink.lock().await.close().await;
+        let (sink, reader) = open(
+            &self.url,
+            self.waiters.clone(),
+            self.events_tx.clone(),
+            self.position.clone(),
+        )
+        .await?;
+        *self.sink.lock().await = sink;
+        self.reader = reader;
+        self.hello().await?;
+        let resume = self.position();
+        match self.auth.clone() {
+            Auth::None => Ok(Reply::Ok),
+            Auth::Rep { token } => {
+                self.request(RequestBody::Login {
+                    username: None,
+                    password: None,
+                    token: Some(token),
+                    resume,
+                })
+                .await
+            }
+            Auth::Customer { token } => {
+                let reply = self
+                    .request(RequestBody::ResumeSession { token, resume })
+                    .await?;
+                self.customer_attached(reply.clone())?;
+                Ok(reply)
+            }
+        }
+    }
+
+    /// The next pushed frame, or `None` after `timeout`.
+    pub async fn next_pushed(&mut self, timeout: Duration) -> Option<Pushed> {
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits for an event matching `want`, skipping others; `None` after
+    /// `timeout`.
+    pub async fn wait_event(
+        &mut self,
+        timeout: Duration,
+        want: impl Fn(&Event) -> bool,
+    ) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_pushed(left).await? {
+                Pushed::Event { event, .. } if want(&event) => return Some(event),
+                Pushed::Closed => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Drops events already received.
+    pub fn drain(&mut self) -> Vec<Pushed> {
+        let mut out = Vec::new();
+        while let Ok(p) = self.events.try_recv() {
+            out.push(p);
+        }
+        out
+    }
+
+    pub async fn close(self) {
+        let _ = self.sink.lock().await.close().await;
+        self.reader.abort();
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+async fn open(
+    url: &str,
+    waiters: Waiters,
+    events: mpsc::Sender<Pushed>,
+    position: Arc<Mutex<Option<ResumeFrom>>>,
+) -> Result<(Sink, tokio::task::JoinHandle<()>), ClientError> {
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| ClientError::Io(e.to_string()))?;
+    let (sink, stream) = socket.split();
+    let reader = tokio::spawn(read_loop(stream, waiters, events, position));
+    Ok((sink, reader))
+}
+
+async fn read_loop(
+    mut stream: SplitStream<Socket>,
+    waiters: Waiters,
+    events: mpsc::Sender<Pushed>,
+    position: Arc<Mutex<Option<ResumeFrom>>>,
+) {
+    while let Some(msg) = stream.next().await {
+        let frame: ServerFrame = match msg {
+            Ok(Message::Binary(b)) => match rmp_serde::from_slice(&b) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("undecodable frame from server: {e}");
+                    continue;
+                }
+            },
+            Ok(Message::Text(t)) => match serde_json::from_str(&t) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("undecodable text frame from server: {e}");
+                    continue;
+                }
+            },
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let pushed = match frame {
+            ServerFrame::Reply { re, body } => {
+                if let Some(w) = lock(&waiters).remove(&re) {
+                    let _ = w.send(Ok(body));
+                }
+                continue;
+            }
+            ServerFrame::Error {
+                re: Some(re),
+                code,
+                message,
+            } => {
+                if let Some(w) = lock(&waiters).remove(&re) {
+                    let _ = w.send(Err(ClientError::Server { code, message }));
+                }
+                continue;
+            }
+            ServerFrame::Error {
+                re: None,
+                code,
+                message,
+            } => Pushed::Error { code, message },
+            ServerFrame::Event { stream, seq, event } => {
+                *lock(&position) = Some(ResumeFrom {
+                    stream: stream.clone(),
+                    after: seq,
+                });
+                Pushed::Event { stream, seq, event }
+            }
+            ServerFrame::Snapshot {
+                stream,
+                seq,
+                snapshot,
+            } => {
+                *lock(&position) = Some(ResumeFrom {
+                    stream: stream.clone(),
+                    after: seq,
+                });
+                Pushed::Snapshot {
+                    stream,
+                    seq,
+                    snapshot,
+                }
+            }
+            ServerFrame::Goodbye { reason } => Pushed::Goodbye { reason },
+        };
+        if events.send(pushed).await.is_err() {
+            break;
+        }
+    }
+    // Fail whoever still waits, so no request hangs to its timeout.
+    for (_, w) in lock(&waiters).drain() {
+        let _ = w.send(Err(ClientError::Closed));
+    }
+    let _ = events.send(Pushed::Closed).await;
+}

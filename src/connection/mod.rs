@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 use crate::actors::{ConnHandle, Hub, Outgoing};
 use crate::domain::ids::{ClientKind, RepId, Role, SessionId};
 use crate::error::{AppError, ErrorCode};
-use crate::protocol::{decode_request, encode_frame, Encoding, Reply, Request, RequestBody, ServerFrame};
+use crate::protocol::{
+    decode_request, encode_frame, Encoding, Reply, Request, RequestBody, ServerFrame,
+};
 
 /// Frames larger than this are not even read: the connection is closed
 /// with 1009 (message too big). Frames between `max_frame_bytes` and this
@@ -89,8 +91,12 @@ impl Connection {
     pub async fn run(mut self, stream: actix_ws::MessageStream) {
         let max = self.hub.settings.max_frame_bytes;
         let hard = hard_frame_limit(max);
-        let mut stream = stream.max_frame_size(hard).aggregate_continuations().max_continuation_size(hard);
-        let mut heartbeat = tokio::time::interval(Duration::from_millis(self.hub.settings.heartbeat_ms));
+        let mut stream = stream
+            .max_frame_size(hard)
+            .aggregate_continuations()
+            .max_continuation_size(hard);
+        let mut heartbeat =
+            tokio::time::interval(Duration::from_millis(self.hub.settings.heartbeat_ms));
         let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
         let hello_timeout = Duration::from_millis(self.hub.settings.hello_timeout_ms);
         let shutdown = self.hub.shutdown.clone();
@@ -262,7 +268,11 @@ impl Connection {
         let sent = match self.encoding {
             Encoding::MessagePack => self.ws.binary(bytes).await,
             // Our JSON encoder only ever produces UTF-8.
-            Encoding::Json => self.ws.text(String::from_utf8_lossy(&bytes).into_owned()).await,
+            Encoding::Json => {
+                self.ws
+                    .text(String::from_utf8_lossy(&bytes).into_owned())
+                    .await
+            }
         };
         sent.is_ok()
     }
@@ -294,8 +304,14 @@ impl Connection {
         match (&self.phase, &req.body) {
             (_, B::Ping) => Ok(Reply::Pong),
             (Phase::New, B::Hello { .. }) => commands::hello::hello(self, req.body),
-            (Phase::New, _) => Err(AppError::new(ErrorCode::HelloRequired, "send 'hello' first")),
-            (_, B::Hello { .. }) => Err(AppError::new(ErrorCode::AlreadyHello, "'hello' was already sent")),
+            (Phase::New, _) => Err(AppError::new(
+                ErrorCode::HelloRequired,
+                "send 'hello' first",
+            )),
+            (_, B::Hello { .. }) => Err(AppError::new(
+                ErrorCode::AlreadyHello,
+                "'hello' was already sent",
+            )),
             _ => commands::dispatch(self, req.body).await,
         }
     }

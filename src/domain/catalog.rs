@@ -125,11 +125,15 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn rep(&self, id: &str) -> Result<&Rep, AppError> {
-        self.reps.get(id).ok_or_else(|| AppError::not_found("rep", id))
+        self.reps
+            .get(id)
+            .ok_or_else(|| AppError::not_found("rep", id))
     }
 
     pub fn team(&self, id: &str) -> Result<&Team, AppError> {
-        self.teams.get(id).ok_or_else(|| AppError::not_found("team", id))
+        self.teams
+            .get(id)
+            .ok_or_else(|| AppError::not_found("team", id))
     }
 
     pub fn rep_by_username(&self, username: &str) -> Option<&Rep> {
@@ -216,7 +220,12 @@ impl Catalog {
         self.team(&it.team).map(|_| ())
     }
 
-    pub fn validate_queue_target(&self, what: &str, id: &str, queue: &QueueId) -> Result<(), AppError> {
+    pub fn validate_queue_target(
+        &self,
+        what: &str,
+        id: &str,
+        queue: &QueueId,
+    ) -> Result<(), AppError> {
         check_admin_id(what, id)?;
         self.check_queue(queue)
     }
@@ -229,7 +238,13 @@ mod tests {
     fn catalog() -> Catalog {
         let mut c = Catalog::default();
         for (id, name) in [("net", "Network"), ("billing", "Billing")] {
-            c.teams.insert(id.into(), Team { id: id.into(), name: name.into() });
+            c.teams.insert(
+                id.into(),
+                Team {
+                    id: id.into(),
+                    name: name.into(),
+                },
+            );
         }
         c.reps.insert(
             "alice".into(),
@@ -253,7 +268,10 @@ mod tests {
         assert!(c.can_see("alice", &QueueId::team("net")));
         assert!(!c.can_see("alice", &QueueId::team("billing")));
         assert!(!c.can_see("alice", &QueueId::rep("bob")));
-        assert_eq!(c.visible_queues("alice"), vec![QueueId::rep("alice"), QueueId::team("net")]);
+        assert_eq!(
+            c.visible_queues("alice"),
+            vec![QueueId::rep("alice"), QueueId::team("net")]
+        );
         assert_eq!(c.watchers(&QueueId::team("net")), vec!["alice".to_string()]);
         assert!(c.watchers(&QueueId::team("billing")).is_empty());
     }
@@ -261,8 +279,15 @@ mod tests {
     #[test]
     fn references_must_exist() {
         let c = catalog();
-        let it = IssueType { id: "vpn".into(), name: "VPN".into(), team: "nope".into() };
-        assert_eq!(c.validate_issue_type(&it).unwrap_err().code, ErrorCode::NotFound);
+        let it = IssueType {
+            id: "vpn".into(),
+            name: "VPN".into(),
+            team: "nope".into(),
+        };
+        assert_eq!(
+            c.validate_issue_type(&it).unwrap_err().code,
+            ErrorCode::NotFound
+        );
         let mut bob = c.reps["alice"].clone();
         bob.id = "bob".into();
         assert_eq!(c.validate_rep(&bob).unwrap_err().code, ErrorCode::Conflict);

@@ -97,7 +97,8 @@ impl Serialize for QueueId {
 impl<'de> Deserialize<'de> for QueueId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(|e: AppError| serde::de::Error::custom(e.message))
+        s.parse()
+            .map_err(|e: AppError| serde::de::Error::custom(e.message))
     }
 }
 

@@ -82,10 +82,16 @@ impl SessionKey {
     /// Whether the key may start a session now.
     pub fn check_usable(&self, now: Millis) -> Result<(), AppError> {
         if self.used_by.is_some() {
-            return Err(AppError::new(ErrorCode::KeyUsed, "this session key has already been used"));
+            return Err(AppError::new(
+                ErrorCode::KeyUsed,
+                "this session key has already been used",
+            ));
         }
         if now >= self.expires_at {
-            return Err(AppError::new(ErrorCode::KeyExpired, "this session key has expired"));
+            return Err(AppError::new(
+                ErrorCode::KeyExpired,
+                "this session key has expired",
+            ));
         }
         Ok(())
     }
@@ -107,9 +113,18 @@ mod tests {
 
     #[test]
     fn one_use_within_the_period() {
-        let mut k = SessionKey { rep: "a".into(), created_at: 0, expires_at: 1000, portal: None, used_by: None };
+        let mut k = SessionKey {
+            rep: "a".into(),
+            created_at: 0,
+            expires_at: 1000,
+            portal: None,
+            used_by: None,
+        };
         assert!(k.check_usable(999).is_ok());
-        assert_eq!(k.check_usable(1000).unwrap_err().code, ErrorCode::KeyExpired);
+        assert_eq!(
+            k.check_usable(1000).unwrap_err().code,
+            ErrorCode::KeyExpired
+        );
         k.used_by = Some("s".into());
         assert_eq!(k.check_usable(0).unwrap_err().code, ErrorCode::KeyUsed);
         assert!(check_validity(30).is_err());

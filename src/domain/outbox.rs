@@ -67,7 +67,13 @@ impl<E: Clone> Outbox<E> {
         if after + 1 < oldest_kept {
             return Resume::Snapshot;
         }
-        Resume::Replay(self.ring.iter().filter(|(s, _)| *s > after).cloned().collect())
+        Resume::Replay(
+            self.ring
+                .iter()
+                .filter(|(s, _)| *s > after)
+                .cloned()
+                .collect(),
+        )
     }
 }
 
@@ -84,9 +90,20 @@ mod tests {
         let s = o.stream().to_string();
         assert_eq!(o.resume(&s, 2), Resume::Replay(vec![(3, "c"), (4, "d")]));
         assert_eq!(o.resume(&s, 4), Resume::Replay(vec![]));
-        assert_eq!(o.resume(&s, 1), Resume::Replay(vec![(2, "b"), (3, "c"), (4, "d")]));
-        assert_eq!(o.resume(&s, 0), Resume::Snapshot, "event 1 fell out of the ring");
+        assert_eq!(
+            o.resume(&s, 1),
+            Resume::Replay(vec![(2, "b"), (3, "c"), (4, "d")])
+        );
+        assert_eq!(
+            o.resume(&s, 0),
+            Resume::Snapshot,
+            "event 1 fell out of the ring"
+        );
         assert_eq!(o.resume("old-stream", 4), Resume::Snapshot);
-        assert_eq!(o.resume(&s, 9), Resume::Snapshot, "a number from the future");
+        assert_eq!(
+            o.resume(&s, 9),
+            Resume::Snapshot,
+            "a number from the future"
+        );
     }
 }

@@ -146,7 +146,8 @@ impl Queue {
     /// The queue as a rep views it, sorted as asked. Positions are always
     /// queue positions, whatever the sort.
     pub fn view(&self, sort: SortBy) -> Vec<(usize, SessionSummary)> {
-        let mut items: Vec<(usize, SessionSummary)> = self.in_order().map(|(p, s)| (p, s.clone())).collect();
+        let mut items: Vec<(usize, SessionSummary)> =
+            self.in_order().map(|(p, s)| (p, s.clone())).collect();
         match sort {
             SortBy::Wait => items.sort_by_key(|(p, s)| (s.wait_start, *p)),
             SortBy::Name => items.sort_by(|a, b| {
@@ -208,7 +209,9 @@ mod tests {
         assert_eq!(q.position("a"), Some(1));
         assert_eq!(q.position("c"), Some(3));
         assert_eq!(q.first().unwrap().session, "a");
-        let ids = |v: Vec<(usize, SessionSummary)>| v.into_iter().map(|(_, s)| s.session).collect::<Vec<_>>();
+        let ids = |v: Vec<(usize, SessionSummary)>| {
+            v.into_iter().map(|(_, s)| s.session).collect::<Vec<_>>()
+        };
         assert_eq!(ids(q.view(SortBy::Wait)), ["b", "a", "c"]);
         assert_eq!(ids(q.view(SortBy::Name)), ["b", "c", "a"]);
         assert_eq!(ids(q.view(SortBy::Issue)), ["b", "a", "c"]);

@@ -178,7 +178,12 @@ impl Session {
             customer_token_hash: n.customer_token_hash,
             chat_lines: 0,
         };
-        s.record(now, CUSTOMER, HistoryEvent::Created, format!("via {}{}", s.entry.as_str(), n.detail));
+        s.record(
+            now,
+            CUSTOMER,
+            HistoryEvent::Created,
+            format!("via {}{}", s.entry.as_str(), n.detail),
+        );
         s.record(now, SYSTEM, HistoryEvent::EnteredQueue, n.queue.to_string());
         s
     }
@@ -207,7 +212,13 @@ impl Session {
         self.participants.iter().any(|p| p.rep == rep)
     }
 
-    pub fn record(&mut self, at: Millis, actor: &str, event: HistoryEvent, detail: impl Into<String>) {
+    pub fn record(
+        &mut self,
+        at: Millis,
+        actor: &str,
+        event: HistoryEvent,
+        detail: impl Into<String>,
+    ) {
         self.history.push(HistoryEntry {
             at,
             actor: actor.to_string(),
@@ -218,7 +229,10 @@ impl Session {
 
     fn not_ended(&self) -> Result<(), AppError> {
         if self.is_ended() {
-            Err(AppError::new(ErrorCode::SessionEnded, format!("session {} has ended", self.id)))
+            Err(AppError::new(
+                ErrorCode::SessionEnded,
+                format!("session {} has ended", self.id),
+            ))
         } else {
             Ok(())
         }
@@ -230,7 +244,10 @@ impl Session {
         if self.owner.as_deref() == Some(rep) {
             Ok(())
         } else if self.is_participant(rep) {
-            Err(AppError::new(ErrorCode::NotOwner, "only the session's owner can do that"))
+            Err(AppError::new(
+                ErrorCode::NotOwner,
+                "only the session's owner can do that",
+            ))
         } else {
             Err(self.not_yours())
         }
@@ -274,22 +291,40 @@ impl Session {
         }];
         self.invitations.clear();
         let waited = now.saturating_sub(self.wait_start);
-        self.record(now, &rep_actor(rep), HistoryEvent::Accepted, format!("from {queue} after {waited} ms"));
+        self.record(
+            now,
+            &rep_actor(rep),
+            HistoryEvent::Accepted,
+            format!("from {queue} after {waited} ms"),
+        );
         Ok(queue)
     }
 
     /// The owner moves the session to another queue; every rep leaves it and
     /// it waits again, keeping its original wait start.
-    pub fn transfer(&mut self, rep: &str, to: QueueId, order: u64, now: Millis) -> Result<(), AppError> {
+    pub fn transfer(
+        &mut self,
+        rep: &str,
+        to: QueueId,
+        order: u64,
+        now: Millis,
+    ) -> Result<(), AppError> {
         self.require_owner(rep)?;
         self.enqueue(to.clone(), order, now);
-        self.record(now, &rep_actor(rep), HistoryEvent::Transferred, to.to_string());
+        self.record(
+            now,
+            &rep_actor(rep),
+            HistoryEvent::Transferred,
+            to.to_string(),
+        );
         Ok(())
     }
 
     /// Puts the session back to waiting in `queue` (transfer, requeue).
     pub fn enqueue(&mut self, queue: QueueId, order: u64, now: Millis) {
-        self.state = SessionState::Waiting { queue: queue.clone() };
+        self.state = SessionState::Waiting {
+            queue: queue.clone(),
+        };
         self.owner = None;
         self.participants.clear();
         self.invitations.clear();
@@ -303,7 +338,10 @@ impl Session {
     pub fn invite(&mut self, rep: &str, queue: QueueId, now: Millis) -> Result<(), AppError> {
         self.require_participant(rep)?;
         if self.waiting_in().is_some() {
-            return Err(AppError::new(ErrorCode::NotWaiting, "accept the session before inviting others"));
+            return Err(AppError::new(
+                ErrorCode::NotWaiting,
+                "accept the session before inviting others",
+            ));
         }
         if let QueueId::Rep(invitee) = &queue {
             if self.is_participant(invitee) {
@@ -320,7 +358,12 @@ impl Session {
                 at: now,
             });
         }
-        self.record(now, &rep_actor(rep), HistoryEvent::Invited, queue.to_string());
+        self.record(
+            now,
+            &rep_actor(rep),
+            HistoryEvent::Invited,
+            queue.to_string(),
+        );
         Ok(())
     }
 
@@ -334,20 +377,33 @@ impl Session {
     ) -> Result<Invitation, AppError> {
         self.not_ended()?;
         if self.is_participant(rep) {
-            return Err(AppError::new(ErrorCode::AlreadyInSession, "you are already in this session"));
+            return Err(AppError::new(
+                ErrorCode::AlreadyInSession,
+                "you are already in this session",
+            ));
         }
         let idx = self
             .invitations
             .iter()
             .position(|i| i.queue == QueueId::rep(rep))
             .or_else(|| self.invitations.iter().position(|i| may_use(&i.queue)))
-            .ok_or_else(|| AppError::new(ErrorCode::NotInvited, "you have no invitation to this session"))?;
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::NotInvited,
+                    "you have no invitation to this session",
+                )
+            })?;
         let inv = self.invitations.remove(idx);
         self.participants.push(Participant {
             rep: rep.to_string(),
             joined_at: now,
         });
-        self.record(now, &rep_actor(rep), HistoryEvent::Joined, format!("invited to {}", inv.queue));
+        self.record(
+            now,
+            &rep_actor(rep),
+            HistoryEvent::Joined,
+            format!("invited to {}", inv.queue),
+        );
         Ok(inv)
     }
 
@@ -384,7 +440,12 @@ impl Session {
         self.not_ended()?;
         self.state = SessionState::Ended { reason, at: now };
         self.invitations.clear();
-        self.record(now, actor, HistoryEvent::Ended, format!("{reason:?}").to_lowercase());
+        self.record(
+            now,
+            actor,
+            HistoryEvent::Ended,
+            format!("{reason:?}").to_lowercase(),
+        );
         Ok(())
     }
 
@@ -445,7 +506,12 @@ mod tests {
         assert_eq!(s.wait_start, 1000);
         assert_eq!(s.last_queue, QueueId::rep("bob"));
         assert!(s.participants.is_empty());
-        assert_eq!(s.transfer("alice", QueueId::team("net"), 8, 3001).unwrap_err().code, ErrorCode::NotYourSession);
+        assert_eq!(
+            s.transfer("alice", QueueId::team("net"), 8, 3001)
+                .unwrap_err()
+                .code,
+            ErrorCode::NotYourSession
+        );
     }
 
     #[test]
@@ -454,15 +520,26 @@ mod tests {
         s.accept("alice", 2000).unwrap();
         s.invite("alice", QueueId::rep("bob"), 2100).unwrap();
         s.invite("alice", QueueId::team("net"), 2150).unwrap();
-        assert_eq!(s.join("carl", |_| false, 2200).unwrap_err().code, ErrorCode::NotInvited);
+        assert_eq!(
+            s.join("carl", |_| false, 2200).unwrap_err().code,
+            ErrorCode::NotInvited
+        );
         s.join("bob", |_| false, 2300).unwrap();
         s.join("dan", |q| q == &QueueId::team("net"), 2400).unwrap();
-        assert_eq!(s.require_owner("bob").unwrap_err().code, ErrorCode::NotOwner);
+        assert_eq!(
+            s.require_owner("bob").unwrap_err().code,
+            ErrorCode::NotOwner
+        );
         assert_eq!(s.leave("alice", 2500).unwrap(), Some("bob".into()));
         assert_eq!(s.leave("dan", 2600).unwrap(), None);
         assert_eq!(s.leave("bob", 2700).unwrap_err().code, ErrorCode::LastRep);
         s.end("rep:bob", EndReason::Rep, 2800).unwrap();
-        assert_eq!(s.end("customer", EndReason::Customer, 2900).unwrap_err().code, ErrorCode::SessionEnded);
+        assert_eq!(
+            s.end("customer", EndReason::Customer, 2900)
+                .unwrap_err()
+                .code,
+            ErrorCode::SessionEnded
+        );
         let events: Vec<_> = s.history.iter().map(|h| h.event).collect();
         assert_eq!(
             events,
@@ -487,7 +564,10 @@ mod tests {
         let mut s = waiting(ClientKind::Mobile);
         assert!(s.view_only);
         s.accept("alice", 2000).unwrap();
-        assert_eq!(s.check_control("alice").unwrap_err().code, ErrorCode::ViewOnly);
+        assert_eq!(
+            s.check_control("alice").unwrap_err().code,
+            ErrorCode::ViewOnly
+        );
         assert!(s.require_participant("alice").is_ok());
         let mut d = waiting(ClientKind::Desktop);
         d.accept("alice", 2000).unwrap();

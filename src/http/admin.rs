@@ -15,7 +15,10 @@ use crate::error::AppError;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/admin/reps", web::get().to(list_reps))
         .route("/api/admin/reps/{id}", web::put().to(put_rep))
-        .route("/api/admin/reps/{id}", web::delete().to(delete::<{ KIND_REP }>));
+        .route(
+            "/api/admin/reps/{id}",
+            web::delete().to(delete::<{ KIND_REP }>),
+        );
     entries::<Team, { KIND_TEAM }>(cfg, "teams");
     entries::<IssueType, { KIND_ISSUE_TYPE }>(cfg, "issue-types");
     entries::<Portal, { KIND_PORTAL }>(cfg, "portals");
@@ -45,7 +48,9 @@ fn require_admin(who: &Authed) -> Result<(), AppError> {
     if who.0.permissions.admin {
         Ok(())
     } else {
-        Err(AppError::permission("the admin API needs the admin permission"))
+        Err(AppError::permission(
+            "the admin API needs the admin permission",
+        ))
     }
 }
 
@@ -54,8 +59,14 @@ where
     T: admin::HasId + crate::store::Record + Clone + Listed + 'static,
 {
     cfg.route(&format!("/api/admin/{path}"), web::get().to(list::<T>))
-        .route(&format!("/api/admin/{path}/{{id}}"), web::put().to(put::<T, K>))
-        .route(&format!("/api/admin/{path}/{{id}}"), web::delete().to(delete::<K>));
+        .route(
+            &format!("/api/admin/{path}/{{id}}"),
+            web::put().to(put::<T, K>),
+        )
+        .route(
+            &format!("/api/admin/{path}/{{id}}"),
+            web::delete().to(delete::<K>),
+        );
 }
 
 /// How to list each kind from the catalog.
@@ -78,7 +89,10 @@ listed!(Portal, portals);
 listed!(SupportButton, buttons);
 listed!(HelpLink, help_links);
 
-async fn list<T: Listed + serde::Serialize>(hub: web::Data<Arc<Hub>>, who: Authed) -> Result<HttpResponse, AppError> {
+async fn list<T: Listed + serde::Serialize>(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+) -> Result<HttpResponse, AppError> {
     require_admin(&who)?;
     Ok(HttpResponse::Ok().json(T::all(&hub.catalog())))
 }
@@ -97,7 +111,11 @@ where
     Ok(HttpResponse::Ok().json(saved))
 }
 
-async fn delete<const K: u8>(hub: web::Data<Arc<Hub>>, who: Authed, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn delete<const K: u8>(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     require_admin(&who)?;
     admin::delete_entry(&hub, kind(K), &id).await?;
     Ok(HttpResponse::NoContent().finish())

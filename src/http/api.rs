@@ -44,7 +44,12 @@ impl FromRequest for Authed {
             let token = header
                 .as_deref()
                 .and_then(|h| h.strip_prefix("Bearer "))
-                .ok_or_else(|| AppError::new(ErrorCode::LoginRequired, "send Authorization: Bearer <token>"))?;
+                .ok_or_else(|| {
+                    AppError::new(
+                        ErrorCode::LoginRequired,
+                        "send Authorization: Bearer <token>",
+                    )
+                })?;
             Ok(Authed(flows::rep_for_token(&hub, token.trim()).await?))
         })
     }
@@ -56,7 +61,10 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(hub: web::Data<Arc<Hub>>, body: web::Json<LoginBody>) -> Result<HttpResponse, AppError> {
+async fn login(
+    hub: web::Data<Arc<Hub>>,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, AppError> {
     let (rep, token) = flows::login_with_password(&hub, &body.username, &body.password).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "token": token,
@@ -64,7 +72,11 @@ async fn login(hub: web::Data<Arc<Hub>>, body: web::Json<LoginBody>) -> Result<H
     })))
 }
 
-async fn logout(hub: web::Data<Arc<Hub>>, req: HttpRequest, _: Authed) -> Result<HttpResponse, AppError> {
+async fn logout(
+    hub: web::Data<Arc<Hub>>,
+    req: HttpRequest,
+    _: Authed,
+) -> Result<HttpResponse, AppError> {
     let token = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -82,10 +94,16 @@ struct KeyBody {
     portal: Option<String>,
 }
 
-async fn generate_key(hub: web::Data<Arc<Hub>>, who: Authed, body: web::Json<KeyBody>) -> Result<HttpResponse, AppError> {
+async fn generate_key(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+    body: web::Json<KeyBody>,
+) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let (key, url, expires_at) = flows::generate_session_key(&hub, &who.0.id, body.valid_for_secs, body.portal).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({"key": key, "url": url, "expires_at": expires_at})))
+    let (key, url, expires_at) =
+        flows::generate_session_key(&hub, &who.0.id, body.valid_for_secs, body.portal).await?;
+    Ok(HttpResponse::Created()
+        .json(serde_json::json!({"key": key, "url": url, "expires_at": expires_at})))
 }
 
 async fn list_queues(hub: web::Data<Arc<Hub>>, who: Authed) -> Result<HttpResponse, AppError> {
@@ -110,7 +128,11 @@ async fn view_queue(
     Ok(HttpResponse::Ok().json(flows::view_queue(&hub, viewer, &queue, query.sort).await?))
 }
 
-async fn session(hub: web::Data<Arc<Hub>>, who: Authed, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn session(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let viewer = (!who.0.permissions.admin).then_some(who.0.id.as_str());
     Ok(HttpResponse::Ok().json(flows::session_details(&hub, &path, viewer).await?))
 }
@@ -129,7 +151,10 @@ async fn public_reps(hub: web::Data<Arc<Hub>>) -> HttpResponse {
 
 /// A session key's unique URL: tells the customer whose key it is and
 /// whether it can still start a session (the portal page builds on this).
-async fn portal_key(hub: web::Data<Arc<Hub>>, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+async fn portal_key(
+    hub: web::Data<Arc<Hub>>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (portal, key) = path.into_inner();
     let portal_name = hub
         .catalog()

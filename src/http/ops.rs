@@ -19,10 +19,12 @@ async fn healthz() -> HttpResponse {
 /// Ready: the store answers a read, and we are not shutting down.
 async fn readyz(hub: web::Data<Arc<Hub>>) -> HttpResponse {
     if hub.shutdown.is_cancelled() {
-        return HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "shutting_down"}));
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "shutting_down"}));
     }
     match hub.store.get("readyz/probe").await {
-        Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ready", "store": hub.store.backend()})),
+        Ok(_) => HttpResponse::Ok()
+            .json(serde_json::json!({"status": "ready", "store": hub.store.backend()})),
         Err(e) => HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({"status": "store_unavailable", "message": e.to_string()})),
     }

@@ -11,7 +11,11 @@ use crate::error::{AppError, ErrorCode};
 /// (binary = MessagePack, text = JSON).
 const SUBPROTOCOLS: &[&str] = &["switchboard.msgpack", "switchboard.json"];
 
-pub async fn upgrade(req: HttpRequest, body: web::Payload, hub: web::Data<Arc<Hub>>) -> actix_web::Result<HttpResponse> {
+pub async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    hub: web::Data<Arc<Hub>>,
+) -> actix_web::Result<HttpResponse> {
     if hub.shutdown.is_cancelled() {
         return Err(AppError::new(ErrorCode::ShuttingDown, "the server is shutting down").into());
     }

@@ -58,13 +58,19 @@ pub fn decode_request(bytes: &[u8], enc: Encoding) -> Result<Request, DecodeErro
             re,
             error: AppError::new(
                 ErrorCode::UnknownType,
-                format!("unknown message type '{}'", kind.chars().take(64).collect::<String>()),
+                format!(
+                    "unknown message type '{}'",
+                    kind.chars().take(64).collect::<String>()
+                ),
             ),
         });
     }
     let body: RequestBody = parse(bytes, enc).map_err(|e| DecodeError {
         re,
-        error: AppError::new(ErrorCode::InvalidRequest, format!("bad '{kind}' message: {e}")),
+        error: AppError::new(
+            ErrorCode::InvalidRequest,
+            format!("bad '{kind}' message: {e}"),
+        ),
     })?;
     Ok(Request {
         id: re.unwrap_or(0),
@@ -105,11 +111,19 @@ mod tests {
 
     #[test]
     fn a_hello_decodes_from_a_plain_map() {
-        let r = decode_request(&mp(json!({"type":"hello","id":1,"protocol":1,"role":"rep"})), Encoding::MessagePack).unwrap();
+        let r = decode_request(
+            &mp(json!({"type":"hello","id":1,"protocol":1,"role":"rep"})),
+            Encoding::MessagePack,
+        )
+        .unwrap();
         assert_eq!(r.id, 1);
         assert_eq!(
             r.body,
-            RequestBody::Hello { protocol: 1, role: Role::Rep, client: ClientKind::Desktop }
+            RequestBody::Hello {
+                protocol: 1,
+                role: Role::Rep,
+                client: ClientKind::Desktop
+            }
         );
         let j = decode_request(br#"{"type":"ping","id":9}"#, Encoding::Json).unwrap();
         assert_eq!((j.id, j.body), (9, RequestBody::Ping));
@@ -119,13 +133,29 @@ mod tests {
     fn each_kind_of_bad_frame_has_its_code() {
         let code = |b: &[u8]| decode_request(b, Encoding::MessagePack).unwrap_err();
         assert_eq!(code(b"\xc1").error.code, ErrorCode::MalformedFrame);
-        assert_eq!(code(&mp(json!([1, 2]))).error.code, ErrorCode::MalformedFrame);
-        assert_eq!(code(&mp(json!({"id": 3}))).error.code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            code(&mp(json!([1, 2]))).error.code,
+            ErrorCode::MalformedFrame
+        );
+        assert_eq!(
+            code(&mp(json!({"id": 3}))).error.code,
+            ErrorCode::InvalidRequest
+        );
         let unknown = code(&mp(json!({"type":"fly","id":4})));
-        assert_eq!((unknown.re, unknown.error.code), (Some(4), ErrorCode::UnknownType));
+        assert_eq!(
+            (unknown.re, unknown.error.code),
+            (Some(4), ErrorCode::UnknownType)
+        );
         let missing = code(&mp(json!({"type":"accept","id":5})));
-        assert_eq!((missing.re, missing.error.code), (Some(5), ErrorCode::InvalidRequest));
-        assert!(missing.error.message.contains("session"), "{}", missing.error.message);
+        assert_eq!(
+            (missing.re, missing.error.code),
+            (Some(5), ErrorCode::InvalidRequest)
+        );
+        assert!(
+            missing.error.message.contains("session"),
+            "{}",
+            missing.error.message
+        );
         let wrong = code(&mp(json!({"type":"view_queue","id":6,"queue":"nowhere"})));
         assert_eq!(wrong.error.code, ErrorCode::InvalidRequest);
     }
@@ -136,12 +166,22 @@ mod tests {
         let samples = [
             RequestBody::Ping,
             RequestBody::GetNext,
-            RequestBody::Chat { session: None, text: "hi".into() },
+            RequestBody::Chat {
+                session: None,
+                text: "hi".into(),
+            },
         ];
         for body in samples {
             assert!(RequestBody::TYPES.contains(&body.type_name()));
-            let bytes = rmp_serde::to_vec_named(&Request { id: 2, body: body.clone() }).unwrap();
-            assert_eq!(decode_request(&bytes, Encoding::MessagePack).unwrap().body, body);
+            let bytes = rmp_serde::to_vec_named(&Request {
+                id: 2,
+                body: body.clone(),
+            })
+            .unwrap();
+            assert_eq!(
+                decode_request(&bytes, Encoding::MessagePack).unwrap().body,
+                body
+            );
         }
     }
 }

@@ -274,7 +274,11 @@ pub enum ServerFrame {
         message: String,
     },
     /// A pushed event, numbered within `stream`.
-    Event { stream: String, seq: u64, event: Event },
+    Event {
+        stream: String,
+        seq: u64,
+        event: Event,
+    },
     /// Everything the client should show, as of event `seq` of `stream`;
     /// sent instead of a replay when the gap is too old.
     Snapshot {

@@ -41,7 +41,9 @@ pub enum Expect {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("conditional write on '{key}' failed: expected {expected:?}, found revision {found:?}")]
+    #[error(
+        "conditional write on '{key}' failed: expected {expected:?}, found revision {found:?}"
+    )]
     Conflict {
         key: String,
         expected: Expect,

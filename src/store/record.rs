@@ -103,7 +103,10 @@ mod tests {
             match version {
                 1 => {
                     let old: V1 = rmp_serde::from_slice(data).map_err(|e| e.to_string())?;
-                    Ok(Thing { name: old.name, n: 0 })
+                    Ok(Thing {
+                        name: old.name,
+                        n: 0,
+                    })
                 }
                 v => Err(format!("no migration from version {v}")),
             }
@@ -112,7 +115,10 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_named_fields() {
-        let t = Thing { name: "a".into(), n: 3 };
+        let t = Thing {
+            name: "a".into(),
+            n: 3,
+        };
         let bytes = encode(&t).unwrap();
         // Named fields: another language sees a map with these keys.
         let v: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
@@ -124,17 +130,33 @@ mod tests {
 
     #[test]
     fn old_versions_migrate_and_newer_ones_are_refused() {
-        let old = rmp_serde::to_vec_named(&serde_json::json!({"kind":"thing","v":1,"data":{"name":"x"}})).unwrap();
-        assert_eq!(decode::<Thing>("k", &old).unwrap(), Thing { name: "x".into(), n: 0 });
-        let newer = rmp_serde::to_vec_named(&serde_json::json!({"kind":"thing","v":9,"data":{}})).unwrap();
+        let old =
+            rmp_serde::to_vec_named(&serde_json::json!({"kind":"thing","v":1,"data":{"name":"x"}}))
+                .unwrap();
+        assert_eq!(
+            decode::<Thing>("k", &old).unwrap(),
+            Thing {
+                name: "x".into(),
+                n: 0
+            }
+        );
+        let newer =
+            rmp_serde::to_vec_named(&serde_json::json!({"kind":"thing","v":9,"data":{}})).unwrap();
         let err = decode::<Thing>("k", &newer).unwrap_err().to_string();
         assert!(err.contains("newer Switchboard"), "{err}");
     }
 
     #[test]
     fn wrong_kind_and_garbage_are_corrupt_not_panics() {
-        let other = rmp_serde::to_vec_named(&serde_json::json!({"kind":"other","v":2,"data":{}})).unwrap();
-        assert!(matches!(decode::<Thing>("k", &other), Err(StoreError::Corrupt { .. })));
-        assert!(matches!(decode::<Thing>("k", b"\xc1\xff garbage"), Err(StoreError::Corrupt { .. })));
+        let other =
+            rmp_serde::to_vec_named(&serde_json::json!({"kind":"other","v":2,"data":{}})).unwrap();
+        assert!(matches!(
+            decode::<Thing>("k", &other),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode::<Thing>("k", b"\xc1\xff garbage"),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

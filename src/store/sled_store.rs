@@ -40,7 +40,9 @@ impl SledStore {
             // would only add extra flushes.
             .flush_every_ms(None)
             .open()
-            .map_err(|e| StoreError::Backend(format!("cannot open sled at {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot open sled at {}: {e}", dir.display()))
+            })?;
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
         tokio::spawn(flusher(db.clone(), rx, metrics.clone()));
         Ok(SledStore {
@@ -221,8 +223,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = open(dir.path()).await;
-            store.put("a/b", b"one".to_vec(), Expect::Absent).await.unwrap();
-            store.put("a/b", b"two".to_vec(), Expect::Revision(1)).await.unwrap();
+            store
+                .put("a/b", b"one".to_vec(), Expect::Absent)
+                .await
+                .unwrap();
+            store
+                .put("a/b", b"two".to_vec(), Expect::Revision(1))
+                .await
+                .unwrap();
         }
         // Let the flusher task drop its handle to the database.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -23,26 +23,45 @@ async fn missing_keys_read_as_none(store: &dyn Store) {
 }
 
 async fn create_then_update_counts_revisions(store: &dyn Store) {
-    let r1 = store.put("suite/rev", b"a".to_vec(), Expect::Absent).await.unwrap();
+    let r1 = store
+        .put("suite/rev", b"a".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
     assert_eq!(r1, 1);
-    let r2 = store.put("suite/rev", b"b".to_vec(), Expect::Revision(1)).await.unwrap();
+    let r2 = store
+        .put("suite/rev", b"b".to_vec(), Expect::Revision(1))
+        .await
+        .unwrap();
     assert_eq!(r2, 2);
-    let r3 = store.put("suite/rev", b"c".to_vec(), Expect::Any).await.unwrap();
+    let r3 = store
+        .put("suite/rev", b"c".to_vec(), Expect::Any)
+        .await
+        .unwrap();
     assert_eq!(r3, 3);
     let v = store.get("suite/rev").await.unwrap().unwrap();
     assert_eq!((v.revision, v.value), (3, b"c".to_vec()));
 }
 
 async fn conditions_are_enforced(store: &dyn Store) {
-    store.put("suite/cond", b"x".to_vec(), Expect::Absent).await.unwrap();
+    store
+        .put("suite/cond", b"x".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
     let again = store.put("suite/cond", b"y".to_vec(), Expect::Absent).await;
     assert!(
         matches!(again, Err(StoreError::Conflict { found: Some(1), .. })),
         "{again:?}"
     );
-    let stale = store.put("suite/cond", b"y".to_vec(), Expect::Revision(7)).await;
-    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
-    let absent = store.put("suite/never", b"y".to_vec(), Expect::Revision(1)).await;
+    let stale = store
+        .put("suite/cond", b"y".to_vec(), Expect::Revision(7))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    let absent = store
+        .put("suite/never", b"y".to_vec(), Expect::Revision(1))
+        .await;
     assert!(
         matches!(absent, Err(StoreError::Conflict { found: None, .. })),
         "{absent:?}"
@@ -54,21 +73,41 @@ async fn conditions_are_enforced(store: &dyn Store) {
 }
 
 async fn deletes_honour_conditions(store: &dyn Store) {
-    store.put("suite/del", b"x".to_vec(), Expect::Absent).await.unwrap();
+    store
+        .put("suite/del", b"x".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
     let wrong = store.delete("suite/del", Expect::Revision(5)).await;
-    assert!(matches!(wrong, Err(StoreError::Conflict { .. })), "{wrong:?}");
+    assert!(
+        matches!(wrong, Err(StoreError::Conflict { .. })),
+        "{wrong:?}"
+    );
     assert!(store.get("suite/del").await.unwrap().is_some());
-    store.delete("suite/del", Expect::Revision(1)).await.unwrap();
+    store
+        .delete("suite/del", Expect::Revision(1))
+        .await
+        .unwrap();
     assert_eq!(store.get("suite/del").await.unwrap(), None);
     // Deleting what is gone is fine unconditionally.
     store.delete("suite/del", Expect::Any).await.unwrap();
     // A key can be created again after a delete.
-    store.put("suite/del", b"z".to_vec(), Expect::Absent).await.unwrap();
+    store
+        .put("suite/del", b"z".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
 }
 
 async fn scans_return_only_the_prefix_in_order(store: &dyn Store) {
-    for k in ["suite/scan/b", "suite/scan/a", "suite/scan/c", "suite/scanner"] {
-        store.put(k, k.as_bytes().to_vec(), Expect::Any).await.unwrap();
+    for k in [
+        "suite/scan/b",
+        "suite/scan/a",
+        "suite/scan/c",
+        "suite/scanner",
+    ] {
+        store
+            .put(k, k.as_bytes().to_vec(), Expect::Any)
+            .await
+            .unwrap();
     }
     let keys: Vec<String> = store
         .scan_prefix("suite/scan/")
@@ -78,18 +117,33 @@ async fn scans_return_only_the_prefix_in_order(store: &dyn Store) {
         .map(|(k, _)| k)
         .collect();
     assert_eq!(keys, ["suite/scan/a", "suite/scan/b", "suite/scan/c"]);
-    assert!(store.scan_prefix("suite/nothing/").await.unwrap().is_empty());
+    assert!(store
+        .scan_prefix("suite/nothing/")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn bad_keys_are_refused_not_stored(store: &dyn Store) {
-    for key in ["", "/lead", "trail/", "sp ace", "uni\u{e9}", "star*", &"k".repeat(300)] {
+    for key in [
+        "",
+        "/lead",
+        "trail/",
+        "sp ace",
+        "uni\u{e9}",
+        "star*",
+        &"k".repeat(300),
+    ] {
         let r = store.put(key, b"x".to_vec(), Expect::Any).await;
         assert!(matches!(r, Err(StoreError::BadKey(_))), "{key:?}: {r:?}");
     }
 }
 
 async fn racing_conditional_writes_have_one_winner(store: &dyn Store) {
-    store.put("suite/race", b"0".to_vec(), Expect::Absent).await.unwrap();
+    store
+        .put("suite/race", b"0".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
     // Twenty writers all read revision 1 and try to move it on: exactly one
     // may win, as when fifty reps accept the same session.
     let tries = (0..20).map(|i| store.put("suite/race", vec![i], Expect::Revision(1)));

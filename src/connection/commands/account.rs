@@ -15,11 +15,26 @@ pub async fn login(
     resume: Option<ResumeFrom>,
 ) -> Answer {
     let client = match &conn.phase {
-        Phase::Greeted { role: Role::Rep, client } => *client,
-        Phase::Greeted { role: Role::Customer, .. } | Phase::Customer { .. } => {
-            return Err(AppError::new(ErrorCode::WrongRole, "customers do not log in; say hello as a rep"))
+        Phase::Greeted {
+            role: Role::Rep,
+            client,
+        } => *client,
+        Phase::Greeted {
+            role: Role::Customer,
+            ..
         }
-        Phase::Rep { .. } => return Err(AppError::new(ErrorCode::InvalidRequest, "already logged in")),
+        | Phase::Customer { .. } => {
+            return Err(AppError::new(
+                ErrorCode::WrongRole,
+                "customers do not log in; say hello as a rep",
+            ))
+        }
+        Phase::Rep { .. } => {
+            return Err(AppError::new(
+                ErrorCode::InvalidRequest,
+                "already logged in",
+            ))
+        }
         Phase::New => unreachable!("hello comes first"),
     };
     let hub = conn.hub.clone();
@@ -87,6 +102,9 @@ pub async fn logout(conn: &mut Connection) -> Answer {
         _ => unreachable!("checked above"),
     };
     conn.detach();
-    conn.phase = Phase::Greeted { role: Role::Rep, client };
+    conn.phase = Phase::Greeted {
+        role: Role::Rep,
+        client,
+    };
     Ok(Reply::Ok)
 }

@@ -12,12 +12,17 @@ use crate::protocol::Reply;
 use crate::store;
 
 /// Who is speaking and in which session.
-fn speaker(conn: &Connection, session: Option<SessionId>) -> Result<(SessionId, Speaker), AppError> {
+fn speaker(
+    conn: &Connection,
+    session: Option<SessionId>,
+) -> Result<(SessionId, Speaker), AppError> {
     match (&conn.phase, session) {
         (Phase::Customer { session, .. }, _) => Ok((session.clone(), Speaker::Customer)),
         (Phase::Rep { rep, .. }, Some(s)) => Ok((s, Speaker::Rep(rep.clone()))),
         (Phase::Rep { .. }, None) => Err(AppError::invalid("name the session")),
-        _ => Err(rep(conn).err().unwrap_or_else(|| AppError::invalid("log in first"))),
+        _ => Err(rep(conn)
+            .err()
+            .unwrap_or_else(|| AppError::invalid("log in first"))),
     }
 }
 
@@ -51,7 +56,9 @@ fn member(conn: &Connection, team: &TeamId) -> Result<(String, QueueId), AppErro
     let queue = QueueId::team(team.clone());
     conn.hub.catalog().team(team)?;
     if !conn.hub.catalog().can_see(&rep, &queue) {
-        return Err(AppError::permission(format!("you are not a member of team {team}")));
+        return Err(AppError::permission(format!(
+            "you are not a member of team {team}"
+        )));
     }
     Ok((rep, queue))
 }

@@ -15,7 +15,13 @@ fn client(conn: &Connection) -> ClientKind {
     }
 }
 
-pub async fn start(conn: &mut Connection, entry: Entry, name: String, company: String, description: String) -> Answer {
+pub async fn start(
+    conn: &mut Connection,
+    entry: Entry,
+    name: String,
+    company: String,
+    description: String,
+) -> Answer {
     let hub = conn.hub.clone();
     let client = client(conn);
     let (addr, token, _) = session::start(
@@ -34,7 +40,12 @@ pub async fn start(conn: &mut Connection, entry: Entry, name: String, company: S
 
 pub async fn resume(conn: &mut Connection, token: String, resume: Option<ResumeFrom>) -> Answer {
     let hub = conn.hub.clone();
-    let invalid = || AppError::new(ErrorCode::InvalidToken, "that session token is unknown or its session has ended");
+    let invalid = || {
+        AppError::new(
+            ErrorCode::InvalidToken,
+            "that session token is unknown or its session has ended",
+        )
+    };
     if token.is_empty() || token.len() > 256 {
         return Err(invalid());
     }

@@ -4,7 +4,12 @@ use crate::error::{AppError, ErrorCode};
 use crate::protocol::{Reply, RequestBody, PROTOCOL_VERSION};
 
 pub fn hello(conn: &mut Connection, body: RequestBody) -> Answer {
-    let RequestBody::Hello { protocol, role, client } = body else {
+    let RequestBody::Hello {
+        protocol,
+        role,
+        client,
+    } = body
+    else {
         unreachable!("dispatched on the type")
     };
     if protocol != PROTOCOL_VERSION {

@@ -17,14 +17,23 @@ pub async fn list(conn: &mut Connection) -> Answer {
 
 pub async fn view(conn: &mut Connection, queue: QueueId, sort: SortBy) -> Answer {
     let rep = rep(conn)?;
-    Ok(Reply::QueueView(flows::view_queue(&conn.hub, Some(&rep), &queue, sort).await?))
+    Ok(Reply::QueueView(
+        flows::view_queue(&conn.hub, Some(&rep), &queue, sort).await?,
+    ))
 }
 
 pub async fn star(conn: &mut Connection, queue: QueueId, on: bool) -> Answer {
     let rep = rep(conn)?;
     if !conn.hub.catalog().can_see(&rep, &queue) {
-        return Err(AppError::permission(format!("you cannot see queue {queue}")));
+        return Err(AppError::permission(format!(
+            "you cannot see queue {queue}"
+        )));
     }
-    let favorites = conn.hub.directory.rep(&rep)?.send(Star { queue, on }).await??;
+    let favorites = conn
+        .hub
+        .directory
+        .rep(&rep)?
+        .send(Star { queue, on })
+        .await??;
     Ok(Reply::Favorites { favorites })
 }

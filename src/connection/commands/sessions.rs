@@ -37,37 +37,62 @@ pub async fn get_next(conn: &mut Connection) -> Answer {
 
 pub async fn transfer(conn: &mut Connection, session: SessionId, to: QueueId) -> Answer {
     let rep = rep(conn)?;
-    conn.hub.directory.session(&session)?.send(Transfer { rep, to }).await??;
+    conn.hub
+        .directory
+        .session(&session)?
+        .send(Transfer { rep, to })
+        .await??;
     Ok(Reply::Ok)
 }
 
 pub async fn invite(conn: &mut Connection, session: SessionId, to: QueueId) -> Answer {
     let rep = rep(conn)?;
-    conn.hub.directory.session(&session)?.send(Invite { rep, to }).await??;
+    conn.hub
+        .directory
+        .session(&session)?
+        .send(Invite { rep, to })
+        .await??;
     Ok(Reply::Ok)
 }
 
 pub async fn join(conn: &mut Connection, session: SessionId) -> Answer {
     let rep = rep(conn)?;
-    let details = conn.hub.directory.session(&session)?.send(Join { rep }).await??;
+    let details = conn
+        .hub
+        .directory
+        .session(&session)?
+        .send(Join { rep })
+        .await??;
     Ok(Reply::Session { session: details })
 }
 
 pub async fn leave(conn: &mut Connection, session: SessionId) -> Answer {
     let rep = rep(conn)?;
-    conn.hub.directory.session(&session)?.send(Leave { rep }).await??;
+    conn.hub
+        .directory
+        .session(&session)?
+        .send(Leave { rep })
+        .await??;
     Ok(Reply::Ok)
 }
 
 pub async fn control(conn: &mut Connection, session: SessionId, input: String) -> Answer {
     let rep = rep(conn)?;
-    conn.hub.directory.session(&session)?.send(Control { rep, input }).await??;
+    conn.hub
+        .directory
+        .session(&session)?
+        .send(Control { rep, input })
+        .await??;
     Ok(Reply::Ok)
 }
 
 pub async fn request_view(conn: &mut Connection, session: SessionId) -> Answer {
     let rep = rep(conn)?;
-    conn.hub.directory.session(&session)?.send(RequestView { rep }).await??;
+    conn.hub
+        .directory
+        .session(&session)?
+        .send(RequestView { rep })
+        .await??;
     Ok(Reply::Ok)
 }
 

@@ -1,0 +1,217 @@
+//! Shared test fixtures: a real server per test, on 127.0.0.1:0 with its own
+//! temporary data directory, and real WebSocket clients.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use switchboard::client::{Client, Pushed};
+use switchboard::config::Settings;
+use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::protocol::{Entry, Event, Reply, RequestBody};
+use switchboard::Application;
+
+/// Generous: CI machines are small and shared.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long to wait to be sure something does *not* arrive.
+pub const QUIET: Duration = Duration::from_millis(400);
+
+/// The demo catalog from config/default.toml, with the server settings
+/// tests want: a free port and a fresh data directory.
+pub fn test_settings(data_dir: &Path) -> Settings {
+    let mut s = Settings::from_file(Path::new("config/default.toml"), true).expect("demo config");
+    s.server.listen = "127.0.0.1:0".into();
+    s.server.workers = 2;
+    s.server.heartbeat_ms = 200;
+    s.server.client_timeout_ms = 5_000;
+    s.store.data_dir = data_dir.to_path_buf();
+    s
+}
+
+pub struct TestApp {
+    pub port: u16,
+    pub hub: std::sync::Arc<switchboard::actors::Hub>,
+    pub stopper: switchboard::app::Stopper,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub async fn rep(&self, username: &str) -> Client {
+        rep_at(&self.ws_url(), username).await
+    }
+
+    pub async fn customer(&self, kind: ClientKind) -> Client {
+        Client::connect(&self.ws_url(), Role::Customer, kind)
+            .await
+            .expect("customer connects")
+    }
+}
+
+/// Spawns the server in this test's actix system.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_with(dir, |_| {}).await
+}
+
+pub async fn spawn_app_with(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(dir.path());
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("server starts");
+    let port = app.port();
+    let hub = app.hub();
+    let stopper = app.stopper();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        port,
+        hub,
+        stopper,
+        dir,
+    }
+}
+
+/// Demo passwords are `<username>-demo`.
+pub async fn rep_at(url: &str, username: &str) -> Client {
+    let mut c = Client::connect(url, Role::Rep, ClientKind::Desktop)
+        .await
+        .expect("rep connects");
+    c.login(username, &format!("{username}-demo"))
+        .await
+        .expect("rep logs in");
+    c
+}
+
+/// A customer who filed the issue form (issue type `vpn` goes to team
+/// `network`).
+pub async fn start_issue(
+    customer: &mut Client,
+    issue_type: &str,
+    name: &str,
+) -> switchboard::protocol::CustomerView {
+    customer
+        .start_session(
+            Entry::IssueForm {
+                issue_type: issue_type.into(),
+            },
+            name,
+            "Acme",
+            "it is broken",
+        )
+        .await
+        .expect("session starts")
+}
+
+/// Waits for the popup alert of `session` on `rep`'s console.
+pub async fn alert_for(rep: &mut Client, session: &str) -> Event {
+    rep.wait_event(
+        WAIT,
+        |e| matches!(e, Event::QueueEntered { session: s, .. } if s.session == session),
+    )
+    .await
+    .unwrap_or_else(|| panic!("no alert for session {session}"))
+}
+
+pub fn session_of(reply: &Reply) -> &switchboard::protocol::SessionDetails {
+    match reply {
+        Reply::Session { session } => session,
+        other => panic!("expected a session reply, got {other:?}"),
+    }
+}
+
+pub async fn accept(
+    rep: &Client,
+    session: &str,
+) -> Result<Reply, switchboard::client::ClientError> {
+    rep.request(RequestBody::Accept {
+        session: session.into(),
+    })
+    .await
+}
+
+/// True if no event matching `want` arrives within [`QUIET`].
+pub async fn stays_quiet(c: &mut Client, want: impl Fn(&Event) -> bool) -> bool {
+    c.wait_event(QUIET, want).await.is_none()
+}
+
+pub fn is_closed(p: &Option<Pushed>) -> bool {
+    matches!(p, Some(Pushed::Closed))
+}
+
+/// The server binary as a child process (for kill -9 and SIGTERM tests).
+pub struct ServerProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.env("SWITCHBOARD_CONFIG", config_path())
+            .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
+            .env("SWITCHBOARD_DATA_DIR", data_dir)
+            .env("SWITCHBOARD_LOG_LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("server binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let port = read_port(stdout);
+        ServerProcess { child, port }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        self.child.wait().expect("server exits")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn config_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml")
+}
+
+fn read_port(stdout: std::process::ChildStdout) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(p) = line.strip_prefix("switchboard listening on port ") {
+                let _ = tx.send(p.trim().parse::<u16>().ok());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .ok()
+        .flatten()
+        .expect("server prints its port")
+}
