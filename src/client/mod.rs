@@ -95,6 +95,9 @@ type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Reply, ClientError>
 
 pub struct Client {
     url: String,
+    /// The local address the socket binds to, if chosen (load tests spread
+    /// connections over several 127.0.0.x sources).
+    local: Option<std::net::IpAddr>,
     role: Role,
     kind: ClientKind,
     sink: Arc<tokio::sync::Mutex<Sink>>,
@@ -115,13 +118,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Client {
     /// Connects to `url` (such as `ws://127.0.0.1:8080/ws`) and says hello.
     pub async fn connect(url: &str, role: Role, kind: ClientKind) -> Result<Client, ClientError> {
+        Self::connect_from(url, None, role, kind).await
+    }
+
+    /// Like [`Client::connect`], with the socket bound to `local` (port
+    /// chosen by the system) before connecting; reconnects bind it too.
+    pub async fn connect_from(
+        url: &str,
+        local: Option<std::net::IpAddr>,
+        role: Role,
+        kind: ClientKind,
+    ) -> Result<Client, ClientError> {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let waiters: Waiters = Arc::default();
         let position = Arc::new(Mutex::new(None));
-        let (sink, reader) =
-            open(url, waiters.clone(), events_tx.clone(), position.clone()).await?;
+        let (sink, reader) = open(
+            url,
+            local,
+            waiters.clone(),
+            events_tx.clone(),
+            position.clone(),
+        )
+        .await?;
         let client = Client {
             url: url.to_string(),
+            local,
             role,
             kind,
             sink: Arc::new(tokio::sync::Mutex::new(sink)),
@@ -283,6 +304,7 @@ impl Client {
         let _ = self.sink.lock().await.close().await;
         let (sink, reader) = open(
             &self.url,
+            self.local,
             self.waiters.clone(),
             self.events_tx.clone(),
             self.position.clone(),
@@ -362,13 +384,43 @@ impl Drop for Client {
 
 async fn open(
     url: &str,
+    local: Option<std::net::IpAddr>,
     waiters: Waiters,
     events: mpsc::Sender<Pushed>,
     position: Arc<Mutex<Option<ResumeFrom>>>,
 ) -> Result<(Sink, tokio::task::JoinHandle<()>), ClientError> {
-    let (socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| ClientError::Io(e.to_string()))?;
+    let io = |e: &dyn std::fmt::Display| ClientError::Io(e.to_string());
+    let (socket, _) = match local {
+        None => tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| io(&e))?,
+        Some(ip) => {
+            // ws://host:port/... (plain WebSocket only when binding).
+            let authority = url
+                .strip_prefix("ws://")
+                .and_then(|rest| rest.split('/').next())
+                .ok_or_else(|| ClientError::Io(format!("not a ws:// URL: {url}")))?;
+            let remote = tokio::net::lookup_host(authority)
+                .await
+                .map_err(|e| io(&e))?
+                .find(|a| a.is_ipv4() == ip.is_ipv4())
+                .ok_or_else(|| ClientError::Io(format!("cannot resolve {authority}")))?;
+            let socket = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(|e| io(&e))?;
+            socket
+                .bind(std::net::SocketAddr::new(ip, 0))
+                .map_err(|e| io(&e))?;
+            let stream = socket.connect(remote).await.map_err(|e| io(&e))?;
+            let _ = stream.set_nodelay(true);
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+                .await
+                .map_err(|e| io(&e))?
+        }
+    };
     let (sink, stream) = socket.split();
     let reader = tokio::spawn(read_loop(stream, waiters, events, position));
     Ok((sink, reader))
