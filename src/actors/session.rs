@@ -78,6 +78,16 @@ pub fn details(s: &Session) -> SessionDetails {
     }
 }
 
+/// The `state` label of `switchboard_sessions` (ended sessions are not
+/// counted: the gauge is of live sessions).
+fn state_label(s: &SessionState) -> Option<&'static str> {
+    match s {
+        SessionState::Waiting { .. } => Some("waiting"),
+        SessionState::Active => Some("active"),
+        SessionState::Ended { .. } => None,
+    }
+}
+
 fn state_name(s: &Session) -> &'static str {
     match s.state {
         SessionState::Waiting { .. } => "waiting",
@@ -209,6 +219,7 @@ impl SessionActor {
                     let revision = res.map_err(AppError::from)?;
                     act.revision = revision;
                     let prev = std::mem::replace(&mut act.session, next);
+                    act.count_state(Some(&prev.state), Some(&act.session.state));
                     Ok(then(act, prev, ctx))
                 }),
         ))
@@ -228,6 +239,19 @@ impl SessionActor {
         self.commit(next, then)
     }
 
+    /// Moves this session in the sessions-by-state gauge. Every state
+    /// change goes through [`Self::commit`], so the gauge follows the
+    /// sessions exactly.
+    fn count_state(&self, from: Option<&SessionState>, to: Option<&SessionState>) {
+        let gauge = &self.hub.metrics.queues.by_state;
+        if let Some(label) = from.and_then(state_label) {
+            gauge.with_label_values(&[label]).dec();
+        }
+        if let Some(label) = to.and_then(state_label) {
+            gauge.with_label_values(&[label]).inc();
+        }
+    }
+
     fn finish(&mut self, ctx: &mut Context<Self>) {
         self.hub.directory.remove_session(&self.session.id);
         ctx.stop();
@@ -238,6 +262,7 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
+        self.count_state(None, Some(&self.session.state));
         for p in &self.session.participants {
             if let Ok(addr) = self.hub.directory.rep(&p.rep) {
                 addr.do_send(InSession {
@@ -371,6 +396,12 @@ impl Handler<Transfer> for SessionActor {
                 act.withdraw_invitations(&prev);
                 act.enter_queue(&to);
                 act.hub.metrics.queues.transfers.inc();
+                act.hub
+                    .metrics
+                    .queues
+                    .entered
+                    .with_label_values(&["transfer"])
+                    .inc();
                 let queue_name = act.hub.catalog().queue_name(&to);
                 act.push_customer(Event::Transferred { queue_name });
             },
@@ -990,7 +1021,7 @@ pub async fn start(
         .entered
         .with_label_values(&[path.as_str()])
         .inc();
-    let position = hub
+    let (position, estimated_wait_secs) = hub
         .directory
         .queue(&queue)?
         .send(Enter {
@@ -998,5 +1029,12 @@ pub async fn start(
             alert: true,
         })
         .await?;
-    Ok((addr, token, position))
+    // So the customer's first view already shows their place.
+    addr.send(PositionChanged {
+        queue_name: hub.catalog().queue_name(&queue),
+        position,
+        estimated_wait_secs,
+    })
+    .await?;
+    Ok((addr, token, (position, estimated_wait_secs)))
 }
