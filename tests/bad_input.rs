@@ -1,0 +1,746 @@
+//! Bad input over a real WebSocket: every broken or refused request gets an
+//! error frame with its stable code and a sentence, the connection keeps
+//! working (a `ping` on the same socket gets its `pong`), other clients are
+//! still served, nothing stored changes, and the error counter moves.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use switchboard::client::{Client, Pushed};
+use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::error::ErrorCode;
+use switchboard::protocol::{Reply, RequestBody, SessionDetails};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A bare WebSocket: says exactly what the test writes, and shows every
+/// frame the server sends (including `re`), decoded to JSON values.
+struct Raw {
+    ws: Socket,
+    next_id: u64,
+}
+
+/// One frame from the server: whether it came as text, and its content.
+struct Frame {
+    text: bool,
+    value: Value,
+}
+
+impl Raw {
+    async fn connect(url: &str) -> Raw {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Raw { ws, next_id: 100 }
+    }
+
+    async fn send_mp(&mut self, v: Value) {
+        let bytes = rmp_serde::to_vec_named(&v).expect("encodes");
+        self.send_bytes(bytes).await;
+    }
+
+    async fn send_bytes(&mut self, b: Vec<u8>) {
+        self.ws.send(Message::Binary(b)).await.expect("sends");
+    }
+
+    async fn send_text(&mut self, t: &str) {
+        self.ws
+            .send(Message::Text(t.to_string()))
+            .await
+            .expect("sends");
+    }
+
+    /// The next data frame (events included); `None` when the socket
+    /// closed or nothing came within [`WAIT`].
+    async fn recv(&mut self) -> Option<Frame> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.ok()??;
+            match msg {
+                Ok(Message::Binary(b)) => {
+                    return Some(Frame {
+                        text: false,
+                        value: rmp_serde::from_slice(&b).expect("server frame is MessagePack"),
+                    })
+                }
+                Ok(Message::Text(t)) => {
+                    return Some(Frame {
+                        text: true,
+                        value: serde_json::from_str(&t).expect("server text frame is JSON"),
+                    })
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next reply or error frame, skipping pushed events.
+    async fn answer(&mut self) -> Frame {
+        loop {
+            let f = self.recv().await.expect("an answer before close/timeout");
+            if matches!(f.value["type"].as_str(), Some("reply" | "error")) {
+                return f;
+            }
+        }
+    }
+
+    /// Sends a MessagePack request with a fresh id; answers the reply or
+    /// error frame.
+    async fn call(&mut self, mut v: Value) -> Value {
+        self.next_id += 1;
+        v["id"] = json!(self.next_id);
+        self.send_mp(v).await;
+        let f = self.answer().await;
+        assert!(!f.text, "a MessagePack connection answers in MessagePack");
+        assert_eq!(f.value["re"], json!(self.next_id), "{}", f.value);
+        f.value
+    }
+
+    async fn hello(&mut self, role: &str) {
+        let r = self
+            .call(json!({"type": "hello", "protocol": 1, "role": role}))
+            .await;
+        assert_eq!(r["body"]["kind"], "welcome", "{r}");
+    }
+
+    async fn login(&mut self, user: &str) {
+        let r = self
+            .call(json!({"type": "login", "username": user, "password": format!("{user}-demo")}))
+            .await;
+        assert_eq!(r["body"]["kind"], "logged_in", "{r}");
+    }
+
+    /// A `ping` on this same socket gets its `pong`.
+    async fn pings(&mut self) -> bool {
+        let r = self.call(json!({"type": "ping"})).await;
+        r["type"] == "reply" && r["body"]["kind"] == "pong"
+    }
+}
+
+/// Asserts `f` is an error frame with `code`, a sentence, and `re`.
+fn assert_error(f: &Value, code: &str, re: Option<u64>) {
+    assert_eq!(f["type"], "error", "{f}");
+    assert_eq!(f["code"], code, "{f}");
+    let message = f["message"].as_str().unwrap_or_default();
+    assert!(message.len() > 5, "an error carries a sentence: {f}");
+    match re {
+        Some(id) => assert_eq!(f["re"], json!(id), "{f}"),
+        None => assert!(
+            f.get("re").is_none_or(Value::is_null),
+            "no request id could be read, so none is echoed: {f}"
+        ),
+    }
+}
+
+async fn refused(c: &Client, body: RequestBody) -> (ErrorCode, String) {
+    match c.request(body).await {
+        Err(switchboard::client::ClientError::Server { code, message }) => (code, message),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+async fn pong(c: &Client) {
+    assert_eq!(
+        c.request(RequestBody::Ping).await.expect("ping answered"),
+        Reply::Pong
+    );
+}
+
+/// The next error frame without `re`, skipping pushed events.
+async fn next_error(c: &mut Client) -> (ErrorCode, String) {
+    loop {
+        match c.next_pushed(WAIT).await {
+            Some(Pushed::Error { code, message }) => return (code, message),
+            Some(Pushed::Event { .. }) => continue,
+            other => panic!("expected an error frame, got {other:?}"),
+        }
+    }
+}
+
+/// The value of `switchboard_errors_total{code="<code>"}` (0 if absent).
+async fn error_count(app: &TestApp, code: &str) -> u64 {
+    let text = reqwest::get(app.http("/metrics"))
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics body");
+    let want = format!("switchboard_errors_total{{code=\"{code}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map(|v| v.trim().parse().expect("a counter value"))
+        .unwrap_or(0)
+}
+
+async fn details(rep: &Client, session: &str) -> SessionDetails {
+    match rep
+        .request(RequestBody::SessionDetails {
+            session: session.into(),
+        })
+        .await
+        .expect("details")
+    {
+        Reply::Session { session } => session,
+        other => panic!("expected a session, got {other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn broken_frames_get_an_error_and_the_connection_stays() {
+    let app = spawn_app().await;
+    let bob = app.rep("bob").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    let before = details(&bob, &view.session).await;
+
+    let mut raw = Raw::connect(&app.ws_url()).await;
+    raw.hello("rep").await;
+    raw.login("alice").await;
+
+    // Not MessagePack at all: no id can be read.
+    raw.send_bytes(vec![0xc1, 0xff, 0x00]).await;
+    assert_error(&raw.answer().await.value, "malformed_frame", None);
+    assert!(raw.pings().await);
+
+    // MessagePack, but an array instead of a map.
+    raw.send_mp(json!([1, "accept", view.session])).await;
+    assert_error(&raw.answer().await.value, "malformed_frame", None);
+    assert!(raw.pings().await);
+
+    // A map without `type`: the id is echoed.
+    raw.send_mp(json!({"id": 7, "session": view.session})).await;
+    assert_error(&raw.answer().await.value, "invalid_request", Some(7));
+    assert!(raw.pings().await);
+
+    // An unknown type.
+    raw.send_mp(json!({"type": "teleport", "id": 8})).await;
+    let f = raw.answer().await.value;
+    assert_error(&f, "unknown_type", Some(8));
+    assert!(f["message"].as_str().unwrap().contains("teleport"), "{f}");
+    assert!(raw.pings().await);
+
+    // A missing field: the message names it.
+    let f = raw.call(json!({"type": "accept"})).await;
+    assert_error(&f, "invalid_request", f["re"].as_u64());
+    assert!(f["message"].as_str().unwrap().contains("session"), "{f}");
+    assert!(raw.pings().await);
+
+    // Wrong field types and values.
+    for queue in [json!(42), json!("nowhere"), json!("team:a b"), json!(null)] {
+        let f = raw
+            .call(json!({"type": "view_queue", "queue": queue}))
+            .await;
+        assert_error(&f, "invalid_request", f["re"].as_u64());
+        assert!(f["message"].as_str().unwrap().contains("view_queue"), "{f}");
+        assert!(raw.pings().await);
+    }
+    let f = raw
+        .call(json!({"type": "accept", "session": ["not", "a", "string"]}))
+        .await;
+    assert_error(&f, "invalid_request", f["re"].as_u64());
+    assert!(raw.pings().await);
+
+    // The same socket still does real work, and so does everyone else.
+    let r = raw
+        .call(json!({"type": "view_queue", "queue": "team:network"}))
+        .await;
+    assert_eq!(r["body"]["kind"], "queue_view", "{r}");
+    assert_eq!(r["body"]["items"][0]["session"], json!(view.session));
+    pong(&bob).await;
+    pong(&customer).await;
+
+    // Nothing stored changed: the session still waits, untouched.
+    assert_eq!(details(&bob, &view.session).await, before);
+    assert_eq!(error_count(&app, "malformed_frame").await, 2);
+    assert_eq!(error_count(&app, "unknown_type").await, 1);
+    assert_eq!(error_count(&app, "invalid_request").await, 7);
+}
+
+#[actix_web::test]
+async fn oversized_frames_are_refused_and_huge_ones_close_the_connection() {
+    let app = spawn_app().await;
+    let max = app.hub.settings.max_frame_bytes;
+    let hard = switchboard::connection::hard_frame_limit(max);
+    let mut alice = app.rep("alice").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    let before = details(&alice, &view.session).await;
+
+    // Over max_frame_bytes but under the hard limit: answered, kept open.
+    // (A chat line that would otherwise be valid MessagePack.)
+    let text = "x".repeat(max + 100);
+    let big = rmp_serde::to_vec_named(&json!({
+        "type": "chat", "id": 5000, "session": view.session, "text": text
+    }))
+    .unwrap();
+    assert!(big.len() > max && big.len() < hard);
+    alice.send_raw(big).await.expect("sent");
+    let (code, message) = next_error(&mut alice).await;
+    assert_eq!(code, ErrorCode::FrameTooLarge);
+    assert!(message.contains(&max.to_string()), "{message}");
+    pong(&alice).await;
+    assert_eq!(
+        error_count(&app, "frame_too_large").await,
+        1,
+        "the error is counted"
+    );
+
+    // Far over the hard limit: the server closes this connection...
+    let _ = alice.send_raw(vec![0x90; hard * 2]).await;
+    let mut closed = false;
+    for _ in 0..3 {
+        match alice.next_pushed(WAIT).await {
+            Some(Pushed::Closed) | None => {
+                closed = true;
+                break;
+            }
+            Some(Pushed::Error { code, .. }) => assert_eq!(code, ErrorCode::FrameTooLarge),
+            Some(_) => {}
+        }
+    }
+    assert!(closed, "the connection is closed");
+    assert!(alice.request(RequestBody::Ping).await.is_err());
+
+    // ... and keeps serving everyone else and new connections.
+    pong(&customer).await;
+    let again = app.rep("alice").await;
+    pong(&again).await;
+    assert_eq!(details(&again, &view.session).await, before);
+    assert_eq!(
+        customer
+            .request(RequestBody::ChatHistory { session: None })
+            .await
+            .unwrap(),
+        Reply::ChatHistory { lines: vec![] },
+        "no chat line was stored"
+    );
+}
+
+#[actix_web::test]
+async fn conversation_order_errors() {
+    let app = spawn_app().await;
+
+    // Anything but hello (and ping) before hello.
+    let mut raw = Raw::connect(&app.ws_url()).await;
+    let f = raw.call(json!({"type": "list_queues"})).await;
+    assert_error(&f, "hello_required", f["re"].as_u64());
+    let f = raw
+        .call(json!({"type": "login", "username": "alice", "password": "alice-demo"}))
+        .await;
+    assert_error(&f, "hello_required", f["re"].as_u64());
+    assert!(raw.pings().await);
+
+    // The wrong protocol version: refused, and hello can be tried again.
+    let f = raw
+        .call(json!({"type": "hello", "protocol": 99, "role": "rep"}))
+        .await;
+    assert_error(&f, "unsupported_protocol", f["re"].as_u64());
+    assert!(f["message"].as_str().unwrap().contains("99"), "{f}");
+    assert!(raw.pings().await);
+    raw.hello("rep").await;
+
+    // A second hello.
+    let f = raw
+        .call(json!({"type": "hello", "protocol": 1, "role": "rep"}))
+        .await;
+    assert_error(&f, "already_hello", f["re"].as_u64());
+    assert!(raw.pings().await);
+
+    // A rep request before login.
+    let f = raw.call(json!({"type": "list_queues"})).await;
+    assert_error(&f, "login_required", f["re"].as_u64());
+    assert!(raw.pings().await);
+
+    // Bad credentials, then a bad token: still not logged in.
+    let f = raw
+        .call(json!({"type": "login", "username": "alice", "password": "wrong"}))
+        .await;
+    assert_error(&f, "bad_credentials", f["re"].as_u64());
+    let f = raw
+        .call(json!({"type": "login", "username": "nobody", "password": "nobody-demo"}))
+        .await;
+    assert_error(&f, "bad_credentials", f["re"].as_u64());
+    let f = raw
+        .call(json!({"type": "login", "token": "not-a-token"}))
+        .await;
+    assert_error(&f, "invalid_token", f["re"].as_u64());
+    let f = raw.call(json!({"type": "list_queues"})).await;
+    assert_error(&f, "login_required", f["re"].as_u64());
+    assert!(raw.pings().await);
+    raw.login("alice").await;
+    let r = raw.call(json!({"type": "list_queues"})).await;
+    assert_eq!(r["body"]["kind"], "queues", "{r}");
+
+    // The customer side.
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let (code, _) = refused(
+        &customer,
+        RequestBody::Login {
+            username: Some("alice".into()),
+            password: Some("alice-demo".into()),
+            token: None,
+            resume: None,
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::WrongRole);
+    let (code, _) = refused(
+        &customer,
+        RequestBody::ResumeSession {
+            token: "f".repeat(64),
+            resume: None,
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::InvalidToken);
+    pong(&customer).await;
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    for body in [
+        RequestBody::ListQueues,
+        RequestBody::Accept {
+            session: view.session.clone(),
+        },
+        RequestBody::MySessions,
+    ] {
+        let (code, message) = refused(&customer, body).await;
+        assert_eq!(code, ErrorCode::WrongRole, "{message}");
+    }
+    pong(&customer).await;
+
+    // A rep connection asking for customer things.
+    let alice = app.rep("alice").await;
+    let (code, _) = refused(
+        &alice,
+        RequestBody::StartSession {
+            entry: switchboard::protocol::Entry::IssueForm {
+                issue_type: "vpn".into(),
+            },
+            name: "Eve".into(),
+            company: String::new(),
+            description: String::new(),
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::WrongRole);
+    let (code, _) = refused(
+        &alice,
+        RequestBody::Hello {
+            protocol: 1,
+            role: Role::Rep,
+            client: ClientKind::Desktop,
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::AlreadyHello);
+    pong(&alice).await;
+
+    // Nothing new was stored: only Dana's session waits.
+    match alice
+        .request(RequestBody::ViewQueue {
+            queue: "team:network".parse().unwrap(),
+            sort: Default::default(),
+        })
+        .await
+        .unwrap()
+    {
+        Reply::QueueView(v) => {
+            let ids: Vec<_> = v.items.iter().map(|i| i.summary.session.clone()).collect();
+            assert_eq!(ids, [view.session.clone()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(error_count(&app, "hello_required").await, 2);
+    assert_eq!(error_count(&app, "unsupported_protocol").await, 1);
+    assert_eq!(error_count(&app, "already_hello").await, 2);
+    assert_eq!(error_count(&app, "login_required").await, 2);
+    assert_eq!(error_count(&app, "bad_credentials").await, 2);
+    assert_eq!(error_count(&app, "invalid_token").await, 2);
+    assert_eq!(error_count(&app, "wrong_role").await, 5);
+}
+
+#[actix_web::test]
+async fn requests_about_other_reps_sessions_are_refused() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let bob = app.rep("bob").await;
+    let carol = app.rep("carol").await;
+
+    // One session waits in billing (bob cannot see it), one is alice's.
+    let mut billing_customer = app.customer(ClientKind::Desktop).await;
+    let billing = start_issue(&mut billing_customer, "invoice", "Fay").await;
+    let mut net_customer = app.customer(ClientKind::Desktop).await;
+    let owned = start_issue(&mut net_customer, "vpn", "Gus").await;
+    alert_for(&mut alice, &owned.session).await;
+    accept(&alice, &owned.session).await.expect("alice accepts");
+    alice
+        .request(RequestBody::Chat {
+            session: Some(owned.session.clone()),
+            text: "hello Gus".into(),
+        })
+        .await
+        .expect("alice chats");
+    let billing_before = details(&carol, &billing.session).await;
+    let owned_before = details(&alice, &owned.session).await;
+
+    let mut seen = Vec::new();
+    for (session, expect_accept) in [
+        (&billing.session, ErrorCode::PermissionDenied),
+        (&owned.session, ErrorCode::AlreadyTaken),
+    ] {
+        let s = session.clone();
+        let cases = [
+            (
+                RequestBody::SessionDetails { session: s.clone() },
+                ErrorCode::NotYourSession,
+            ),
+            (RequestBody::Accept { session: s.clone() }, expect_accept),
+            (
+                RequestBody::Chat {
+                    session: Some(s.clone()),
+                    text: "let me in".into(),
+                },
+                ErrorCode::NotYourSession,
+            ),
+            (
+                RequestBody::ChatHistory {
+                    session: Some(s.clone()),
+                },
+                ErrorCode::NotYourSession,
+            ),
+            (
+                RequestBody::EndSession {
+                    session: Some(s.clone()),
+                },
+                ErrorCode::NotYourSession,
+            ),
+            (
+                RequestBody::Transfer {
+                    session: s.clone(),
+                    to: "team:network".parse().unwrap(),
+                },
+                ErrorCode::NotYourSession,
+            ),
+            (
+                RequestBody::Control {
+                    session: s.clone(),
+                    input: "click".into(),
+                },
+                ErrorCode::NotYourSession,
+            ),
+        ];
+        for (body, want) in cases {
+            let name = body.type_name();
+            let (code, message) = refused(&bob, body).await;
+            assert_eq!(code, want, "bob's {name} on {s}: {message}");
+            seen.push(code);
+            pong(&bob).await;
+        }
+    }
+    // A queue bob does not see, and a session that does not exist.
+    let (code, _) = refused(
+        &bob,
+        RequestBody::ViewQueue {
+            queue: "team:billing".parse().unwrap(),
+            sort: Default::default(),
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::PermissionDenied);
+    let (code, _) = refused(
+        &bob,
+        RequestBody::Accept {
+            session: "0123456789abcdef".into(),
+        },
+    )
+    .await;
+    assert_eq!(code, ErrorCode::NotFound);
+
+    // Nothing changed for either session or their customers.
+    assert_eq!(details(&carol, &billing.session).await, billing_before);
+    assert_eq!(details(&alice, &owned.session).await, owned_before);
+    assert_eq!(owned_before.owner.as_deref(), Some("alice"));
+    assert_eq!(owned_before.chat_lines, 1);
+    match net_customer
+        .request(RequestBody::ChatHistory { session: None })
+        .await
+        .unwrap()
+    {
+        Reply::ChatHistory { lines } => {
+            let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(texts, ["hello Gus"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    pong(&billing_customer).await;
+    let not_yours = seen
+        .iter()
+        .filter(|c| **c == ErrorCode::NotYourSession)
+        .count() as u64;
+    assert_eq!(error_count(&app, "not_your_session").await, not_yours);
+    assert_eq!(error_count(&app, "permission_denied").await, 2);
+}
+
+#[actix_web::test]
+async fn chat_text_must_be_one_to_4096_bytes() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    accept(&alice, &view.session).await.expect("accepts");
+
+    for text in [
+        String::new(),
+        "   ".into(),
+        "é".repeat(2049),
+        "y".repeat(4097),
+    ] {
+        let (code, message) = refused(
+            &alice,
+            RequestBody::Chat {
+                session: Some(view.session.clone()),
+                text: text.clone(),
+            },
+        )
+        .await;
+        assert_eq!(code, ErrorCode::InvalidRequest, "{message}");
+        let (code, _) = refused(
+            &customer,
+            RequestBody::Chat {
+                session: None,
+                text: text.clone(),
+            },
+        )
+        .await;
+        assert_eq!(code, ErrorCode::InvalidRequest);
+        let (code, _) = refused(
+            &alice,
+            RequestBody::TeamChat {
+                team: "network".into(),
+                text,
+            },
+        )
+        .await;
+        assert_eq!(code, ErrorCode::InvalidRequest);
+    }
+    pong(&alice).await;
+    pong(&customer).await;
+    // Exactly 4096 bytes is fine.
+    alice
+        .request(RequestBody::Chat {
+            session: Some(view.session.clone()),
+            text: "z".repeat(4096),
+        })
+        .await
+        .expect("4096 bytes accepted");
+    match customer
+        .request(RequestBody::ChatHistory { session: None })
+        .await
+        .unwrap()
+    {
+        Reply::ChatHistory { lines } => {
+            assert_eq!(lines.len(), 1, "only the valid line was stored");
+            assert_eq!(lines[0].text.len(), 4096);
+        }
+        other => panic!("{other:?}"),
+    }
+    match alice
+        .request(RequestBody::TeamChatHistory {
+            team: "network".into(),
+        })
+        .await
+        .unwrap()
+    {
+        Reply::ChatHistory { lines } => assert!(lines.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(error_count(&app, "invalid_request").await, 12);
+}
+
+#[actix_web::test]
+async fn json_text_frames_work_the_same() {
+    let app = spawn_app().await;
+    let bob = app.rep("bob").await;
+    let mut raw = Raw::connect(&app.ws_url()).await;
+
+    raw.send_text(r#"{"type":"hello","id":1,"protocol":1,"role":"rep"}"#)
+        .await;
+    let f = raw.answer().await;
+    assert!(f.text, "a connection whose hello was text gets JSON");
+    assert_eq!(f.value["body"]["kind"], "welcome", "{}", f.value);
+    assert_eq!(f.value["re"], 1);
+
+    raw.send_text(r#"{"type":"login","id":2,"username":"alice","password":"alice-demo"}"#)
+        .await;
+    let f = raw.answer().await;
+    assert!(f.text);
+    assert_eq!(f.value["body"]["kind"], "logged_in", "{}", f.value);
+
+    // Malformed JSON.
+    raw.send_text(r#"{"type": "ping", "id": 3"#).await;
+    let f = raw.answer().await;
+    assert!(f.text);
+    assert_error(&f.value, "malformed_frame", None);
+    raw.send_text("[1,2,3]").await;
+    assert_error(&raw.answer().await.value, "malformed_frame", None);
+
+    // Unknown type and wrong field type, answered in JSON with `re`.
+    raw.send_text(r#"{"type":"fly","id":4}"#).await;
+    let f = raw.answer().await;
+    assert!(f.text);
+    assert_error(&f.value, "unknown_type", Some(4));
+    raw.send_text(r#"{"type":"view_queue","id":5,"queue":42}"#)
+        .await;
+    assert_error(&raw.answer().await.value, "invalid_request", Some(5));
+    raw.send_text(r#"{"type":"accept","id":6}"#).await;
+    let f = raw.answer().await.value;
+    assert_error(&f, "invalid_request", Some(6));
+    assert!(f["message"].as_str().unwrap().contains("session"), "{f}");
+
+    // The connection works afterwards.
+    raw.send_text(r#"{"type":"ping","id":7}"#).await;
+    let f = raw.answer().await;
+    assert!(f.text);
+    assert_eq!(f.value["re"], 7);
+    assert_eq!(f.value["body"]["kind"], "pong");
+    raw.send_text(r#"{"type":"view_queue","id":8,"queue":"team:network"}"#)
+        .await;
+    let f = raw.answer().await;
+    assert_eq!(f.value["body"]["kind"], "queue_view", "{}", f.value);
+    pong(&bob).await;
+    assert_eq!(error_count(&app, "malformed_frame").await, 2);
+    assert_eq!(error_count(&app, "unknown_type").await, 1);
+}
+
+#[actix_web::test]
+async fn a_broken_client_does_not_disturb_others() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let mut noisy = Raw::connect(&app.ws_url()).await;
+    noisy.hello("rep").await;
+    noisy.login("bob").await;
+    for i in 0..50u8 {
+        noisy.send_bytes(vec![0xc1, i]).await;
+    }
+    for _ in 0..50 {
+        assert_error(&noisy.answer().await.value, "malformed_frame", None);
+    }
+    // Meanwhile the normal flow runs unharmed.
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    accept(&alice, &view.session).await.expect("accepts");
+    assert!(noisy.pings().await);
+    let c = Client::connect(&app.ws_url(), Role::Customer, ClientKind::Mobile)
+        .await
+        .expect("new connections are served");
+    pong(&c).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(error_count(&app, "malformed_frame").await, 50);
+}
