@@ -104,6 +104,8 @@ pub async fn seed_if_empty(store: &dyn Store, seed: &Seed) -> AppResult<bool> {
             teams: r.teams.clone(),
             permissions: r.permissions.clone(),
             public: r.public,
+            skills: Default::default(),
+            max_sessions: None,
         };
         c.validate_rep(&rep)?;
         put(store, Kind::Rep, &rep.id, &rep).await?;
@@ -114,6 +116,8 @@ pub async fn seed_if_empty(store: &dyn Store, seed: &Seed) -> AppResult<bool> {
             id: i.id.clone(),
             name: i.name.clone(),
             team: i.team.clone(),
+            priority: 0,
+            skills: Vec::new(),
         };
         c.validate_issue_type(&it)?;
         put(store, Kind::IssueType, &it.id, &it).await?;
@@ -155,7 +159,7 @@ async fn put<T: Record>(store: &dyn Store, kind: Kind, id: &str, value: &T) -> A
 
 /// A rep as the admin API takes it: the password in clear, optional on
 /// update (the old hash stays).
-#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, Serialize)]
 pub struct RepInput {
     pub username: String,
     pub display_name: String,
@@ -167,6 +171,10 @@ pub struct RepInput {
     pub permissions: Permissions,
     #[serde(default)]
     pub public: bool,
+    #[serde(default)]
+    pub skills: std::collections::BTreeMap<String, crate::domain::routing::SkillPreference>,
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
 }
 
 /// A rep as the admin API shows it: never the password hash.
@@ -178,6 +186,8 @@ pub struct RepOutput {
     pub teams: Vec<String>,
     pub permissions: Permissions,
     pub public: bool,
+    pub skills: std::collections::BTreeMap<String, crate::domain::routing::SkillPreference>,
+    pub max_sessions: Option<u32>,
 }
 
 impl From<&Rep> for RepOutput {
@@ -189,6 +199,8 @@ impl From<&Rep> for RepOutput {
             teams: r.teams.clone(),
             permissions: r.permissions.clone(),
             public: r.public,
+            skills: r.skills.clone(),
+            max_sessions: r.max_sessions,
         }
     }
 }
@@ -208,7 +220,12 @@ pub async fn put_rep(hub: &Arc<Hub>, id: &str, input: RepInput) -> AppResult<Rep
         teams: input.teams,
         permissions: input.permissions,
         public: input.public,
+        skills: input.skills,
+        max_sessions: input.max_sessions,
     };
+    if rep.max_sessions == Some(0) {
+        return Err(AppError::invalid("max_sessions must be at least 1"));
+    }
     if rep.display_name.trim().is_empty() {
         return Err(AppError::invalid("a rep needs a display_name"));
     }

@@ -346,6 +346,7 @@ impl Handler<Accept> for SessionActor {
                     });
                 }
                 act.hub.metrics.queues.accepts.inc();
+                tracing::info!(session = %act.session.id, rep = %rep, %queue, "session accepted");
                 let name = act.rep_name(&rep);
                 act.push_customer(Event::RepJoined { name });
                 details(&act.session)
@@ -367,6 +368,7 @@ impl Handler<Transfer> for SessionActor {
     type Result = Reply<()>;
     fn handle(&mut self, msg: Transfer, _: &mut Context<Self>) -> Self::Result {
         let (rep, to) = (msg.rep, msg.to);
+        let by_rep = rep.clone();
         let order = self.hub.next_order();
         let now = now_ms();
         let target = to.clone();
@@ -396,6 +398,7 @@ impl Handler<Transfer> for SessionActor {
                 act.withdraw_invitations(&prev);
                 act.enter_queue(&to);
                 act.hub.metrics.queues.transfers.inc();
+                tracing::info!(session = %act.session.id, rep = %by_rep, queue = %to, "session transferred");
                 act.hub
                     .metrics
                     .queues
@@ -563,6 +566,7 @@ impl Handler<End> for SessionActor {
                     );
                 }
                 act.withdraw_invitations(&prev);
+                tracing::info!(session = %prev.id, by = %by.actor(), "session ended");
                 let reason = match by {
                     Speaker::Rep(r) => format!("ended by {}", act.rep_name(&r)),
                     Speaker::Customer => "ended by the customer".to_string(),
@@ -977,10 +981,16 @@ pub async fn start(
         other => resolve(hub, other)?,
     };
     hub.catalog().check_queue(&queue)?;
+    let (priority, required_skills) = issue_type
+        .as_ref()
+        .and_then(|it| hub.catalog().issue_types.get(it).map(|t| (t.priority, t.skills.clone())))
+        .unwrap_or_default();
     let token = random_token();
     let session = Session::new(
         NewSession {
             id: id.clone(),
+            priority,
+            required_skills,
             customer: Customer {
                 name: req.name.trim().to_string(),
                 company: req.company,
@@ -1015,6 +1025,7 @@ pub async fn start(
     .await?;
     let summary = SessionSummary::of(&session);
     let addr = SessionActor::new(hub.clone(), session, revision).start();
+    tracing::info!(session = %id, path = path.as_str(), %queue, "session started");
     hub.directory.add_session(id, addr.clone());
     hub.metrics
         .queues

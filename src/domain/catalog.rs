@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ids::*;
+use super::routing::SkillPreference;
 use crate::error::{AppError, ErrorCode};
 use crate::store::Record;
 
@@ -39,6 +40,12 @@ pub struct Rep {
     /// Listed on the public site for customers to choose (while logged in).
     #[serde(default)]
     pub public: bool,
+    /// Skills for automatic routing, with the rep's preference for each.
+    #[serde(default)]
+    pub skills: BTreeMap<String, SkillPreference>,
+    /// Concurrent sessions this rep may run (else the team or site default).
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
 }
 
 impl Record for Rep {
@@ -64,6 +71,12 @@ pub struct IssueType {
     pub id: IssueTypeId,
     pub name: String,
     pub team: TeamId,
+    /// Routing priority of its sessions: higher is offered first.
+    #[serde(default)]
+    pub priority: u8,
+    /// Skills a rep needs for it, general to specific.
+    #[serde(default)]
+    pub skills: Vec<String>,
 }
 
 impl Record for IssueType {
@@ -256,6 +269,8 @@ mod tests {
                 teams: vec!["net".into()],
                 permissions: Permissions::default(),
                 public: true,
+                skills: BTreeMap::new(),
+                max_sessions: None,
             },
         );
         c
@@ -283,6 +298,8 @@ mod tests {
             id: "vpn".into(),
             name: "VPN".into(),
             team: "nope".into(),
+            priority: 0,
+            skills: vec![],
         };
         assert_eq!(
             c.validate_issue_type(&it).unwrap_err().code,

@@ -8,6 +8,8 @@ pub mod keys;
 pub mod outbox;
 pub mod queue;
 pub mod rep_state;
+pub mod routing;
+pub mod rules;
 pub mod session;
 
 pub use ids::*;

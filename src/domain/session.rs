@@ -92,6 +92,10 @@ pub enum HistoryEvent {
     Left,
     OwnerChanged,
     Requeued,
+    /// A waiting-session rule fired (detail says which and why).
+    RuleFired,
+    /// The supervisor marked the session view-only (mobile customer).
+    MarkedViewOnly,
     Ended,
 }
 
@@ -128,6 +132,31 @@ pub struct Session {
     pub customer_token_hash: String,
     /// Number of chat lines so far (the next line's sequence number).
     pub chat_lines: u64,
+    /// Routing priority: higher is offered first.
+    #[serde(default)]
+    pub priority: u8,
+    /// Skills a rep needs, general to specific (from the issue type).
+    #[serde(default)]
+    pub required_skills: Vec<String>,
+    /// Shown as overdue (a waiting rule marked it) in its current queue.
+    #[serde(default)]
+    pub overdue: bool,
+    /// Overdue steps already carried out in the current queue.
+    #[serde(default)]
+    pub overdue_steps: u32,
+    /// The no-rep-available rule was handled in the current queue.
+    #[serde(default)]
+    pub no_rep_handled: bool,
+    /// Times rules moved the session, and the queues they moved it out of
+    /// (see domain::rules on bounce prevention).
+    #[serde(default)]
+    pub rule_moves: u32,
+    #[serde(default)]
+    pub left_by_rule: Vec<QueueId>,
+    /// Why the session was last put back in a queue by the system, shown in
+    /// its details ("requeued: representative connection lost").
+    #[serde(default)]
+    pub requeued: Option<String>,
 }
 
 impl Record for Session {
@@ -138,6 +167,8 @@ impl Record for Session {
 /// Everything needed to create a session.
 pub struct NewSession {
     pub id: SessionId,
+    pub priority: u8,
+    pub required_skills: Vec<String>,
     pub customer: Customer,
     pub entry: EntryPath,
     pub browser: bool,
@@ -177,6 +208,14 @@ impl Session {
             history: Vec::new(),
             customer_token_hash: n.customer_token_hash,
             chat_lines: 0,
+            priority: n.priority,
+            required_skills: n.required_skills,
+            overdue: false,
+            overdue_steps: 0,
+            no_rep_handled: false,
+            rule_moves: 0,
+            left_by_rule: Vec::new(),
+            requeued: None,
         };
         s.record(
             now,
@@ -184,6 +223,9 @@ impl Session {
             HistoryEvent::Created,
             format!("via {}{}", s.entry.as_str(), n.detail),
         );
+        if s.view_only {
+            s.record(now, SYSTEM, HistoryEvent::MarkedViewOnly, "mobile customer client");
+        }
         s.record(now, SYSTEM, HistoryEvent::EnteredQueue, n.queue.to_string());
         s
     }
@@ -331,6 +373,9 @@ impl Session {
         self.last_queue = queue.clone();
         self.queued_at = now;
         self.order = order;
+        self.overdue = false;
+        self.overdue_steps = 0;
+        self.no_rep_handled = false;
         self.record(now, SYSTEM, HistoryEvent::EnteredQueue, queue.to_string());
     }
 
@@ -449,6 +494,90 @@ impl Session {
         Ok(())
     }
 
+    /// A waiting rule's overdue step `step` marks the session overdue.
+    pub fn mark_overdue(&mut self, step: u32, now: Millis) {
+        self.overdue = true;
+        self.overdue_steps = step + 1;
+        self.record(now, SYSTEM, HistoryEvent::RuleFired, format!("overdue step {}: marked overdue", step + 1));
+    }
+
+    /// A waiting rule's step that could not move the session.
+    pub fn skip_step(&mut self, step: u32, why: &str, now: Millis) {
+        self.overdue_steps = step + 1;
+        self.record(now, SYSTEM, HistoryEvent::RuleFired, format!("overdue step {}: stays ({why})", step + 1));
+    }
+
+    /// A waiting rule moves the session to `to`. Returns the queue it left.
+    pub fn rule_move(&mut self, to: QueueId, order: u64, reason: &str, now: Millis) -> Option<QueueId> {
+        let from = self.waiting_in().cloned()?;
+        self.left_by_rule.push(from.clone());
+        self.rule_moves += 1;
+        self.record(now, SYSTEM, HistoryEvent::RuleFired, format!("{reason}: moved from {from} to {to}"));
+        self.enqueue(to, order, now);
+        Some(from)
+    }
+
+    /// The no-rep-available rule was handled here (customer told).
+    pub fn no_rep_told(&mut self, now: Millis) {
+        self.no_rep_handled = true;
+        self.record(now, SYSTEM, HistoryEvent::RuleFired, "no rep available: customer told");
+    }
+
+    /// A rep's connection was lost past the grace period. The session falls
+    /// back, in this order: if others are in it, the lost rep leaves (and the
+    /// longest-present rep becomes owner); else it goes back to the last
+    /// queue it waited in; else to the queue it entered through; else to the
+    /// site's fallback queue; else it ends. `exists` says which queues still
+    /// exist.
+    pub fn rep_lost(
+        &mut self,
+        rep: &str,
+        exists: impl Fn(&QueueId) -> bool,
+        site_fallback: Option<&QueueId>,
+        order: u64,
+        now: Millis,
+    ) -> RepLost {
+        const WHY: &str = "requeued: representative connection lost";
+        if self.is_ended() || !self.is_participant(rep) {
+            return RepLost::NotInvolved;
+        }
+        if self.participants.len() > 1 {
+            self.participants.retain(|p| p.rep != rep);
+            self.record(now, SYSTEM, HistoryEvent::Left, format!("{}: connection lost", rep_actor(rep)));
+            if self.owner.as_deref() == Some(rep) {
+                let next = self.participants.iter().min_by_key(|p| p.joined_at).map(|p| p.rep.clone());
+                if let Some(n) = &next {
+                    self.record(now, SYSTEM, HistoryEvent::OwnerChanged, rep_actor(n));
+                }
+                self.owner = next.clone();
+                return RepLost::OwnerChanged(next);
+            }
+            return RepLost::Left;
+        }
+        let target = [Some(&self.last_queue), Some(&self.entered_through), site_fallback]
+            .into_iter()
+            .flatten()
+            .find(|q| exists(q))
+            .cloned();
+        match target {
+            Some(q) => {
+                self.requeued = Some(WHY.to_string());
+                self.record(now, SYSTEM, HistoryEvent::Requeued, format!("{WHY} ({}): to {q}", rep_actor(rep)));
+                self.enqueue(q.clone(), order, now);
+                RepLost::Requeued(q)
+            }
+            None => {
+                self.record(now, SYSTEM, HistoryEvent::Requeued, format!("{WHY}: no queue can take it"));
+                self.state = SessionState::Ended {
+                    reason: EndReason::NoFallback,
+                    at: now,
+                };
+                self.record(now, SYSTEM, HistoryEvent::Ended, "no_fallback");
+                RepLost::Ended
+            }
+        }
+    }
+
     /// Refuses control on view-only (mobile) sessions.
     pub fn check_control(&self, rep: &str) -> Result<(), AppError> {
         self.require_participant(rep)?;
@@ -462,6 +591,20 @@ impl Session {
     }
 }
 
+/// What losing a rep did to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepLost {
+    NotInvolved,
+    /// The rep left; others carry on.
+    Left,
+    /// The rep was the owner; the longest-present rep now is.
+    OwnerChanged(Option<RepId>),
+    /// Back to waiting in this queue.
+    Requeued(QueueId),
+    /// No queue could take it.
+    Ended,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +613,8 @@ mod tests {
         Session::new(
             NewSession {
                 id: "s1".into(),
+                priority: 0,
+                required_skills: vec![],
                 customer: Customer {
                     name: "Carol".into(),
                     company: "Acme".into(),
@@ -572,5 +717,54 @@ mod tests {
         let mut d = waiting(ClientKind::Desktop);
         d.accept("alice", 2000).unwrap();
         assert!(d.check_control("alice").is_ok());
+    }
+
+    #[test]
+    fn a_lost_rep_falls_back_in_the_documented_order() {
+        let all = |_: &QueueId| true;
+        // Shared: the longest-present rep takes over.
+        let mut s = waiting(ClientKind::Desktop);
+        s.accept("alice", 2000).unwrap();
+        s.invite("alice", QueueId::rep("bob"), 2100).unwrap();
+        s.invite("alice", QueueId::rep("cy"), 2100).unwrap();
+        s.join("cy", |_| false, 2150).unwrap();
+        s.join("bob", |_| false, 2200).unwrap();
+        assert_eq!(s.rep_lost("alice", all, None, 9, 3000), RepLost::OwnerChanged(Some("cy".into())));
+        // Alone: back to the last queue it waited in.
+        let mut s = waiting(ClientKind::Desktop);
+        s.accept("alice", 2000).unwrap();
+        s.transfer("alice", QueueId::rep("bob"), 5, 2100).unwrap();
+        s.accept("bob", 2200).unwrap();
+        assert_eq!(s.rep_lost("bob", all, None, 9, 3000), RepLost::Requeued(QueueId::rep("bob")));
+        assert_eq!(s.requeued.as_deref(), Some("requeued: representative connection lost"));
+        assert_eq!(s.wait_start, 1000, "the original wait start is kept");
+        // The last queue is gone: the entry queue; then the site fallback; then the end.
+        let mut s = waiting(ClientKind::Desktop);
+        s.accept("alice", 2000).unwrap();
+        s.transfer("alice", QueueId::rep("bob"), 5, 2100).unwrap();
+        s.accept("bob", 2200).unwrap();
+        let gone = |q: &QueueId| *q != QueueId::rep("bob");
+        assert_eq!(s.rep_lost("bob", gone, None, 9, 3000), RepLost::Requeued(QueueId::team("net")));
+        let mut s = waiting(ClientKind::Desktop);
+        s.accept("alice", 2000).unwrap();
+        let fallback = QueueId::team("fallback");
+        let only_fallback = |q: &QueueId| *q == QueueId::team("fallback");
+        assert_eq!(s.rep_lost("alice", only_fallback, Some(&fallback), 9, 3000), RepLost::Requeued(fallback.clone()));
+        let mut s = waiting(ClientKind::Desktop);
+        s.accept("alice", 2000).unwrap();
+        assert_eq!(s.rep_lost("alice", |_| false, None, 9, 3000), RepLost::Ended);
+        assert!(s.is_ended());
+    }
+
+    #[test]
+    fn rule_moves_remember_where_they_came_from() {
+        let mut s = waiting(ClientKind::Mobile);
+        s.mark_overdue(0, 5000);
+        assert!(s.overdue);
+        assert_eq!(s.rule_move(QueueId::team("overflow"), 3, "overdue step 2", 6000), Some(QueueId::team("net")));
+        assert_eq!((s.rule_moves, s.left_by_rule.clone()), (1, vec![QueueId::team("net")]));
+        assert!(!s.overdue, "a new queue starts its steps again");
+        assert!(s.view_only, "the view-only mark stays");
+        assert_eq!(s.wait_start, 1000);
     }
 }
