@@ -1,0 +1,734 @@
+//! The REST API as an integration would use it: login and bearer tokens,
+//! session keys, queues, session history, the public lists, the admin
+//! catalog routes (and that their changes take effect over the WebSocket
+//! protocol), errors as `{code, message}` with the code's status, and the
+//! health routes.
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use switchboard::client::Client;
+use switchboard::domain::ids::{ClientKind, QueueId, Role};
+use switchboard::error::ErrorCode;
+use switchboard::protocol::{Entry, Event, RequestBody};
+
+/// One HTTP call: the status and the JSON body (`null` when empty).
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, app.http(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("server answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"))
+    };
+    (status, value)
+}
+
+async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    call(app, Method::GET, path, Some(token), None).await
+}
+
+async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (u16, Value) {
+    call(app, Method::PUT, path, Some(token), Some(body)).await
+}
+
+async fn delete(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    call(app, Method::DELETE, path, Some(token), None).await
+}
+
+/// Asserts an error answer: the status, the stable code and a sentence.
+fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["code"], code, "{}", answer.1);
+    assert!(
+        answer.1["message"].as_str().is_some_and(|m| m.len() > 5),
+        "an error carries a sentence: {}",
+        answer.1
+    );
+}
+
+async fn token(app: &TestApp, user: &str) -> String {
+    let (status, body) = call(
+        app,
+        Method::POST,
+        "/api/login",
+        None,
+        Some(json!({"username": user, "password": format!("{user}-demo")})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().expect("a token").to_string()
+}
+
+fn ids(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("expected a list: {list}"))
+        .iter()
+        .map(|v| v[field].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[actix_web::test]
+async fn login_and_bearer_tokens() {
+    let app = spawn_app().await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/login",
+        None,
+        Some(json!({"username": "alice", "password": "alice-demo"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rep"]["id"], "alice");
+    assert_eq!(body["rep"]["display_name"], "Alice Network");
+    let alice = body["token"].as_str().unwrap().to_string();
+    assert!(alice.len() >= 32);
+
+    for creds in [
+        json!({"username": "alice", "password": "bob-demo"}),
+        json!({"username": "nobody", "password": "nobody-demo"}),
+        json!({"username": "alice", "password": ""}),
+    ] {
+        let a = call(&app, Method::POST, "/api/login", None, Some(creds)).await;
+        assert_error(&a, 401, "bad_credentials");
+    }
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/login",
+        None,
+        Some(json!({"username": "alice"})),
+    )
+    .await;
+    assert_error(&a, 400, "invalid_request");
+
+    // No token, a bad token, a token that is not a bearer token.
+    let a = call(&app, Method::GET, "/api/queues", None, None).await;
+    assert_error(&a, 401, "login_required");
+    assert_error(
+        &get(&app, "/api/queues", "nope").await,
+        401,
+        "invalid_token",
+    );
+    let a = reqwest::Client::new()
+        .get(app.http("/api/teams"))
+        .header("Authorization", format!("Basic {alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status().as_u16(), 401);
+    let a = call(&app, Method::GET, "/api/admin/teams", None, None).await;
+    assert_error(&a, 401, "login_required");
+
+    // The token works, over REST and over the WebSocket.
+    assert_eq!(get(&app, "/api/teams", &alice).await.0, 200);
+    let ws = Client::connect(&app.ws_url(), Role::Rep, ClientKind::Desktop)
+        .await
+        .unwrap();
+    ws.request(RequestBody::Login {
+        username: None,
+        password: None,
+        token: Some(alice.clone()),
+        resume: None,
+    })
+    .await
+    .expect("a REST token logs in over the WebSocket");
+
+    // Logout revokes it.
+    let a = call(&app, Method::POST, "/api/logout", Some(&alice), None).await;
+    assert_eq!(a.0, 204, "{}", a.1);
+    assert_error(&get(&app, "/api/teams", &alice).await, 401, "invalid_token");
+}
+
+#[actix_web::test]
+async fn session_keys_from_the_command_api() {
+    let app = spawn_app().await;
+    let alice = token(&app, "alice").await;
+    let carol = token(&app, "carol").await;
+
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/session-keys",
+        Some(&alice),
+        Some(json!({"valid_for_secs": 600})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let key = body["key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 12);
+    let url = body["url"].as_str().unwrap();
+    assert!(url.ends_with(&format!("/key/{key}")), "{url}");
+    let expires = body["expires_at"].as_u64().unwrap();
+    let now = switchboard::domain::ids::now_ms();
+    assert!(
+        expires > now + 590_000 && expires <= now + 600_000,
+        "{body}"
+    );
+
+    // The portal page reads the key, and the key starts one session in
+    // alice's personal queue.
+    let (status, page) = call(
+        &app,
+        Method::GET,
+        &format!("/portal/support/key/{key}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["usable"], true);
+    let mut alice_ws = app.rep("alice").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = customer
+        .start_session(
+            Entry::SessionKey { key: key.clone() },
+            "Dana",
+            "Acme",
+            "help",
+        )
+        .await
+        .expect("the key starts a session");
+    match alert_for(&mut alice_ws, &view.session).await {
+        Event::QueueEntered { queue, .. } => assert_eq!(queue, QueueId::rep("alice")),
+        other => panic!("{other:?}"),
+    }
+    let (status, page) = call(
+        &app,
+        Method::GET,
+        &format!("/portal/support/key/{key}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((status, &page["usable"]), (200, &json!(false)));
+
+    // carol may not generate keys; bad bodies and periods are refused.
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/session-keys",
+        Some(&carol),
+        Some(json!({"valid_for_secs": 600})),
+    )
+    .await;
+    assert_error(&a, 403, "permission_denied");
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/session-keys",
+        Some(&alice),
+        Some(json!({"valid_for_secs": 1})),
+    )
+    .await;
+    assert_error(&a, 400, "invalid_request");
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/session-keys",
+        Some(&alice),
+        Some(json!({"valid_for_secs": 600, "portal": "ghost"})),
+    )
+    .await;
+    assert_error(&a, 404, "not_found");
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/session-keys",
+        Some(&alice),
+        Some(json!({"valid_for_secs": "soon"})),
+    )
+    .await;
+    assert_error(&a, 400, "invalid_request");
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/session-keys",
+        None,
+        Some(json!({"valid_for_secs": 600})),
+    )
+    .await;
+    assert_error(&a, 401, "login_required");
+}
+
+#[actix_web::test]
+async fn queues_and_session_history() {
+    let app = spawn_app().await;
+    let alice = token(&app, "alice").await;
+    let carol = token(&app, "carol").await;
+    let admin = token(&app, "admin").await;
+    let mut alice_ws = app.rep("alice").await;
+
+    let mut c1 = app.customer(ClientKind::Desktop).await;
+    let net = start_issue(&mut c1, "vpn", "Dana").await;
+    let mut c2 = app.customer(ClientKind::Desktop).await;
+    let bill = start_issue(&mut c2, "invoice", "Eve").await;
+
+    let (status, list) = get(&app, "/api/queues", &alice).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        ids(&list, "queue"),
+        ["rep:alice", "team:network", "team:escalations"]
+    );
+    assert_eq!(list[1]["waiting"], 1);
+
+    let (status, view) = get(&app, "/api/queues/team:network", &alice).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["name"], "Network Support");
+    assert_eq!(ids(&view["items"], "session"), [net.session.clone()]);
+    assert_eq!(view["items"][0]["customer_name"], "Dana");
+    assert_eq!(view["items"][0]["position"], 1);
+    let (status, view) = get(&app, "/api/queues/team:network?sort=name", &alice).await;
+    assert_eq!((status, &view["sort"]), (200, &json!("name")));
+    assert_error(
+        &get(&app, "/api/queues/team:network?sort=height", &alice).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &get(&app, "/api/queues/team:billing", &alice).await,
+        403,
+        "permission_denied",
+    );
+    assert_error(
+        &get(&app, "/api/queues/rep:bob", &alice).await,
+        403,
+        "permission_denied",
+    );
+    let (status, view) = get(&app, "/api/queues/team:billing", &admin).await;
+    assert_eq!(status, 200, "admin sees every queue: {view}");
+    assert_eq!(ids(&view["items"], "session"), [bill.session.clone()]);
+    for bad in ["nowhere", "team:", "desk:x", "team:a%20b"] {
+        assert_error(
+            &get(&app, &format!("/api/queues/{bad}"), &alice).await,
+            400,
+            "invalid_request",
+        );
+    }
+    assert_error(
+        &get(&app, "/api/queues/team:ghost", &admin).await,
+        404,
+        "not_found",
+    );
+
+    // History of a live session, then of an ended one.
+    alert_for(&mut alice_ws, &net.session).await;
+    accept(&alice_ws, &net.session).await.expect("accepts");
+    alice_ws
+        .request(RequestBody::Chat {
+            session: Some(net.session.clone()),
+            text: "hi Dana".into(),
+        })
+        .await
+        .unwrap();
+    let path = format!("/api/sessions/{}", net.session);
+    let (status, s) = get(&app, &path, &alice).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["state"], "active");
+    assert_eq!(s["owner"], "alice");
+    assert_eq!(s["chat_lines"], 1);
+    assert_error(&get(&app, &path, &carol).await, 403, "not_your_session");
+    assert_eq!(get(&app, &path, &admin).await.0, 200);
+    alice_ws
+        .request(RequestBody::EndSession {
+            session: Some(net.session.clone()),
+        })
+        .await
+        .unwrap();
+    let (status, s) = get(&app, &path, &alice).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["state"], "ended");
+    let events: Vec<_> = s["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["created", "entered_queue", "accepted", "ended"]);
+    assert_eq!(s["chat_lines"], 1);
+    assert_error(&get(&app, &path, &carol).await, 403, "not_your_session");
+    // A waiting session in a queue carol sees.
+    let (status, s) = get(&app, &format!("/api/sessions/{}", bill.session), &carol).await;
+    assert_eq!((status, &s["state"]), (200, &json!("waiting")));
+    for unknown in ["0123456789abcdef0123456789abcdef", "no-such-session"] {
+        assert_error(
+            &get(&app, &format!("/api/sessions/{unknown}"), &alice).await,
+            404,
+            "not_found",
+        );
+    }
+}
+
+#[actix_web::test]
+async fn public_lists_and_health() {
+    let app = spawn_app().await;
+    let alice = token(&app, "alice").await;
+
+    let (status, reps) = call(&app, Method::GET, "/api/public/reps", None, None).await;
+    assert_eq!(status, 200);
+    assert!(ids(&reps, "id").is_empty(), "nobody is online: {reps}");
+    let _bob = app.rep("bob").await;
+    let _carol = app.rep("carol").await; // online, but not public
+    let (_, reps) = call(&app, Method::GET, "/api/public/reps", None, None).await;
+    assert_eq!(ids(&reps, "id"), ["bob"]);
+    assert_eq!(reps[0]["online"], true);
+
+    let (status, teams) = get(&app, "/api/teams", &alice).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&teams, "id"), ["billing", "escalations", "network"]);
+    assert_eq!(teams[2]["queue"], "team:network");
+    let (status, reps) = get(&app, "/api/reps", &alice).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&reps, "id"), ["admin", "alice", "bob", "carol"]);
+    assert!(
+        !reps.to_string().contains("password"),
+        "no password hashes leave the server"
+    );
+
+    for path in ["/healthz", "/readyz"] {
+        let (status, body) = call(&app, Method::GET, path, None, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let metrics = reqwest::get(app.http("/metrics")).await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+}
+
+#[actix_web::test]
+async fn admin_catalog_changes_take_effect() {
+    let app = spawn_app().await;
+    let admin = token(&app, "admin").await;
+    let alice = token(&app, "alice").await;
+
+    // Non-admins get nothing.
+    for (method, path) in [
+        (Method::GET, "/api/admin/reps"),
+        (Method::GET, "/api/admin/teams"),
+        (Method::PUT, "/api/admin/teams/hackers"),
+        (Method::DELETE, "/api/admin/teams/network"),
+        (Method::DELETE, "/api/admin/reps/bob"),
+    ] {
+        let body = (method == Method::PUT).then(|| json!({"id": "hackers", "name": "H"}));
+        let a = call(&app, method, path, Some(&alice), body).await;
+        assert_error(&a, 403, "permission_denied");
+    }
+
+    // A new team, an issue type routed to it, and a rep in it.
+    let (status, team) = put(
+        &app,
+        "/api/admin/teams/printers",
+        &admin,
+        json!({"id": "printers", "name": "Printer Support"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{team}");
+    let (_, teams) = get(&app, "/api/admin/teams", &admin).await;
+    assert!(ids(&teams, "id").contains(&"printers".to_string()));
+    let (status, it) = put(
+        &app,
+        "/api/admin/issue-types/jam",
+        &admin,
+        json!({"id": "jam", "name": "Paper jam", "team": "printers"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{it}");
+    let (status, rep) = put(
+        &app,
+        "/api/admin/reps/dave",
+        &admin,
+        json!({"username": "dave", "display_name": "Dave Printers", "password": "dave-demo",
+               "teams": ["printers"], "public": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{rep}");
+    assert!(!rep.to_string().contains("dave-demo"));
+    let (_, reps) = get(&app, "/api/admin/reps", &admin).await;
+    assert!(ids(&reps, "id").contains(&"dave".to_string()));
+    assert!(!reps.to_string().contains("argon2"), "no hashes: {reps}");
+
+    // dave logs in over the WebSocket and is alerted for the new type.
+    let mut dave = app.rep("dave").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "jam", "Fay").await;
+    assert_eq!(
+        view.queue_name.as_deref().unwrap_or("Printer Support"),
+        "Printer Support"
+    );
+    alert_for(&mut dave, &view.session).await;
+    let (_, q) = get(&app, "/api/queues/team:printers", &admin).await;
+    assert_eq!(ids(&q["items"], "session"), [view.session.clone()]);
+
+    // Replacing: dave's display name changes, his password stays.
+    let (status, _) = put(
+        &app,
+        "/api/admin/reps/dave",
+        &admin,
+        json!({"username": "dave", "display_name": "David", "teams": ["printers"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.rep("dave").await; // the old password still works
+    let (_, reps) = get(&app, "/api/admin/reps", &admin).await;
+    let d = reps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "dave")
+        .unwrap();
+    assert_eq!(d["display_name"], "David");
+
+    // Buttons, links and portals.
+    let (status, _) = put(
+        &app,
+        "/api/admin/support-buttons/desk-printers",
+        &admin,
+        json!({"id": "desk-printers", "name": "Printer help", "queue": "team:printers"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut c2 = app.customer(ClientKind::Desktop).await;
+    let v2 = c2
+        .start_session(
+            Entry::SupportButton {
+                button: "desk-printers".into(),
+            },
+            "Gus",
+            "",
+            "",
+        )
+        .await
+        .expect("the new button works");
+    alert_for(&mut dave, &v2.session).await;
+    let (status, _) = put(
+        &app,
+        "/api/admin/help-links/printer-page",
+        &admin,
+        json!({"id": "printer-page", "name": "Printer page", "queue": "team:printers"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut c3 = app.customer(ClientKind::Browser).await;
+    let v3 = c3
+        .start_session(
+            Entry::HelpLink {
+                link: "printer-page".into(),
+            },
+            "Hal",
+            "",
+            "",
+        )
+        .await
+        .expect("the new link works");
+    let alert = alert_for(&mut dave, &v3.session).await;
+    assert!(format!("{alert:?}").contains("[Browser] Hal"), "{alert:?}");
+    let (status, _) = put(
+        &app,
+        "/api/admin/portals/printers-portal",
+        &admin,
+        json!({"id": "printers-portal", "name": "Printers portal"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, portals) = get(&app, "/api/admin/portals", &admin).await;
+    assert!(ids(&portals, "id").contains(&"printers-portal".to_string()));
+    let (status, k) = call(
+        &app,
+        Method::POST,
+        "/api/session-keys",
+        Some(&alice),
+        Some(json!({"valid_for_secs": 600, "portal": "printers-portal"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{k}");
+    assert!(k["url"]
+        .as_str()
+        .unwrap()
+        .contains("/portal/printers-portal/key/"));
+    for (path, id) in [
+        ("/api/admin/support-buttons", "desk-printers"),
+        ("/api/admin/help-links", "printer-page"),
+        ("/api/admin/issue-types", "jam"),
+    ] {
+        let (status, list) = get(&app, path, &admin).await;
+        assert_eq!(status, 200);
+        assert!(ids(&list, "id").contains(&id.to_string()), "{path}: {list}");
+    }
+
+    // Refusals: a team still in use, a missing reference, bad ids, bad JSON.
+    assert_error(
+        &delete(&app, "/api/admin/teams/printers", &admin).await,
+        409,
+        "conflict",
+    );
+    assert_error(
+        &put(
+            &app,
+            "/api/admin/issue-types/ghostly",
+            &admin,
+            json!({"id": "ghostly", "name": "Ghost", "team": "ghost"}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &put(
+            &app,
+            "/api/admin/reps/erin",
+            &admin,
+            json!({"username": "erin", "display_name": "Erin", "password": "erin-demo", "teams": ["ghost"]}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &put(
+            &app,
+            "/api/admin/reps/erin",
+            &admin,
+            json!({"username": "alice", "display_name": "Erin", "password": "erin-demo"}),
+        )
+        .await,
+        409,
+        "conflict",
+    );
+    assert_error(
+        &put(
+            &app,
+            "/api/admin/reps/erin",
+            &admin,
+            json!({"username": "erin", "display_name": "Erin"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &put(
+            &app,
+            "/api/admin/teams/a%20b",
+            &admin,
+            json!({"id": "a b", "name": "Spaces"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &put(
+            &app,
+            "/api/admin/reps/a%20b",
+            &admin,
+            json!({"username": "ab", "display_name": "AB", "password": "erin-demo"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &put(
+            &app,
+            "/api/admin/teams/other",
+            &admin,
+            json!({"id": "printers", "name": "Sneaky"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &put(
+            &app,
+            "/api/admin/support-buttons/bad-button",
+            &admin,
+            json!({"id": "bad-button", "name": "Bad", "queue": "somewhere"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    let raw = reqwest::Client::new()
+        .put(app.http("/api/admin/teams/broken"))
+        .bearer_auth(&admin)
+        .header("Content-Type", "application/json")
+        .body("{\"id\": \"broken\", ")
+        .send()
+        .await
+        .unwrap();
+    let status = raw.status().as_u16();
+    let body: Value = raw.json().await.expect("a JSON error body");
+    assert_error(&(status, body), 400, "invalid_request");
+    assert_error(
+        &delete(&app, "/api/admin/issue-types/ghostly", &admin).await,
+        404,
+        "not_found",
+    );
+    let (_, teams) = get(&app, "/api/admin/teams", &admin).await;
+    assert!(!ids(&teams, "id")
+        .iter()
+        .any(|t| t == "broken" || t == "other"));
+
+    // Deleting: the issue type stops routing, the rep cannot log in, and
+    // once nothing uses it the team goes too.
+    let (status, _) = delete(&app, "/api/admin/issue-types/jam", &admin).await;
+    assert_eq!(status, 204);
+    let (_, list) = get(&app, "/api/admin/issue-types", &admin).await;
+    assert!(!ids(&list, "id").contains(&"jam".to_string()));
+    let mut c4 = app.customer(ClientKind::Desktop).await;
+    let e = c4
+        .start_session(
+            Entry::IssueForm {
+                issue_type: "jam".into(),
+            },
+            "Ivy",
+            "",
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotFound));
+    for path in [
+        "/api/admin/support-buttons/desk-printers",
+        "/api/admin/help-links/printer-page",
+        "/api/admin/reps/dave",
+    ] {
+        assert_eq!(delete(&app, path, &admin).await.0, 204, "{path}");
+    }
+    let (_, reps) = get(&app, "/api/admin/reps", &admin).await;
+    assert!(!ids(&reps, "id").contains(&"dave".to_string()));
+    let mut ws = Client::connect(&app.ws_url(), Role::Rep, ClientKind::Desktop)
+        .await
+        .unwrap();
+    let e = ws.login("dave", "dave-demo").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BadCredentials));
+    for c in [&customer, &c2, &c3] {
+        c.request(RequestBody::EndSession { session: None })
+            .await
+            .expect("the customer ends their session");
+    }
+    let (status, _) = delete(&app, "/api/admin/teams/printers", &admin).await;
+    assert_eq!(status, 204);
+    let (_, teams) = get(&app, "/api/admin/teams", &admin).await;
+    assert!(!ids(&teams, "id").contains(&"printers".to_string()));
+    assert_error(
+        &delete(&app, "/api/admin/teams/printers", &admin).await,
+        404,
+        "not_found",
+    );
+}
