@@ -1,0 +1,207 @@
+//! Command-line flags and what each subcommand does.
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::Report;
+use crate::scenarios::{self, Params, Protocol, ScenarioResult, Target};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard-loadtests",
+    about = "Load generator for Switchboard, with a bare-relay and a sled baseline"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Runs the bare WebSocket relay (the baseline) on 127.0.0.1:PORT.
+    Relay {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Measures sled's write rate with Switchboard's durability setting.
+    SledBench(SledArgs),
+    /// Runs one scenario against running servers.
+    Run(RunArgs),
+    /// Starts the server and the relay pinned to one core and runs every
+    /// scenario and baseline from another; writes results/<timestamp>/.
+    All(crate::orchestrate::AllArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SledArgs {
+    /// Parent directory for the databases (default: the system's temp).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 256)]
+    pub writers: usize,
+    #[arg(long, default_value_t = 512)]
+    pub value_bytes: usize,
+    /// Seconds for each of the three measurements.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Idle,
+    JoinAlert,
+    Routing,
+    Chat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+    /// WebSocket URL of a server; repeat for a cluster (used round robin).
+    #[arg(long = "server", required = true)]
+    pub servers: Vec<String>,
+    /// The server's process id, for its memory and CPU time.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    #[arg(long, value_enum, default_value_t = Protocol::Switchboard)]
+    pub protocol: Protocol,
+    /// idle: connections; routing: customer lanes; chat: sessions.
+    #[arg(long, default_value_t = 100)]
+    pub connections: usize,
+    /// join-alert: joins per second; idle: connections per second (0: no
+    /// limit).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of the measured phase.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Comma-separated local source addresses, used round robin.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub sources: String,
+    /// Reps logged in (join-alert).
+    #[arg(long, default_value_t = 1000)]
+    pub reps: usize,
+    /// Teams in the server's catalog (see `all`).
+    #[arg(long, default_value_t = 100)]
+    pub teams: usize,
+    /// Generator processes (idle).
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// Chat messages in flight per session.
+    #[arg(long, default_value_t = 1)]
+    pub balls: usize,
+    #[arg(long, default_value_t = 64)]
+    pub message_bytes: usize,
+    /// Where result.json, summary.md and latency.png go.
+    #[arg(long, default_value = "loadtests/results/run")]
+    pub out: PathBuf,
+    /// This program as a child of `run --procs N` (idle).
+    #[arg(long, hide = true)]
+    pub child: bool,
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub offset: usize,
+    /// The program to start as children (default: this one).
+    #[arg(long, hide = true)]
+    pub exe: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub fn target(&self) -> anyhow::Result<Target> {
+        let sources = self
+            .sources
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<IpAddr>())
+            .collect::<Result<Vec<_>, _>>()?;
+        for s in &sources {
+            anyhow::ensure!(s.is_loopback(), "source {s} is not a loopback address");
+        }
+        Ok(Target {
+            servers: self.servers.clone(),
+            server_pid: self.server_pid,
+            sources,
+        })
+    }
+
+    pub fn params(&self) -> Params {
+        Params {
+            protocol: self.protocol,
+            connections: self.connections,
+            rate: self.rate,
+            duration: Duration::from_secs(self.duration),
+            reps: self.reps,
+            teams: self.teams,
+            procs: self.procs,
+            balls: self.balls,
+            message_bytes: self.message_bytes,
+        }
+    }
+}
+
+/// Runs one scenario (the `run` subcommand without writing files).
+pub async fn run_scenario(a: &RunArgs) -> anyhow::Result<ScenarioResult> {
+    let t = a.target()?;
+    let p = a.params();
+    match a.scenario {
+        Scenario::Idle => {
+            let exe = match &a.exe {
+                Some(e) => e.clone(),
+                None => std::env::current_exe()?,
+            };
+            scenarios::idle::run(&t, &p, &exe).await
+        }
+        Scenario::JoinAlert => scenarios::join_alert::run(&t, &p).await,
+        Scenario::Routing => scenarios::routing::run(&t, &p).await,
+        Scenario::Chat => scenarios::chat::run(&t, &p).await,
+    }
+}
+
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Relay { port } => {
+            let (port, serve) = crate::relay::bind(port).await?;
+            println!("relay listening on port {port}");
+            serve.await;
+            Ok(())
+        }
+        Cmd::SledBench(a) => {
+            let parent = a.dir.clone().unwrap_or_else(std::env::temp_dir);
+            std::fs::create_dir_all(&parent)?;
+            let r = crate::sled_bench::run(
+                &parent,
+                a.batch,
+                a.writers,
+                a.value_bytes,
+                Duration::from_secs(a.seconds),
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Cmd::Run(a) if a.child => {
+            let t = a.target()?;
+            scenarios::idle::run_child(&t, &a.params(), a.offset, Duration::from_secs(a.duration))
+                .await
+        }
+        Cmd::Run(a) => {
+            let r = run_scenario(&a).await?;
+            let mut report = Report::new();
+            report
+                .commands
+                .push(std::env::args().collect::<Vec<_>>().join(" "));
+            report.add(r);
+            report.check();
+            report.write(&a.out)?;
+            println!("{}", report.markdown());
+            eprintln!("results in {}", a.out.display());
+            Ok(())
+        }
+        Cmd::All(a) => crate::orchestrate::all(a).await,
+    }
+}

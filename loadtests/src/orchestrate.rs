@@ -1,0 +1,298 @@
+//! `all`: the whole measurement in one command.
+//!
+//! The server (and the relay, and the sled benchmark) run pinned to one
+//! core with `taskset`, the generator on another. The catalog is seeded
+//! once into a template data directory (argon2 hashing of every rep's
+//! password takes a while); every scenario then starts the server on a
+//! fresh copy of it.
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::catalog;
+use crate::cli::{run_scenario, RunArgs, Scenario};
+use crate::report::Report;
+use crate::scenarios::Protocol;
+use crate::sled_bench::SledBench;
+
+#[derive(Debug, Clone, Args)]
+pub struct AllArgs {
+    /// The server binary (build it with `cargo build --release`).
+    #[arg(long, default_value = "target/release/switchboard")]
+    pub server_bin: PathBuf,
+    /// Results go to DIR/<unix time>/.
+    #[arg(long, default_value = "loadtests/results")]
+    pub out: PathBuf,
+    /// Core for the server, the relay and the sled benchmark.
+    #[arg(long, default_value_t = 0)]
+    pub server_core: usize,
+    /// Core for the generator.
+    #[arg(long, default_value_t = 1)]
+    pub generator_core: usize,
+    #[arg(long, default_value = "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4")]
+    pub sources: String,
+    #[arg(long, default_value_t = 19_000)]
+    pub idle_connections: usize,
+    #[arg(long, default_value_t = 2)]
+    pub idle_procs: usize,
+    #[arg(long, default_value_t = 15)]
+    pub idle_secs: u64,
+    #[arg(long, default_value_t = 1000.0)]
+    pub join_rate: f64,
+    #[arg(long, default_value_t = 10)]
+    pub join_secs: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub reps: usize,
+    #[arg(long, default_value_t = 100)]
+    pub teams: usize,
+    #[arg(long, default_value_t = 400)]
+    pub routing_lanes: usize,
+    #[arg(long, default_value_t = 10)]
+    pub routing_secs: u64,
+    #[arg(long, default_value_t = 200)]
+    pub chat_pairs: usize,
+    #[arg(long, default_value_t = 2)]
+    pub chat_balls: usize,
+    #[arg(long, default_value_t = 10)]
+    pub chat_secs: u64,
+    #[arg(long, default_value_t = 5)]
+    pub sled_secs: u64,
+    /// Scenarios to run (default: all four).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Scenario>,
+    /// A note for the report (such as "other builds running").
+    #[arg(long)]
+    pub note: Vec<String>,
+}
+
+fn pinned(core: usize, program: &Path) -> Command {
+    let mut c = Command::new("taskset");
+    c.arg("-c").arg(core.to_string()).arg(program);
+    c
+}
+
+/// Starts a child and waits (bounded) for the stdout line `prefix<port>`.
+fn start_and_read_port(mut cmd: Command, prefix: &str) -> anyhow::Result<(Child, u16)> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = prefix.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(p) = line.strip_prefix(&wanted) {
+                let _ = tx.send(p.trim().parse::<u16>().ok());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(300)).ok().flatten() {
+        Some(port) => Ok((child, port)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("{prefix}: no port within 5 minutes")
+        }
+    }
+}
+
+/// SIGTERM, wait up to 30 s, then SIGKILL: only our own child, by pid.
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    for _ in 0..300 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &dest)?;
+        } else {
+            std::fs::copy(e.path(), dest)?;
+        }
+    }
+    Ok(())
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+fn start_server(a: &AllArgs, config: &Path, data: &Path) -> anyhow::Result<Server> {
+    let mut cmd = pinned(a.server_core, &a.server_bin);
+    cmd.env("SWITCHBOARD_CONFIG", config)
+        .env("SWITCHBOARD_DATA_DIR", data)
+        .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_LOG_LEVEL", "warn");
+    let (child, port) = start_and_read_port(cmd, "switchboard listening on port ")?;
+    Ok(Server { child, port })
+}
+
+pub async fn all(a: AllArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.server_bin.exists(),
+        "{} not found: cargo build --release -p switchboard",
+        a.server_bin.display()
+    );
+    let me = std::env::current_exe()?;
+    // The generator (this process and its children) on its own core.
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", &a.generator_core.to_string()])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status();
+    let mut report = Report::new();
+    report.machine.notes.extend(a.note.iter().cloned());
+    report.machine.notes.push(format!(
+        "server, relay and sled benchmark pinned to core {}, generator to core {} (taskset); loopback only",
+        a.server_core, a.generator_core
+    ));
+    report
+        .commands
+        .push("cargo build --release -p switchboard -p switchboard-loadtests".into());
+    report
+        .commands
+        .push(std::env::args().collect::<Vec<_>>().join(" "));
+    let only = |s: Scenario| a.only.is_empty() || a.only.contains(&s);
+    let tmp = tempfile::tempdir()?;
+
+    // sled's raw rate, on the server's core.
+    if only(Scenario::Routing) {
+        eprintln!("sled baseline ({} s x 3)", a.sled_secs);
+        let out = pinned(a.server_core, &me)
+            .arg("sled-bench")
+            .arg("--dir")
+            .arg(tmp.path())
+            .arg("--seconds")
+            .arg(a.sled_secs.to_string())
+            .stderr(Stdio::inherit())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match serde_json::from_str::<SledBench>(text.trim()) {
+            Ok(s) => report.sled = Some(s),
+            Err(e) => eprintln!("sled bench output unreadable: {e}: {text}"),
+        }
+    }
+
+    // The catalog, seeded once.
+    let config = tmp.path().join("loadtest.toml");
+    let template = tmp.path().join("template");
+    let settings = catalog::settings(&template, a.teams, a.reps);
+    catalog::write_config(&settings, &config)?;
+    eprintln!(
+        "seeding {} reps and {} teams (argon2: slow)",
+        a.reps, a.teams
+    );
+    let seed = start_server(&a, &config, &template)?;
+    stop(seed.child);
+
+    let base = |scenario: Scenario, port: u16, pid: u32, protocol: Protocol| RunArgs {
+        scenario,
+        servers: vec![match protocol {
+            Protocol::Switchboard => format!("ws://127.0.0.1:{port}/ws"),
+            Protocol::Relay => format!("ws://127.0.0.1:{port}/"),
+        }],
+        server_pid: Some(pid),
+        protocol,
+        connections: 100,
+        rate: 0.0,
+        duration: 10,
+        sources: a.sources.clone(),
+        reps: a.reps,
+        teams: a.teams,
+        procs: 1,
+        balls: a.chat_balls,
+        message_bytes: 64,
+        out: PathBuf::new(),
+        child: false,
+        offset: 0,
+        exe: Some(me.clone()),
+    };
+    let tune = |r: &mut RunArgs| match r.scenario {
+        Scenario::Idle => {
+            r.connections = a.idle_connections;
+            r.procs = a.idle_procs;
+            r.duration = a.idle_secs;
+        }
+        Scenario::JoinAlert => {
+            r.rate = a.join_rate;
+            r.duration = a.join_secs;
+        }
+        Scenario::Routing => {
+            r.connections = a.routing_lanes;
+            r.duration = a.routing_secs;
+        }
+        Scenario::Chat => {
+            r.connections = a.chat_pairs;
+            r.duration = a.chat_secs;
+        }
+    };
+
+    for scenario in [
+        Scenario::Idle,
+        Scenario::JoinAlert,
+        Scenario::Routing,
+        Scenario::Chat,
+    ] {
+        if !only(scenario) {
+            continue;
+        }
+        // The relay baseline first (none for routing: sled is its baseline).
+        if scenario != Scenario::Routing {
+            let cmd = {
+                let mut c = pinned(a.server_core, &me);
+                c.arg("relay").arg("--port").arg("0");
+                c
+            };
+            let (relay, port) = start_and_read_port(cmd, "relay listening on port ")?;
+            let mut args = base(scenario, port, relay.id(), Protocol::Relay);
+            tune(&mut args);
+            eprintln!("== {scenario:?} on the relay");
+            match run_scenario(&args).await {
+                Ok(r) => report.add(r),
+                Err(e) => eprintln!("relay {scenario:?} failed: {e:#}"),
+            }
+            stop(relay);
+        }
+        let data = tmp.path().join(format!("data-{scenario:?}"));
+        copy_dir(&template, &data)?;
+        let server = start_server(&a, &config, &data)?;
+        let mut args = base(
+            scenario,
+            server.port,
+            server.child.id(),
+            Protocol::Switchboard,
+        );
+        tune(&mut args);
+        eprintln!("== {scenario:?} on Switchboard");
+        match run_scenario(&args).await {
+            Ok(r) => report.add(r),
+            Err(e) => eprintln!("switchboard {scenario:?} failed: {e:#}"),
+        }
+        stop(server.child);
+        let _ = std::fs::remove_dir_all(&data);
+        // Partial results survive a later failure.
+        report.check();
+    }
+    report.check();
+    let dir = a.out.join(report.started_at_unix.to_string());
+    report.write(&dir)?;
+    println!("{}", report.markdown());
+    eprintln!("results in {}", dir.display());
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Memory and CPU time of a process, read from /proc (Linux only).
+use std::path::Path;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+
+/// One reading of a process.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcSample {
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// User plus system CPU time so far, seconds.
+    pub cpu_secs: f64,
+    /// Threads.
+    pub threads: u64,
+}
+
+/// Clock ticks per second for /proc/<pid>/stat (almost always 100).
+fn clk_tck() -> f64 {
+    static TCK: OnceLock<f64> = OnceLock::new();
+    *TCK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// Reads `pid`'s RSS and CPU time; `None` if the process is gone.
+pub fn sample(pid: u32) -> Option<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 here.
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ProcSample {
+        rss_kib: field("VmRSS:").unwrap_or(0),
+        cpu_secs: ticks / clk_tck(),
+        threads: field("Threads:").unwrap_or(0),
+    })
+}
+
+/// The open-file limit of `pid`, (soft, hard); `None` for "unlimited" or
+/// when it cannot be read.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct FileLimit {
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+pub fn open_file_limit(pid: u32) -> FileLimit {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    let line = text.lines().find(|l| l.starts_with("Max open files"));
+    let mut parts = line
+        .map(|l| {
+            l["Max open files".len()..]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter();
+    let num = |s: Option<&str>| s.and_then(|v| v.parse::<u64>().ok());
+    FileLimit {
+        soft: num(parts.next()),
+        hard: num(parts.next()),
+    }
+}
+
+/// How many file descriptors `pid` has open now.
+pub fn open_files(pid: u32) -> Option<u64> {
+    let dir = format!("/proc/{pid}/fd");
+    Some(std::fs::read_dir(Path::new(&dir)).ok()?.count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        let s = sample(me).expect("own /proc entry");
+        assert!(s.rss_kib > 0);
+        assert!(s.threads >= 1);
+        assert!(open_files(me).unwrap() > 0);
+        let lim = open_file_limit(me);
+        assert!(lim.soft.is_some() || lim.hard.is_none());
+    }
+}

@@ -1,0 +1,179 @@
+//! The bare WebSocket relay: the baseline with no queues and no storage.
+//!
+//! Each connection gets an id, sent to it as the first frame (8 bytes, big
+//! endian). A binary frame whose first 8 bytes name a connection is relayed
+//! to it as it is; id 0 means "back to me" (an echo, for round trips). One
+//! task per connection and a bounded outbound queue, as a plain
+//! tokio-tungstenite server would be written.
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Frames queued for one connection before further ones are dropped
+/// (Switchboard's default outbound queue is the same size).
+const OUTBOUND: usize = 1024;
+
+type Peers = Arc<Mutex<HashMap<u64, mpsc::Sender<Message>>>>;
+
+/// Binds `127.0.0.1:port` (0 for any) and returns the port and the future
+/// that serves until the process ends.
+pub async fn bind(
+    port: u16,
+) -> anyhow::Result<(u16, impl std::future::Future<Output = ()> + Send)> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let port = listener.local_addr()?.port();
+    Ok((port, serve(listener)))
+}
+
+async fn serve(listener: TcpListener) {
+    let peers: Peers = Arc::default();
+    let next = Arc::new(AtomicU64::new(1));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: wait and go on.
+                eprintln!("relay: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let id = next.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(connection(stream, id, peers.clone()));
+    }
+}
+
+async fn connection(stream: TcpStream, id: u64, peers: Peers) {
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOUND);
+    peers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, tx.clone());
+    if sink
+        .send(Message::Binary(id.to_be_bytes().to_vec()))
+        .await
+        .is_ok()
+    {
+        loop {
+            tokio::select! {
+                msg = source.next() => match msg {
+                    Some(Ok(Message::Binary(b))) if b.len() >= 8 => {
+                        let mut target = [0u8; 8];
+                        target.copy_from_slice(&b[..8]);
+                        let target = u64::from_be_bytes(target);
+                        let to = if target == 0 || target == id {
+                            Some(tx.clone())
+                        } else {
+                            peers.lock().unwrap_or_else(|p| p.into_inner()).get(&target).cloned()
+                        };
+                        if let Some(to) = to {
+                            // A full queue drops the frame (slow consumer).
+                            let _ = to.try_send(Message::Binary(b));
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+                out = rx.recv() => match out {
+                    Some(m) => if sink.send(m).await.is_err() { break },
+                    None => break,
+                },
+            }
+        }
+    }
+    peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A connection to the relay.
+pub struct RelayClient {
+    pub id: u64,
+    pub sink: SplitSink<Socket, Message>,
+    pub stream: SplitStream<Socket>,
+}
+
+/// Connects to `ws://127.0.0.1:port/` from `local` and reads the id.
+pub async fn connect(url: &str, local: Option<IpAddr>) -> anyhow::Result<RelayClient> {
+    let authority = url
+        .strip_prefix("ws://")
+        .and_then(|r| r.split('/').next())
+        .ok_or_else(|| anyhow::anyhow!("not a ws:// URL: {url}"))?;
+    let remote: SocketAddr = authority.parse()?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(ip) = local {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(remote).await?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+    let (sink, mut stream) = ws.split();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("relay sent no id"))?;
+    let id = match first {
+        Some(Ok(Message::Binary(b))) if b.len() == 8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b);
+            u64::from_be_bytes(a)
+        }
+        other => anyhow::bail!("unexpected first relay frame: {other:?}"),
+    };
+    Ok(RelayClient { id, sink, stream })
+}
+
+/// A frame for `target` (0: echo) carrying `stamp` (nanoseconds) and
+/// padding up to `size` bytes.
+pub fn frame(target: u64, stamp: u64, size: usize) -> Message {
+    let mut b = Vec::with_capacity(size.max(16));
+    b.extend_from_slice(&target.to_be_bytes());
+    b.extend_from_slice(&stamp.to_be_bytes());
+    b.resize(size.max(16), b'x');
+    Message::Binary(b)
+}
+
+/// The stamp of a frame made by [`frame`].
+pub fn stamp_of(b: &[u8]) -> Option<u64> {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b.get(8..16)?);
+    Some(u64::from_be_bytes(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn relays_between_connections_and_echoes() {
+        let (port, server) = bind(0).await.unwrap();
+        tokio::spawn(server);
+        let url = format!("ws://127.0.0.1:{port}/");
+        let mut a = connect(&url, None).await.unwrap();
+        let mut b = connect(&url, Some("127.0.0.1".parse().unwrap()))
+            .await
+            .unwrap();
+        a.sink.send(frame(b.id, 7, 32)).await.unwrap();
+        match b.stream.next().await {
+            Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(7)),
+            other => panic!("{other:?}"),
+        }
+        a.sink.send(frame(0, 9, 32)).await.unwrap();
+        match a.stream.next().await {
+            Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(9)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

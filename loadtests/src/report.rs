@@ -1,0 +1,493 @@
+//! The result of a run: JSON (everything), Markdown (the summary a person
+//! reads) and a PNG plot of latency over time.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenarios::ScenarioResult;
+use crate::sled_bench::SledBench;
+use crate::stats::SeriesPoint;
+
+/// The machine the run was on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub kernel: String,
+    pub mem_total_kib: u64,
+    /// 1, 5 and 15 minute load averages when the run started: other work
+    /// on the machine.
+    pub loadavg_at_start: String,
+    pub generator_open_file_limit_soft: Option<u64>,
+    pub generator_open_file_limit_hard: Option<u64>,
+    pub notes: Vec<String>,
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string();
+        let mem_total_kib = read("/proc/meminfo")
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let lim = crate::procstat::open_file_limit(std::process::id());
+        Machine {
+            cpu_model,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            mem_total_kib,
+            loadavg_at_start: read("/proc/loadavg").trim().to_string(),
+            generator_open_file_limit_soft: lim.soft,
+            generator_open_file_limit_hard: lim.hard,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// A figure beside its target and, where there is one, its baseline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub scenario: String,
+    pub what: String,
+    pub value: f64,
+    pub unit: String,
+    pub baseline: Option<f64>,
+    pub ratio: Option<f64>,
+    pub target: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub started_at_unix: u64,
+    pub machine: Machine,
+    pub commands: Vec<String>,
+    /// Switchboard's results by scenario.
+    pub switchboard: BTreeMap<String, ScenarioResult>,
+    /// The relay baseline's results by scenario.
+    pub relay: BTreeMap<String, ScenarioResult>,
+    pub sled: Option<SledBench>,
+    pub checks: Vec<Check>,
+}
+
+fn fig(r: Option<&ScenarioResult>, k: &str) -> Option<f64> {
+    r?.figures.get(k).copied()
+}
+
+fn p99(r: Option<&ScenarioResult>, k: &str) -> Option<f64> {
+    r?.latency
+        .get(k)
+        .filter(|l| l.count > 0)
+        .map(|l| l.p99_us as f64)
+}
+
+impl Report {
+    pub fn new() -> Report {
+        Report {
+            started_at_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            machine: Machine::detect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn add(&mut self, r: ScenarioResult) {
+        let map = if r.protocol == "relay" {
+            &mut self.relay
+        } else {
+            &mut self.switchboard
+        };
+        map.insert(r.scenario.clone(), r);
+    }
+
+    /// Compares what was measured with the issue's targets.
+    pub fn check(&mut self) {
+        let mut checks = Vec::new();
+        let sb = |s: &str| self.switchboard.get(s);
+        let rl = |s: &str| self.relay.get(s);
+        let mut push = |scenario: &str,
+                        what: &str,
+                        value: f64,
+                        unit: &str,
+                        baseline: Option<f64>,
+                        target: &str,
+                        met: bool| {
+            checks.push(Check {
+                scenario: scenario.into(),
+                what: what.into(),
+                value,
+                unit: unit.into(),
+                baseline,
+                ratio: baseline.filter(|b| *b > 0.0).map(|b| value / b),
+                target: target.into(),
+                met,
+            })
+        };
+        if let Some(mem) = fig(sb("idle"), "server_kib_per_connection") {
+            let base = fig(rl("idle"), "server_kib_per_connection");
+            let ratio = base.filter(|b| *b > 0.0).map(|b| mem / b);
+            push(
+                "idle",
+                "server memory per connection",
+                mem,
+                "KiB",
+                base,
+                "<= 1.3 x relay",
+                ratio.is_some_and(|r| r <= 1.3),
+            );
+            push(
+                "idle",
+                "server memory per connection (absolute)",
+                mem,
+                "KiB",
+                None,
+                "toward 10 KiB",
+                mem <= 10.0,
+            );
+        }
+        if let Some(cpu) = fig(sb("idle"), "server_cpu_us_per_sec_per_connection") {
+            let base = fig(rl("idle"), "server_cpu_us_per_sec_per_connection");
+            push(
+                "idle",
+                "idle CPU per connection",
+                cpu,
+                "us/s",
+                base,
+                "<= 2 us/s",
+                cpu <= 2.0,
+            );
+        }
+        if let Some(lat) = p99(sb("join_alert"), "join_to_alert") {
+            let base = p99(rl("join_alert"), "round_trip");
+            push(
+                "join_alert",
+                "join to alert p99",
+                lat,
+                "us",
+                None,
+                "<= 2000 us",
+                lat <= 2000.0,
+            );
+            push(
+                "join_alert",
+                "join to alert p99 vs relay round trip p99",
+                lat,
+                "us",
+                base,
+                "<= 3 x relay",
+                base.is_some_and(|b| b > 0.0 && lat / b <= 3.0),
+            );
+        }
+        if let Some(rate) = fig(sb("routing"), "sessions_per_sec") {
+            push(
+                "routing",
+                "sessions per second",
+                rate,
+                "sessions/s",
+                None,
+                ">= 10,000/s",
+                rate >= 10_000.0,
+            );
+            let writes = fig(sb("routing"), "store_writes_per_session");
+            let raw = self.sled.as_ref().map(|s| s.raw_batched_writes_per_sec);
+            if let (Some(w), Some(raw)) = (writes, raw) {
+                let ceiling = raw / w.max(1e-9);
+                push(
+                    "routing",
+                    "sessions per second vs sled raw batched rate / writes per session",
+                    rate,
+                    "sessions/s",
+                    Some(ceiling),
+                    ">= 0.5 x",
+                    rate >= 0.5 * ceiling,
+                );
+            }
+        }
+        if let Some(rate) = fig(sb("chat"), "messages_per_sec") {
+            let base = fig(rl("chat"), "messages_per_sec");
+            push(
+                "chat",
+                "chat messages per second",
+                rate,
+                "msg/s",
+                base,
+                ">= 0.6 x relay",
+                base.is_some_and(|b| b > 0.0 && rate / b >= 0.6),
+            );
+        }
+        self.checks = checks;
+    }
+
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("result.json"), serde_json::to_string_pretty(self)?)?;
+        std::fs::write(dir.join("summary.md"), self.markdown())?;
+        if let Err(e) = self.plot(&dir.join("latency.png")) {
+            eprintln!("no plot: {e}");
+        }
+        Ok(())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        let _ = writeln!(m, "# Switchboard load test\n");
+        let mc = &self.machine;
+        let _ = writeln!(
+            m,
+            "Machine: {} x {}, {} MiB, Linux {}; load average at start {}; generator open-file limit {:?}/{:?}.\n",
+            mc.cpus,
+            mc.cpu_model,
+            mc.mem_total_kib / 1024,
+            mc.kernel,
+            mc.loadavg_at_start,
+            mc.generator_open_file_limit_soft,
+            mc.generator_open_file_limit_hard
+        );
+        for n in &mc.notes {
+            let _ = writeln!(m, "- {n}");
+        }
+        if !self.commands.is_empty() {
+            let _ = writeln!(m, "\n```sh\n{}\n```\n", self.commands.join("\n"));
+        }
+        if !self.checks.is_empty() {
+            let _ = writeln!(m, "## Targets\n");
+            let _ = writeln!(
+                m,
+                "| scenario | figure | value | baseline | ratio | target | met |"
+            );
+            let _ = writeln!(m, "|---|---|---:|---:|---:|---|---|");
+            for c in &self.checks {
+                let _ = writeln!(
+                    m,
+                    "| {} | {} | {} {} | {} | {} | {} | {} |",
+                    c.scenario,
+                    c.what,
+                    num(c.value),
+                    c.unit,
+                    c.baseline.map_or("-".into(), num),
+                    c.ratio.map_or("-".into(), |r| format!("{r:.2}")),
+                    c.target,
+                    if c.met { "yes" } else { "no" }
+                );
+            }
+            let _ = writeln!(m);
+        }
+        for (label, map) in [
+            ("Switchboard", &self.switchboard),
+            ("Relay baseline", &self.relay),
+        ] {
+            for (name, r) in map {
+                let _ = writeln!(m, "## {label}: {name}\n");
+                for (k, v) in &r.counts {
+                    let _ = writeln!(m, "- {k}: {v}");
+                }
+                for (k, v) in &r.figures {
+                    let _ = writeln!(m, "- {k}: {}", num(*v));
+                }
+                if let Some(s) = &r.server {
+                    let _ = writeln!(
+                        m,
+                        "- server: RSS {} -> {} KiB, {:.2} CPU s over {:.1} s ({:.2} cores), {} threads, {:?} files open, open-file limit {:?}/{:?}",
+                        s.rss_before_kib,
+                        s.rss_after_kib,
+                        s.cpu_secs,
+                        s.wall_secs,
+                        s.cpu_cores,
+                        s.threads,
+                        s.open_files,
+                        s.open_file_limit_soft,
+                        s.open_file_limit_hard
+                    );
+                }
+                if !r.latency.is_empty() {
+                    let _ = writeln!(
+                        m,
+                        "\n| latency | count | p50 us | p90 us | p99 us | p99.9 us | max us |"
+                    );
+                    let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---:|");
+                    for (k, l) in &r.latency {
+                        let _ = writeln!(
+                            m,
+                            "| {k} | {} | {} | {} | {} | {} | {} |",
+                            l.count, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+                        );
+                    }
+                }
+                if !r.errors.is_empty() {
+                    let _ = writeln!(m, "\nFirst errors:\n");
+                    for e in &r.errors {
+                        let _ = writeln!(m, "- `{e}`");
+                    }
+                }
+                let _ = writeln!(m);
+            }
+        }
+        if let Some(s) = &self.sled {
+            let _ = writeln!(m, "## sled baseline\n");
+            let _ = writeln!(
+                m,
+                "- raw, {} inserts per flush: {} writes/s\n- raw, one insert per flush: {} writes/s\n- SledStore::put, {} concurrent writers (group commit): {} writes/s\n- values {} bytes, {} s each",
+                s.batch,
+                num(s.raw_batched_writes_per_sec),
+                num(s.raw_single_writes_per_sec),
+                s.store_writers,
+                num(s.store_put_writes_per_sec),
+                s.value_bytes,
+                s.seconds_each
+            );
+        }
+        m
+    }
+
+    /// One panel per latency series: p50 and p99 per second, in ms.
+    pub fn plot(&self, path: &Path) -> anyhow::Result<()> {
+        use plotters::prelude::*;
+        let mut panels: Vec<(String, Vec<SeriesPoint>)> = Vec::new();
+        for (label, map) in [("switchboard", &self.switchboard), ("relay", &self.relay)] {
+            for (name, r) in map {
+                for (k, s) in &r.series {
+                    if s.iter().any(|p| p.count > 0) {
+                        panels.push((format!("{label} {name}: {k}"), s.clone()));
+                    }
+                }
+            }
+        }
+        if panels.is_empty() {
+            anyhow::bail!("no latency series");
+        }
+        let fonts = register_font();
+        let height = 260 * panels.len() as u32;
+        let root = BitMapBackend::new(path, (1000, height.max(260))).into_drawing_area();
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((panels.len(), 1));
+        for ((title, series), area) in panels.iter().zip(areas.iter()) {
+            let pts: Vec<&SeriesPoint> = series.iter().filter(|p| p.count > 0).collect();
+            let t_max = pts.iter().map(|p| p.t_secs).fold(1.0, f64::max) + 1.0;
+            let y_max = pts
+                .iter()
+                .map(|p| p.p99_us as f64 / 1000.0)
+                .fold(0.001, f64::max)
+                * 1.15;
+            let mut b = ChartBuilder::on(area);
+            b.margin(12);
+            if fonts {
+                b.caption(title, ("sans-serif", 18))
+                    .x_label_area_size(30)
+                    .y_label_area_size(60);
+            }
+            let mut chart = b.build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
+            let mut mesh = chart.configure_mesh();
+            if fonts {
+                mesh.x_desc("seconds").y_desc("ms");
+            } else {
+                mesh.disable_x_mesh().disable_y_mesh();
+            }
+            mesh.draw()?;
+            let p50 = pts.iter().map(|p| (p.t_secs, p.p50_us as f64 / 1000.0));
+            let p99 = pts.iter().map(|p| (p.t_secs, p.p99_us as f64 / 1000.0));
+            let s = chart.draw_series(LineSeries::new(p50, BLUE.stroke_width(2)))?;
+            if fonts {
+                s.label("p50")
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
+            }
+            let s = chart.draw_series(LineSeries::new(p99, RED.stroke_width(2)))?;
+            if fonts {
+                s.label("p99")
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    }
+}
+
+/// Registers a system TrueType font for the plot's text; false if there is
+/// none (the plot is then drawn without text).
+fn register_font() -> bool {
+    use std::sync::OnceLock;
+    static DONE: OnceLock<bool> = OnceLock::new();
+    *DONE.get_or_init(|| {
+        let candidates = [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        ];
+        for c in candidates {
+            if let Ok(bytes) = std::fs::read(c) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font(
+                    "sans-serif",
+                    plotters::style::FontStyle::Normal,
+                    bytes,
+                )
+                .is_ok()
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+fn num(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_json_markdown_and_plot() {
+        let mut rep = Report::new();
+        let mut r = ScenarioResult {
+            scenario: "chat".into(),
+            protocol: "switchboard".into(),
+            ..Default::default()
+        };
+        r.figure("messages_per_sec", 100.0);
+        r.series.insert(
+            "message_delivery".into(),
+            vec![SeriesPoint {
+                t_secs: 0.0,
+                count: 3,
+                p50_us: 100,
+                p99_us: 300,
+            }],
+        );
+        rep.add(r);
+        rep.check();
+        let dir = tempfile::tempdir().unwrap();
+        rep.write(dir.path()).unwrap();
+        assert!(dir.path().join("result.json").exists());
+        assert!(std::fs::read_to_string(dir.path().join("summary.md"))
+            .unwrap()
+            .contains("messages_per_sec"));
+        assert!(dir.path().join("latency.png").exists());
+    }
+}

@@ -1,0 +1,240 @@
+//! Scenario 2, join to alert: customers join team queues at a steady rate
+//! while reps are logged in; the time from a customer's `start_session`
+//! request to the first rep console that receives the `queue_entered`
+//! alert.
+//!
+//! Each customer connects and says hello first (not timed), joins (timed),
+//! waits a second in the queue, ends the session and leaves, so the number
+//! of open connections stays bounded. The relay variant sends echo frames
+//! at the same rate over as many connections as there are reps: the bare
+//! round trip.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard::client::{Client, Pushed};
+use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::protocol::{Entry, Event, RequestBody};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{login_reps, timed_bar, Errors, Params, Protocol, ScenarioResult, ServerWatch, Target};
+use crate::stats::Recorder;
+use crate::{catalog, relay};
+
+/// Customers in flight at once, at most (connect, join, wait, end).
+const MAX_IN_FLIGHT: usize = 4000;
+/// How long a customer stays in the queue before ending.
+const STAY: Duration = Duration::from_secs(1);
+/// How long to wait for late alerts after the last join.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
+    match p.protocol {
+        Protocol::Switchboard => run_switchboard(t, p).await,
+        Protocol::Relay => run_relay(t, p).await,
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<String, Instant>>>;
+
+async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
+    let mut r = ScenarioResult::new("join_alert", p);
+    let reps = login_reps(t, p.reps, 16).await?;
+    let errors = Arc::new(Errors::default());
+    let pending: Pending = Arc::default();
+    let start = Instant::now();
+    let alerts = Arc::new(Recorder::new(start));
+    let joins = Arc::new(Recorder::new(start));
+    let fanout = Arc::new(AtomicU64::new(0));
+    let stop_at = start + p.duration + DRAIN + STAY;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut rep_tasks = Vec::new();
+    for mut rep in reps {
+        let pending = pending.clone();
+        let alerts = alerts.clone();
+        let fanout = fanout.clone();
+        let stop = stop.clone();
+        rep_tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop_at && !stop.load(Ordering::Relaxed) {
+                match rep.next_pushed(Duration::from_millis(200)).await {
+                    Some(Pushed::Event {
+                        event: Event::QueueEntered { session, .. },
+                        ..
+                    }) => {
+                        fanout.fetch_add(1, Ordering::Relaxed);
+                        let sent = pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&session.customer_name);
+                        if let Some(sent) = sent {
+                            alerts.record(sent.elapsed());
+                        }
+                    }
+                    Some(Pushed::Closed) => break,
+                    _ => {}
+                }
+            }
+            rep.close().await;
+        }));
+    }
+    let watch = ServerWatch::start(t.server_pid);
+    let total = (p.rate * p.duration.as_secs_f64()).round() as u64;
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let skipped = AtomicU64::new(0);
+    let pb = timed_bar(p.duration, "join-alert");
+    let mut customers = Vec::new();
+    for i in 0..total {
+        let at = start + Duration::from_secs_f64(i as f64 / p.rate);
+        tokio::time::sleep_until(at.into()).await;
+        pb.set_position(start.elapsed().as_secs());
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (t, pending, joins, errors) =
+            (t.clone(), pending.clone(), joins.clone(), errors.clone());
+        let teams = p.teams.max(1);
+        customers.push(tokio::spawn(async move {
+            let _permit = permit;
+            let i = i as usize;
+            let name = format!("ja{i}");
+            let mut c = match Client::connect_from(
+                t.url(i),
+                t.source(i),
+                Role::Customer,
+                ClientKind::Desktop,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => return errors.add(format!("connect: {e}")),
+            };
+            let sent = Instant::now();
+            pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), sent);
+            let entry = Entry::IssueForm {
+                issue_type: catalog::issue_type(i % teams),
+            };
+            match c.start_session(entry, &name, "Load Test Ltd", "join").await {
+                Ok(_) => joins.record(sent.elapsed()),
+                Err(e) => {
+                    pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&name);
+                    return errors.add(format!("start_session: {e}"));
+                }
+            }
+            tokio::time::sleep(STAY).await;
+            if let Err(e) = c.request(RequestBody::EndSession { session: None }).await {
+                errors.add(format!("end_session: {e}"));
+            }
+            c.close().await;
+        }));
+    }
+    pb.finish_and_clear();
+    let join_secs = start.elapsed().as_secs_f64();
+    for c in customers {
+        let _ = tokio::time::timeout_at((stop_at + Duration::from_secs(30)).into(), c).await;
+    }
+    // Whatever alert is still missing after the drain never came.
+    while Instant::now() < stop_at && !pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in rep_tasks {
+        let _ = t.await;
+    }
+    let missing = pending.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+    r.count("customers", total);
+    r.count("alerts", alerts.summary().count);
+    r.count("alerts_missing", missing);
+    r.count("alert_fanout_events", fanout.load(Ordering::Relaxed));
+    r.count("skipped_ticks", skipped.load(Ordering::Relaxed));
+    r.count("errors", errors.total());
+    r.count("reps", p.reps as u64);
+    r.figure("join_phase_secs", join_secs);
+    r.figure(
+        "achieved_joins_per_sec",
+        joins.summary().count as f64 / join_secs.max(1e-9),
+    );
+    r.latency.insert("join_to_alert".into(), alerts.summary());
+    r.latency.insert("join_reply".into(), joins.summary());
+    r.series.insert("join_to_alert".into(), alerts.series());
+    r.server = watch.finish();
+    r.errors = errors.first();
+    Ok(r)
+}
+
+/// The baseline: echo frames through the relay at `rate` per second over
+/// `reps` connections; the round trip.
+async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
+    let mut r = ScenarioResult::new("join_alert", p);
+    let n = p.reps.max(1);
+    let errors = Arc::new(Errors::default());
+    let mut sinks = Vec::new();
+    let base = Instant::now();
+    let start = Instant::now();
+    let rtt = Arc::new(Recorder::new(start));
+    let stop_at = start + p.duration + DRAIN;
+    let mut readers = Vec::new();
+    for i in 0..n {
+        let c = relay::connect(t.url(i), t.source(i)).await?;
+        sinks.push(Arc::new(tokio::sync::Mutex::new(c.sink)));
+        let mut stream = c.stream;
+        let rtt = rtt.clone();
+        readers.push(tokio::spawn(async move {
+            while Instant::now() < stop_at {
+                match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+                    Ok(Some(Ok(Message::Binary(b)))) => {
+                        if let Some(s) = relay::stamp_of(&b) {
+                            rtt.record(super::since_stamp(base, s));
+                        }
+                    }
+                    Ok(None) | Ok(Some(Err(_))) => break,
+                    _ => {}
+                }
+            }
+        }));
+    }
+    let watch = ServerWatch::start(t.server_pid);
+    let total = (p.rate * p.duration.as_secs_f64()).round() as u64;
+    let pb = timed_bar(p.duration, "relay rtt");
+    let mut sends = Vec::new();
+    for i in 0..total {
+        let at = start + Duration::from_secs_f64(i as f64 / p.rate);
+        tokio::time::sleep_until(at.into()).await;
+        pb.set_position(start.elapsed().as_secs());
+        let sink = sinks[i as usize % n].clone();
+        let errors = errors.clone();
+        sends.push(tokio::spawn(async move {
+            // The size of a small Switchboard request.
+            let f = relay::frame(0, super::stamp(base), 160);
+            if let Err(e) = sink.lock().await.send(f).await {
+                errors.add(e);
+            }
+        }));
+    }
+    pb.finish_and_clear();
+    for s in sends {
+        let _ = s.await;
+    }
+    for rd in readers {
+        let _ = rd.await;
+    }
+    r.count("sent", total);
+    r.count("received", rtt.summary().count);
+    r.count("connections", n as u64);
+    r.count("errors", errors.total());
+    r.latency.insert("round_trip".into(), rtt.summary());
+    r.series.insert("round_trip".into(), rtt.series());
+    r.server = watch.finish();
+    r.errors = errors.first();
+    Ok(r)
+}

@@ -1,0 +1,310 @@
+//! The scenarios, and what they share: where to connect, the parameters,
+//! the result record, error collection, progress bars and the server's
+//! resource use.
+pub mod chat;
+pub mod idle;
+pub mod join_alert;
+pub mod routing;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use switchboard::client::Client;
+use switchboard::domain::ids::{ClientKind, Role};
+
+use crate::procstat::{self, FileLimit, ProcSample};
+use crate::stats::{LatencySummary, SeriesPoint};
+
+/// What the generator talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Switchboard's protocol (MessagePack over WebSocket).
+    Switchboard,
+    /// The bare relay baseline (`relay` subcommand).
+    Relay,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Switchboard => "switchboard",
+            Protocol::Relay => "relay",
+        }
+    }
+}
+
+/// Where connections go: servers (several for a cluster) and the local
+/// source addresses, both used round robin.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub servers: Vec<String>,
+    pub server_pid: Option<u32>,
+    pub sources: Vec<IpAddr>,
+}
+
+impl Target {
+    pub fn url(&self, i: usize) -> &str {
+        &self.servers[i % self.servers.len()]
+    }
+
+    pub fn source(&self, i: usize) -> Option<IpAddr> {
+        if self.sources.is_empty() {
+            None
+        } else {
+            Some(self.sources[i % self.sources.len()])
+        }
+    }
+
+    /// `http://host:port` of the first server, for /metrics.
+    pub fn http_base(&self) -> Option<String> {
+        let rest = self.servers.first()?.strip_prefix("ws://")?;
+        Some(rest.split('/').next()?.to_string())
+    }
+}
+
+/// Scenario parameters (flags of `run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    pub protocol: Protocol,
+    /// idle: connections held; routing: concurrent customers; chat:
+    /// sessions (customer and rep pairs).
+    pub connections: usize,
+    /// join-alert: joins per second; idle: connections opened per second
+    /// (0: as fast as the concurrency allows).
+    pub rate: f64,
+    /// Length of the measured phase.
+    pub duration: Duration,
+    /// Reps logged in (join-alert).
+    pub reps: usize,
+    /// Teams in the catalog; routing and chat log in one rep per team.
+    pub teams: usize,
+    /// Generator processes (idle).
+    pub procs: usize,
+    /// Messages in flight per chat session.
+    pub balls: usize,
+    /// Chat message size in bytes (text).
+    pub message_bytes: usize,
+}
+
+/// What one scenario measured. Maps keep the record open to new figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub protocol: String,
+    pub params: serde_json::Value,
+    pub counts: BTreeMap<String, u64>,
+    pub figures: BTreeMap<String, f64>,
+    pub latency: BTreeMap<String, LatencySummary>,
+    pub series: BTreeMap<String, Vec<SeriesPoint>>,
+    pub server: Option<ServerUsage>,
+    pub errors: Vec<String>,
+}
+
+impl ScenarioResult {
+    pub fn new(scenario: &str, p: &Params) -> ScenarioResult {
+        ScenarioResult {
+            scenario: scenario.to_string(),
+            protocol: p.protocol.as_str().to_string(),
+            params: serde_json::to_value(p).unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    pub fn count(&mut self, k: &str, v: u64) {
+        self.counts.insert(k.to_string(), v);
+    }
+
+    pub fn figure(&mut self, k: &str, v: f64) {
+        self.figures.insert(k.to_string(), v);
+    }
+}
+
+/// The server process over the measured phase.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerUsage {
+    pub pid: u32,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub cpu_secs: f64,
+    pub wall_secs: f64,
+    /// Average cores busy over the phase.
+    pub cpu_cores: f64,
+    pub threads: u64,
+    pub open_files: Option<u64>,
+    pub open_file_limit_soft: Option<u64>,
+    pub open_file_limit_hard: Option<u64>,
+}
+
+/// Readings of the server at the start and end of a phase.
+pub struct ServerWatch {
+    pid: Option<u32>,
+    start: Instant,
+    before: Option<ProcSample>,
+}
+
+impl ServerWatch {
+    pub fn start(pid: Option<u32>) -> ServerWatch {
+        ServerWatch {
+            pid,
+            start: Instant::now(),
+            before: pid.and_then(procstat::sample),
+        }
+    }
+
+    /// Restarts the CPU clock, keeping the memory reading of `start`.
+    pub fn restart_cpu(&mut self) {
+        let rss = self.before.map(|b| b.rss_kib);
+        self.start = Instant::now();
+        self.before = self.pid.and_then(procstat::sample).map(|mut s| {
+            if let Some(r) = rss {
+                s.rss_kib = r;
+            }
+            s
+        });
+    }
+
+    pub fn finish(&self) -> Option<ServerUsage> {
+        let pid = self.pid?;
+        let before = self.before?;
+        let after = procstat::sample(pid)?;
+        let wall = self.start.elapsed().as_secs_f64();
+        let cpu = after.cpu_secs - before.cpu_secs;
+        let FileLimit { soft, hard } = procstat::open_file_limit(pid);
+        Some(ServerUsage {
+            pid,
+            rss_before_kib: before.rss_kib,
+            rss_after_kib: after.rss_kib,
+            cpu_secs: cpu,
+            wall_secs: wall,
+            cpu_cores: if wall > 0.0 { cpu / wall } else { 0.0 },
+            threads: after.threads,
+            open_files: procstat::open_files(pid),
+            open_file_limit_soft: soft,
+            open_file_limit_hard: hard,
+        })
+    }
+}
+
+/// Counts errors by kind and keeps the first few messages.
+#[derive(Default)]
+pub struct Errors {
+    total: AtomicU64,
+    first: Mutex<Vec<String>>,
+}
+
+impl Errors {
+    pub fn add(&self, what: impl std::fmt::Display) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.len() < 10 {
+            first.push(what.to_string());
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn first(&self) -> Vec<String> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix:>14} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// A bar over the seconds of a timed phase.
+pub fn timed_bar(d: Duration, what: &str) -> ProgressBar {
+    bar(d.as_secs().max(1), what)
+}
+
+/// A rep console, logged in.
+pub async fn rep_login(t: &Target, i: usize) -> anyhow::Result<Client> {
+    let mut c = Client::connect_from(t.url(i), t.source(i), Role::Rep, ClientKind::Desktop)
+        .await
+        .map_err(|e| anyhow::anyhow!("rep {i} connect: {e}"))?;
+    c.login(
+        &crate::catalog::rep_name(i),
+        &crate::catalog::rep_password(i),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("rep {i} login: {e}"))?;
+    Ok(c)
+}
+
+/// Logs in reps `0..n`, `parallel` at a time, with a progress bar.
+pub async fn login_reps(t: &Target, n: usize, parallel: usize) -> anyhow::Result<Vec<Client>> {
+    use futures_util::StreamExt;
+    let pb = bar(n as u64, "rep logins");
+    let mut out: Vec<(usize, Client)> = futures_util::stream::iter(0..n)
+        .map(|i| async move { rep_login(t, i).await.map(|c| (i, c)) })
+        .buffer_unordered(parallel.max(1))
+        .inspect(|_| pb.inc(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    pb.finish_and_clear();
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Reads one Prometheus counter (or a histogram's `_count`) from the
+/// server's /metrics, summed over labels.
+pub async fn scrape(http_base: &str, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(http_base),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let req = format!("GET /metrics HTTP/1.0\r\nHost: {http_base}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut body))
+        .await
+        .ok()?
+        .ok()?;
+    let mut sum = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            sum = Some(sum.unwrap_or(0.0) + v);
+        }
+    }
+    sum
+}
+
+/// Nanoseconds since `base`, for stamps carried in messages.
+pub fn stamp(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}
+
+/// The latency of a message stamped `sent` (see [`stamp`]).
+pub fn since_stamp(base: Instant, sent: u64) -> Duration {
+    Duration::from_nanos(stamp(base).saturating_sub(sent))
+}

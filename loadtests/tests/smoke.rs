@@ -1,0 +1,134 @@
+//! The generator against a real server with tiny numbers, so it cannot rot.
+//! Not a benchmark: it checks that every scenario runs and reports sane
+//! fields, never how fast.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use switchboard_loadtests::cli::{run_scenario, RunArgs, Scenario};
+use switchboard_loadtests::report::Report;
+use switchboard_loadtests::scenarios::Protocol;
+use switchboard_loadtests::{catalog, relay};
+
+const TEAMS: usize = 2;
+const REPS: usize = 4;
+
+/// Starts a Switchboard node with the load-test catalog in its own actix
+/// system on another thread; returns its port.
+fn start_server(dir: PathBuf) -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let mut settings = catalog::settings(&dir, TEAMS, REPS);
+            settings.server.workers = 2;
+            let app = switchboard::Application::build(settings)
+                .await
+                .expect("server starts");
+            tx.send(app.port()).expect("test waits for the port");
+            let _ = app.run_until_stopped().await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("server starts in time")
+}
+
+fn args(scenario: Scenario, url: String, protocol: Protocol) -> RunArgs {
+    RunArgs {
+        scenario,
+        servers: vec![url],
+        server_pid: Some(std::process::id()),
+        protocol,
+        connections: 20,
+        rate: 20.0,
+        duration: 2,
+        sources: "127.0.0.1,127.0.0.2".into(),
+        reps: REPS,
+        teams: TEAMS,
+        procs: 1,
+        balls: 1,
+        message_bytes: 32,
+        out: PathBuf::new(),
+        child: false,
+        offset: 0,
+        exe: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_against_a_real_server_and_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = start_server(dir.path().join("data"));
+    let sb = format!("ws://127.0.0.1:{port}/ws");
+    let (relay_port, serve) = relay::bind(0).await.unwrap();
+    tokio::spawn(serve);
+    let rl = format!("ws://127.0.0.1:{relay_port}/");
+    let mut report = Report::new();
+
+    let idle = run_scenario(&args(Scenario::Idle, sb.clone(), Protocol::Switchboard))
+        .await
+        .unwrap();
+    assert_eq!(idle.counts["connected"], 20, "{:?}", idle.errors);
+    assert!(idle.figures.contains_key("server_kib_per_connection"));
+    let server = idle.server.as_ref().expect("server usage");
+    assert!(server.open_file_limit_hard.is_some() || server.open_file_limit_soft.is_none());
+    report.add(idle);
+
+    let idle_relay = run_scenario(&args(Scenario::Idle, rl.clone(), Protocol::Relay))
+        .await
+        .unwrap();
+    assert_eq!(idle_relay.counts["connected"], 20);
+    report.add(idle_relay);
+
+    let ja = run_scenario(&args(
+        Scenario::JoinAlert,
+        sb.clone(),
+        Protocol::Switchboard,
+    ))
+    .await
+    .unwrap();
+    let alert = &ja.latency["join_to_alert"];
+    assert!(alert.count > 0, "no alerts: {:?}", ja.errors);
+    assert!(alert.p99_us > 0 && alert.p99_us >= alert.p50_us);
+    report.add(ja);
+
+    let ja_relay = run_scenario(&args(Scenario::JoinAlert, rl.clone(), Protocol::Relay))
+        .await
+        .unwrap();
+    assert!(ja_relay.latency["round_trip"].count > 0);
+    report.add(ja_relay);
+
+    let mut routing = args(Scenario::Routing, sb.clone(), Protocol::Switchboard);
+    routing.connections = 4;
+    let routing = run_scenario(&routing).await.unwrap();
+    assert!(
+        routing.counts["sessions_completed"] > 0,
+        "{:?}",
+        routing.errors
+    );
+    assert!(routing.latency["session_join_to_end"].p99_us > 0);
+    assert!(routing.figures["store_writes_per_session"] >= 1.0);
+    report.add(routing);
+
+    for (url, protocol) in [(sb, Protocol::Switchboard), (rl, Protocol::Relay)] {
+        let mut chat = args(Scenario::Chat, url, protocol);
+        chat.connections = 4;
+        let chat = run_scenario(&chat).await.unwrap();
+        assert!(
+            chat.counts["messages_delivered"] > 0,
+            "{protocol:?}: {:?}",
+            chat.errors
+        );
+        assert!(chat.latency["message_delivery"].p99_us > 0);
+        report.add(chat);
+    }
+
+    report.check();
+    assert!(!report.checks.is_empty());
+    let out = dir.path().join("out");
+    report.write(&out).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert!(
+        json["switchboard"]["join_alert"]["latency"]["join_to_alert"]["p99_us"].as_u64() > Some(0)
+    );
+    assert!(out.join("summary.md").exists());
+}
