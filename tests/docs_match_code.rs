@@ -1,0 +1,113 @@
+//! The docs name everything a client or operator can meet: every request
+//! type, error code and event kind in docs/protocol.md, every error code in
+//! docs/api.md, every config key in docs/configuration.md. No server needed.
+use switchboard::config::Settings;
+use switchboard::error::ErrorCode;
+use switchboard::protocol::{Event, RequestBody};
+
+fn doc(name: &str) -> String {
+    let path = format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// The names from `names` that `text` does not mention as `name`.
+fn missing<'a>(text: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    names
+        .into_iter()
+        .filter(|n| !text.contains(&format!("`{n}`")))
+        .collect()
+}
+
+/// Every `kind` of `Event::kind()`, written out by hand (17 today).
+/// `event_kinds_list_is_complete` checks it against the enum itself.
+const EVENT_KINDS: [&str; 17] = [
+    "queue_entered",
+    "queue_left",
+    "invited",
+    "invitation_withdrawn",
+    "session_updated",
+    "session_closed",
+    "team_chat",
+    "team_unread",
+    "favorites",
+    "queue_position",
+    "rep_joined",
+    "rep_left",
+    "transferred",
+    "control_input",
+    "view_requested",
+    "chat",
+    "session_ended",
+];
+
+#[test]
+fn protocol_md_names_every_request_type() {
+    let m = missing(&doc("protocol.md"), RequestBody::TYPES.iter().copied());
+    assert!(m.is_empty(), "docs/protocol.md does not mention: {m:?}");
+}
+
+#[test]
+fn protocol_md_and_api_md_name_every_error_code() {
+    for name in ["protocol.md", "api.md"] {
+        let m = missing(&doc(name), ErrorCode::ALL.iter().map(|c| c.as_str()));
+        assert!(m.is_empty(), "docs/{name} does not mention: {m:?}");
+    }
+}
+
+#[test]
+fn protocol_md_names_every_event_kind() {
+    let m = missing(&doc("protocol.md"), EVENT_KINDS);
+    assert!(m.is_empty(), "docs/protocol.md does not mention: {m:?}");
+}
+
+#[test]
+fn event_kinds_list_is_complete() {
+    // serde's "unknown variant" error lists every variant of the enum, so a
+    // new Event variant makes this fail until EVENT_KINDS names it.
+    let err = serde_json::from_str::<Event>(r#"{"kind":"no_such_kind"}"#)
+        .unwrap_err()
+        .to_string();
+    let (_, expected) = err
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("unexpected serde message: {err}"));
+    // `a`, `b`, `c`: the names are every other piece between backticks.
+    let mut variants: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let mut listed = EVENT_KINDS.to_vec();
+    listed.sort_unstable();
+    variants.sort_unstable();
+    assert_eq!(listed, variants, "EVENT_KINDS differs from the Event enum");
+}
+
+/// `section.key` for every value of the default settings, `[seed]` aside.
+fn config_keys() -> Vec<String> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(t) => walk(&path, t, out),
+                _ => out.push(path),
+            }
+        }
+    }
+    let text = toml::to_string(&Settings::default()).expect("settings serialise");
+    let mut table: toml::Table = text.parse().expect("settings parse back");
+    table.remove("seed");
+    let mut keys = Vec::new();
+    walk("", &table, &mut keys);
+    keys
+}
+
+#[test]
+fn configuration_md_names_every_config_key() {
+    let keys = config_keys();
+    assert!(keys.contains(&"server.listen".to_string()), "{keys:?}");
+    let m = missing(&doc("configuration.md"), keys.iter().map(String::as_str));
+    assert!(
+        m.is_empty(),
+        "docs/configuration.md does not mention: {m:?}"
+    );
+}
