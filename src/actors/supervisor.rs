@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::queue::{Enter, QueueActor};
+use super::queue::{Enter, Invite, QueueActor};
 use super::rep::{state_key, RepActor};
 use super::session::SessionActor;
 use super::Hub;
 use crate::domain::ids::QueueId;
-use crate::domain::queue::SessionSummary;
+use crate::domain::queue::{InvitationSummary, SessionSummary};
 use crate::domain::rep_state::RepState;
 use crate::domain::session::{Session, SessionState};
 use crate::error::AppResult;
@@ -81,6 +81,7 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
         ..Rebuilt::default()
     };
     let mut waiting: Vec<(QueueId, SessionSummary)> = Vec::new();
+    let mut invitations: Vec<(QueueId, InvitationSummary)> = Vec::new();
     for (key, mut session, revision) in
         store::load_all::<Session>(hub.store.as_ref(), "session/").await?
     {
@@ -99,6 +100,18 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
                 report.waiting += 1;
             }
             _ => report.active += 1,
+        }
+        // Open invitations are shown by the invited queues: show them again.
+        for inv in &session.invitations {
+            invitations.push((
+                inv.queue.clone(),
+                InvitationSummary {
+                    session: session.id.clone(),
+                    display_name: session.display_name(),
+                    invited_by: inv.by.clone(),
+                    at: inv.at,
+                },
+            ));
         }
         tracing::debug!(%key, "session restored");
         let id = session.id.clone();
@@ -119,6 +132,16 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
                 session = %summary.session,
                 %queue,
                 "session waits in a queue that no longer exists; it stays until a rep or the API moves it"
+            ),
+        }
+    }
+    for (queue, invitation) in invitations {
+        match hub.directory.queue(&queue) {
+            Ok(addr) => addr.send(Invite(invitation)).await?,
+            Err(_) => tracing::warn!(
+                session = %invitation.session,
+                %queue,
+                "invitation to a queue that no longer exists"
             ),
         }
     }
