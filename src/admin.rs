@@ -9,6 +9,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::actors::{supervisor, Hub};
 use crate::auth::hash_password;
 use crate::config::Seed;
+use crate::domain::rules::QueueRules;
 use crate::domain::catalog::*;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::{self, Expect, Record, Store};
@@ -311,6 +312,48 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
             c.help_links.remove(id);
         }
     }
+    Ok(())
+}
+
+pub fn rules_key(team: &str) -> String {
+    format!("rules/team/{team}")
+}
+
+/// Applies the rules stored through the admin API over the configuration's.
+pub async fn load_rules(hub: &Hub) -> AppResult<()> {
+    for (key, rules, _) in store::load_all::<QueueRules>(hub.store.as_ref(), "rules/team/").await? {
+        if let Some(team) = key.strip_prefix("rules/team/") {
+            hub.set_team_rules(team, Some(rules));
+        }
+    }
+    Ok(())
+}
+
+/// Sets (`Some`) or clears (`None`: back to the configuration) a team's
+/// waiting-session rules.
+pub async fn put_rules(hub: &Hub, team: &str, rules: Option<QueueRules>) -> AppResult<()> {
+    hub.catalog().team(team)?;
+    match &rules {
+        Some(r) => {
+            r.validate().map_err(AppError::invalid)?;
+            let c = hub.catalog();
+            for q in r
+                .overdue
+                .iter()
+                .filter_map(|s| match s {
+                    crate::domain::rules::OverdueAction::Transfer { to, .. } => Some(to),
+                    _ => None,
+                })
+                .chain(r.no_rep_available.as_ref().and_then(|n| n.to.as_ref()))
+            {
+                c.check_queue(q)?;
+            }
+            drop(c);
+            store::save(hub.store.as_ref(), &rules_key(team), r, Expect::Any).await?;
+        }
+        None => hub.store.delete(&rules_key(team), Expect::Any).await?,
+    }
+    hub.set_team_rules(team, rules);
     Ok(())
 }
 

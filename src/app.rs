@@ -77,9 +77,14 @@ impl Application {
             store,
             metrics.clone(),
             settings.server.clone(),
+            settings.supervisor.clone(),
+            settings.rules.clone(),
             catalog,
             CancellationToken::new(),
         ));
+        admin::load_rules(&hub)
+            .await
+            .map_err(|e| StartError::Catalog(e.to_string()))?;
         let rebuilt = supervisor::rebuild(&hub)
             .await
             .map_err(|e| StartError::Catalog(e.to_string()))?;
@@ -88,7 +93,8 @@ impl Application {
             active = rebuilt.active,
             "sessions restored"
         );
-        Supervisor::new(hub.clone()).start();
+        let supervisor = Supervisor::new(hub.clone()).start();
+        hub.directory.set_supervisor(supervisor);
 
         let listener =
             TcpListener::bind(&settings.server.listen).map_err(|source| StartError::Bind {

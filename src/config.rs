@@ -9,7 +9,10 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::catalog::Permissions;
+use std::collections::BTreeMap;
+
 use crate::domain::ids::QueueId;
+use crate::domain::rules::QueueRules;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -30,9 +33,54 @@ pub struct Settings {
     pub server: ServerSettings,
     pub store: StoreSettings,
     pub log: LogSettings,
+    pub supervisor: SupervisorSettings,
+    /// Waiting-session rules: the site default and per team queue. The
+    /// admin API can override a team's rules at run time.
+    pub rules: RulesSettings,
     /// The catalog written on first start, when the store has no teams or
     /// reps yet.
     pub seed: Seed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisorSettings {
+    /// A rep whose every console is gone this long loses their sessions to
+    /// the fallback order, in ms.
+    pub rep_grace_ms: u64,
+    /// A customer gone this long abandons their session, in ms.
+    pub customer_grace_ms: u64,
+    /// How often waiting-session rules and routing run, in ms.
+    pub rule_tick_ms: u64,
+    /// How long a rep has to take an automatic-routing offer, in ms.
+    pub offer_timeout_ms: u64,
+    /// The last queue in the lost-rep fallback order.
+    pub fallback_queue: Option<QueueId>,
+    /// Concurrent sessions per rep when neither the rep nor their team
+    /// sets a maximum.
+    pub max_sessions_per_rep: u32,
+}
+
+impl Default for SupervisorSettings {
+    fn default() -> Self {
+        SupervisorSettings {
+            rep_grace_ms: 30_000,
+            customer_grace_ms: 60_000,
+            rule_tick_ms: 1_000,
+            offer_timeout_ms: 15_000,
+            fallback_queue: None,
+            max_sessions_per_rep: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesSettings {
+    /// Rules of every team queue without its own.
+    pub default: QueueRules,
+    /// team id -> that team queue's rules.
+    pub teams: BTreeMap<String, QueueRules>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +186,8 @@ impl Default for Settings {
             server: ServerSettings::default(),
             store: StoreSettings::default(),
             log: LogSettings::default(),
+            supervisor: SupervisorSettings::default(),
+            rules: RulesSettings::default(),
             seed: Seed::default(),
         }
     }
@@ -216,6 +266,15 @@ pub struct Flags {
     /// log.level: a tracing filter such as info or switchboard=debug.
     #[arg(long, env = "SWITCHBOARD_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// supervisor.rep_grace_ms: how long a lost rep's sessions wait.
+    #[arg(long, env = "SWITCHBOARD_REP_GRACE_MS")]
+    pub rep_grace_ms: Option<u64>,
+    /// supervisor.customer_grace_ms: how long a lost customer's session waits.
+    #[arg(long, env = "SWITCHBOARD_CUSTOMER_GRACE_MS")]
+    pub customer_grace_ms: Option<u64>,
+    /// supervisor.rule_tick_ms: how often rules and routing run.
+    #[arg(long, env = "SWITCHBOARD_RULE_TICK_MS")]
+    pub rule_tick_ms: Option<u64>,
 }
 
 impl Settings {
@@ -274,6 +333,15 @@ impl Settings {
         if let Some(v) = f.log_level {
             self.log.level = v;
         }
+        if let Some(v) = f.rep_grace_ms {
+            self.supervisor.rep_grace_ms = v;
+        }
+        if let Some(v) = f.customer_grace_ms {
+            self.supervisor.customer_grace_ms = v;
+        }
+        if let Some(v) = f.rule_tick_ms {
+            self.supervisor.rule_tick_ms = v;
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -317,6 +385,27 @@ impl Settings {
         }
         if self.server.hello_timeout_ms < 10 {
             return bad("server.hello_timeout_ms", "must be at least 10");
+        }
+        let sup = &self.supervisor;
+        if sup.rep_grace_ms == 0 || sup.customer_grace_ms == 0 {
+            return bad("supervisor.rep_grace_ms", "grace periods must be at least 1 ms");
+        }
+        if !(10..=60_000).contains(&sup.rule_tick_ms) {
+            return bad("supervisor.rule_tick_ms", "must be between 10 and 60000");
+        }
+        if sup.offer_timeout_ms < 10 {
+            return bad("supervisor.offer_timeout_ms", "must be at least 10");
+        }
+        if sup.max_sessions_per_rep == 0 {
+            return bad("supervisor.max_sessions_per_rep", "must be at least 1");
+        }
+        if let Err(m) = self.rules.default.validate() {
+            return bad("rules.default", &m);
+        }
+        for r in self.rules.teams.values() {
+            if let Err(m) = r.validate() {
+                return bad("rules.teams", &m);
+            }
         }
         if self.store.data_dir.as_os_str().is_empty() {
             return bad("store.data_dir", "must not be empty");

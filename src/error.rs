@@ -66,6 +66,10 @@ pub enum ErrorCode {
     NotInvited,
     /// The only rep in a session cannot leave it: end or transfer it instead.
     LastRep,
+    /// The rep already runs as many sessions as they may.
+    TooManySessions,
+    /// There is no routing offer of that session for this rep.
+    NoOffer,
     /// The object already exists.
     Conflict,
     /// The server is shutting down; reconnect.
@@ -107,6 +111,8 @@ impl ErrorCode {
             ErrorCode::AlreadyInSession => "already_in_session",
             ErrorCode::NotInvited => "not_invited",
             ErrorCode::LastRep => "last_rep",
+            ErrorCode::TooManySessions => "too_many_sessions",
+            ErrorCode::NoOffer => "no_offer",
             ErrorCode::Conflict => "conflict",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::StorageError => "storage_error",
@@ -143,6 +149,8 @@ impl ErrorCode {
         ErrorCode::AlreadyInSession,
         ErrorCode::NotInvited,
         ErrorCode::LastRep,
+        ErrorCode::TooManySessions,
+        ErrorCode::NoOffer,
         ErrorCode::Conflict,
         ErrorCode::ShuttingDown,
         ErrorCode::StorageError,
@@ -173,6 +181,8 @@ impl ErrorCode {
             | ErrorCode::AlreadyInSession
             | ErrorCode::NotInvited
             | ErrorCode::LastRep
+            | ErrorCode::TooManySessions
+            | ErrorCode::NoOffer
             | ErrorCode::Conflict => 409,
             ErrorCode::ShuttingDown => 503,
             ErrorCode::StorageError | ErrorCode::Internal => 500,

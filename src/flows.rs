@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::actors::queue::{First, Stats, View};
-use crate::actors::rep::{GetView, RepView};
-use crate::actors::session::{self as session_actor, details, Accept, Details};
+use crate::actors::rep::{GetView, InSession, RepView, Reserve};
+use crate::actors::session::{self as session_actor, details, Accept, Details, Join};
 use crate::actors::Hub;
 use crate::auth::{bad_credentials, token_key, verify_password, RepToken};
 use crate::domain::catalog::Rep;
@@ -217,12 +217,47 @@ pub async fn my_sessions(hub: &Hub, rep: &str) -> AppResult<Vec<SessionDetails>>
 }
 
 pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
-    hub.directory
-        .session(session)?
-        .send(Accept {
-            rep: rep.to_string(),
+    let addr = hub.directory.session(session)?;
+    with_place(hub, rep, session, async {
+        addr.send(Accept { rep: rep.to_string() }).await?
+    })
+    .await
+}
+
+/// Joins a shared session the rep is invited to.
+pub async fn join(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
+    let addr = hub.directory.session(session)?;
+    with_place(hub, rep, session, async {
+        addr.send(Join { rep: rep.to_string() }).await?
+    })
+    .await
+}
+
+/// Holds a place among the rep's concurrent sessions while `take` runs,
+/// and gives it back if `take` fails: an accept or join beyond the rep's
+/// maximum is refused with `too_many_sessions`, even from two consoles at
+/// once.
+async fn with_place<T>(
+    hub: &Hub,
+    rep: &str,
+    session: &str,
+    take: impl std::future::Future<Output = AppResult<T>>,
+) -> AppResult<T> {
+    let rep_addr = hub.directory.rep(rep)?;
+    let reserved = rep_addr
+        .send(Reserve {
+            session: session.to_string(),
+            max: hub.max_sessions(rep),
         })
-        .await?
+        .await??;
+    let result = take.await;
+    if result.is_err() && reserved {
+        rep_addr.do_send(InSession {
+            session: session.to_string(),
+            joined: false,
+        });
+    }
+    result
 }
 
 /// Accepts the longest-waiting session of the rep's team queues. If another

@@ -78,13 +78,13 @@ impl StoreMetrics {
             write_seconds: histogram(
                 r,
                 "switchboard_store_write_seconds",
-                "Time from a store write's start until it is durable",
+                "Seconds from a store write's start until it is durable",
                 latency_buckets(),
             ),
             flush_seconds: histogram(
                 r,
                 "switchboard_store_flush_seconds",
-                "Time one group-commit flush takes",
+                "Seconds one group-commit flush takes",
                 latency_buckets(),
             ),
             flush_batch: histogram(
@@ -126,33 +126,37 @@ pub struct QueueMetrics {
 
 impl QueueMetrics {
     pub fn new(r: &Registry) -> Self {
-        QueueMetrics {
+        let m = QueueMetrics {
             waiting: gauge_vec(
                 r,
                 "switchboard_sessions_waiting",
-                "Sessions waiting, per queue",
+                "Sessions waiting in each queue",
                 &["queue"],
             ),
             wait_seconds: histogram_vec(
                 r,
                 "switchboard_wait_seconds",
-                "Time a session waited before a rep accepted it, per queue",
+                "Seconds a session waited before a rep accepted it, per queue",
                 &["queue"],
                 wait_buckets(),
             ),
             by_state: gauge_vec(
                 r,
                 "switchboard_sessions",
-                "Live sessions by state",
+                "Live (not ended) sessions, by state (waiting, active)",
                 &["state"],
             ),
             entered: counter_vec(
                 r,
                 "switchboard_sessions_entered_total",
-                "Sessions that entered a queue, by how they came",
+                "Sessions that entered a queue, by path (session_key, rep_choice, support_button, issue_form, browser_link, transfer, requeue)",
                 &["path"],
             ),
-            accepts: counter(r, "switchboard_accepts_total", "Sessions accepted by a rep"),
+            accepts: counter(
+                r,
+                "switchboard_accepts_total",
+                "Waiting sessions accepted by a rep",
+            ),
             transfers: counter(
                 r,
                 "switchboard_transfers_total",
@@ -173,11 +177,35 @@ impl QueueMetrics {
             abandoned: counter(
                 r,
                 "switchboard_sessions_abandoned_total",
-                "Sessions whose customer never came back",
+                "Sessions ended because their customer never came back",
             ),
+        };
+        // Known label values start at zero, so rates and dashboards work
+        // before the first event.
+        for state in SESSION_STATES {
+            m.by_state.with_label_values(&[state]);
         }
+        for path in ENTRY_PATHS {
+            m.entered.with_label_values(&[path]);
+        }
+        m
     }
 }
+
+/// Label values of `switchboard_sessions{state}`.
+pub const SESSION_STATES: &[&str] = &["waiting", "active"];
+
+/// Label values of `switchboard_sessions_entered_total{path}`: the entry
+/// paths of [`crate::domain::ids::EntryPath`], then transfer and requeue.
+pub const ENTRY_PATHS: &[&str] = &[
+    "session_key",
+    "rep_choice",
+    "support_button",
+    "issue_form",
+    "browser_link",
+    "transfer",
+    "requeue",
+];
 
 /// Connections and the protocol.
 pub struct ConnectionMetrics {
@@ -190,29 +218,29 @@ pub struct ConnectionMetrics {
 
 impl ConnectionMetrics {
     pub fn new(r: &Registry) -> Self {
-        ConnectionMetrics {
+        let m = ConnectionMetrics {
             connected: gauge_vec(
                 r,
                 "switchboard_connected_clients",
-                "Open client connections by role and client kind",
+                "Open client connections (logged-in reps, customers in a session) by role and client kind",
                 &["role", "client"],
             ),
             messages: counter_vec(
                 r,
                 "switchboard_protocol_messages_total",
-                "Protocol messages, by direction (in, out) and type",
+                "WebSocket protocol messages, by direction (in, out) and type (request type, or reply, error, event kind, snapshot, goodbye)",
                 &["direction", "type"],
             ),
             bytes: counter_vec(
                 r,
                 "switchboard_protocol_bytes_total",
-                "Protocol payload bytes, by direction (in, out)",
+                "WebSocket payload bytes, by direction (in, out)",
                 &["direction"],
             ),
             errors: counter_vec(
                 r,
                 "switchboard_errors_total",
-                "Errors sent to clients, by code",
+                "Errors sent to WebSocket clients, by error code",
                 &["code"],
             ),
             slow_consumers: counter(
@@ -220,7 +248,19 @@ impl ConnectionMetrics {
                 "switchboard_slow_consumers_dropped_total",
                 "Connections closed because their outbound queue was full",
             ),
+        };
+        for role in ["rep", "customer"] {
+            for client in ["desktop", "mobile", "browser"] {
+                m.connected.with_label_values(&[role, client]);
+            }
         }
+        for direction in ["in", "out"] {
+            m.bytes.with_label_values(&[direction]);
+        }
+        for code in crate::error::ErrorCode::ALL {
+            m.errors.with_label_values(&[code.as_str()]);
+        }
+        m
     }
 }
 
@@ -236,7 +276,8 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let up =
-            IntGauge::new("switchboard_up", "1 while the server is serving").expect("valid metric");
+            IntGauge::new("switchboard_up", "1 while the server is serving, 0 once it shuts down")
+                .expect("valid metric");
         registry
             .register(Box::new(up.clone()))
             .expect("unique metric");

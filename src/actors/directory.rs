@@ -11,6 +11,7 @@ use actix::Addr;
 use super::queue::QueueActor;
 use super::rep::RepActor;
 use super::session::SessionActor;
+use super::supervisor::Supervisor;
 use crate::domain::ids::{QueueId, RepId, SessionId};
 use crate::error::{AppError, ErrorCode};
 
@@ -19,6 +20,7 @@ pub struct Directory {
     reps: RwLock<HashMap<RepId, Addr<RepActor>>>,
     queues: RwLock<HashMap<QueueId, Addr<QueueActor>>>,
     sessions: RwLock<HashMap<SessionId, Addr<SessionActor>>>,
+    supervisor: std::sync::OnceLock<Addr<Supervisor>>,
 }
 
 // A poisoned lock only means another thread panicked while holding it; the
@@ -61,6 +63,15 @@ impl Directory {
                 ),
             )
         })
+    }
+
+    /// The supervisor, once started.
+    pub fn supervisor(&self) -> Option<Addr<Supervisor>> {
+        self.supervisor.get().cloned()
+    }
+
+    pub fn set_supervisor(&self, addr: Addr<Supervisor>) {
+        let _ = self.supervisor.set(addr);
     }
 
     pub fn add_rep(&self, id: RepId, addr: Addr<RepActor>) {

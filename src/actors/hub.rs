@@ -1,7 +1,7 @@
 //! What every actor and connection shares: the store, the catalog, the
 //! directory, metrics and settings. One per running application (tests run
 //! several side by side), passed around as `Arc<Hub>`.
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 use super::directory::Directory;
 use super::rep::Push;
 use super::ConnHandle;
-use crate::config::ServerSettings;
+use crate::config::{RulesSettings, ServerSettings, SupervisorSettings};
+use crate::domain::rep_state::RepStatus;
+use crate::domain::rules::QueueRules;
 use crate::domain::catalog::Catalog;
 use crate::domain::ids::{now_ms, QueueId, RepId};
 use crate::metrics::Metrics;
@@ -24,9 +26,15 @@ pub struct Hub {
     pub settings: ServerSettings,
     /// Cancelled once, when the server starts shutting down.
     pub shutdown: CancellationToken,
+    pub supervisor: SupervisorSettings,
     catalog: RwLock<Catalog>,
-    /// Reps with at least one console connected.
-    online: RwLock<HashSet<RepId>>,
+    /// The waiting-session rules in force (config, then admin overrides).
+    rules: RwLock<RulesSettings>,
+    /// The rules as the configuration file set them, to go back to.
+    configured_rules: RulesSettings,
+    /// Each rep's availability, mirrored by their actor for the supervisor's
+    /// routing and the public rep list.
+    presence: RwLock<HashMap<RepId, Presence>>,
     /// Queue order keys: strictly increasing, and never below any key
     /// already stored (see `Supervisor`), so a restart keeps queue order.
     order: AtomicU64,
@@ -38,6 +46,8 @@ impl Hub {
         store: SharedStore,
         metrics: Arc<Metrics>,
         settings: ServerSettings,
+        supervisor: SupervisorSettings,
+        rules: RulesSettings,
         catalog: Catalog,
         shutdown: CancellationToken,
     ) -> Self {
@@ -47,8 +57,11 @@ impl Hub {
             metrics,
             settings,
             shutdown,
+            supervisor,
             catalog: RwLock::new(catalog),
-            online: RwLock::new(HashSet::new()),
+            configured_rules: rules.clone(),
+            rules: RwLock::new(rules),
+            presence: RwLock::new(HashMap::new()),
             order: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
         }
@@ -94,20 +107,66 @@ impl Hub {
         )
     }
 
-    pub fn set_online(&self, rep: &str, online: bool) {
-        let mut set = self.online.write().unwrap_or_else(|p| p.into_inner());
-        if online {
-            set.insert(rep.to_string());
-        } else {
-            set.remove(rep);
-        }
+    /// A number for a new WebSocket connection, for its log lines.
+    pub fn next_connection_number(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn is_online(&self, rep: &str) -> bool {
-        self.online
-            .read()
+    pub fn set_presence(&self, rep: &str, presence: Presence) {
+        self.presence
+            .write()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(rep)
+            .insert(rep.to_string(), presence);
+    }
+
+    pub fn presence(&self, rep: &str) -> Option<Presence> {
+        self.presence.read().unwrap_or_else(|p| p.into_inner()).get(rep).cloned()
+    }
+
+    /// A rep with at least one console connected.
+    pub fn is_online(&self, rep: &str) -> bool {
+        self.presence(rep).is_some_and(|p| p.consoles > 0)
+    }
+
+    /// The rules of a team queue (personal queues have none).
+    pub fn rules_for(&self, queue: &QueueId) -> Option<QueueRules> {
+        let QueueId::Team(team) = queue else {
+            return None;
+        };
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        Some(rules.teams.get(team).unwrap_or(&rules.default).clone())
+    }
+
+    pub fn rules(&self) -> RulesSettings {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets a team's rules; `None` goes back to the configuration's.
+    pub fn set_team_rules(&self, team: &str, rules: Option<QueueRules>) {
+        let mut all = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        match rules.or_else(|| self.configured_rules.teams.get(team).cloned()) {
+            Some(r) => all.teams.insert(team.to_string(), r),
+            None => all.teams.remove(team),
+        };
+    }
+
+    /// How many sessions a rep may run at once: their own maximum, else the
+    /// largest of their teams' maxima, else the site default.
+    pub fn max_sessions(&self, rep: &str) -> u32 {
+        let (own, teams) = {
+            let catalog = self.catalog();
+            match catalog.reps.get(rep) {
+                Some(r) => (r.max_sessions, r.teams.clone()),
+                None => (None, Vec::new()),
+            }
+        };
+        own.unwrap_or_else(|| {
+            teams
+                .into_iter()
+                .filter_map(|t| self.rules_for(&QueueId::team(t)).and_then(|q| q.max_sessions_per_rep))
+                .max()
+                .unwrap_or(self.supervisor.max_sessions_per_rep)
+        })
     }
 
     /// Pushes an event to one rep (all their consoles), numbered in their
@@ -125,4 +184,16 @@ impl Hub {
             self.push_to_rep(&rep, event.clone());
         }
     }
+}
+
+/// A rep's availability as routing and the public list see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// Consoles connected now.
+    pub consoles: usize,
+    pub status: RepStatus,
+    pub auto_assign: bool,
+    pub available_since: crate::domain::ids::Millis,
+    /// Sessions the rep is in (or has reserved a place for).
+    pub sessions: u32,
 }

@@ -270,6 +270,18 @@ impl Handler<Stats> for QueueActor {
     }
 }
 
+/// Every waiting session in queue order, for the supervisor's rules.
+#[derive(Message)]
+#[rtype(result = "Vec<SessionSummary>")]
+pub struct WaitingList;
+
+impl Handler<WaitingList> for QueueActor {
+    type Result = MessageResult<WaitingList>;
+    fn handle(&mut self, _: WaitingList, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.queue.in_order().map(|(_, s)| s.clone()).collect())
+    }
+}
+
 /// The session waiting longest, for "get next".
 #[derive(Message)]
 #[rtype(result = "Option<SessionId>")]

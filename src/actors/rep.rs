@@ -2,7 +2,10 @@
 //! the rep is in, and the rep's consoles with their numbered event stream.
 //!
 //! A rep may have several consoles open (desktop and mobile): every event
-//! goes to each of them, and the rep counts as online while any is.
+//! goes to each of them, and the rep counts as online while any is. When
+//! the last console goes, a grace timer starts; if no console is back when
+//! it fires, the supervisor takes the rep's sessions through the fallback
+//! order (see `domain::session::Session::rep_lost`).
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use super::{ConnHandle, Hub};
 use crate::domain::chat::ChatLine;
 use crate::domain::ids::{QueueId, RepId, SessionId, TeamId};
 use crate::domain::outbox::{Outbox, Resume};
-use crate::domain::rep_state::RepState;
+use crate::domain::rep_state::{RepState, RepStatus};
 use crate::error::{AppError, AppResult};
 use crate::protocol::{Event, ResumeFrom, ServerFrame};
 use crate::store::{self, Expect};
@@ -26,6 +29,8 @@ pub struct RepActor {
     outbox: Outbox<Event>,
     consoles: Vec<ConnHandle>,
     sessions: BTreeSet<SessionId>,
+    /// Armed while the rep has sessions but no console.
+    lost_timer: Option<SpawnHandle>,
 }
 
 pub fn state_key(rep: &str) -> String {
@@ -43,6 +48,50 @@ impl RepActor {
             outbox,
             consoles: Vec::new(),
             sessions: BTreeSet::new(),
+            lost_timer: None,
+        }
+    }
+
+    /// Mirrors availability into the hub for routing and the public list.
+    fn publish(&self) {
+        self.hub.set_presence(
+            &self.id,
+            super::hub::Presence {
+                consoles: self.consoles.len(),
+                status: self.state.status,
+                auto_assign: self.state.auto_assign,
+                available_since: self.state.available_since,
+                sessions: self.sessions.len() as u32,
+            },
+        );
+    }
+
+    /// Starts or stops the lost-connection grace timer to match the state:
+    /// it runs while the rep is in sessions with no console connected.
+    fn watch_connection(&mut self, ctx: &mut Context<Self>) {
+        let lost = self.consoles.is_empty() && !self.sessions.is_empty();
+        match (lost, self.lost_timer.is_some()) {
+            (true, false) => {
+                let grace = std::time::Duration::from_millis(self.hub.supervisor.rep_grace_ms);
+                self.lost_timer = Some(ctx.run_later(grace, |act, _| {
+                    act.lost_timer = None;
+                    if act.consoles.is_empty() && !act.sessions.is_empty() {
+                        tracing::info!(rep = %act.id, sessions = act.sessions.len(), "rep connection lost past the grace period");
+                        if let Some(sup) = act.hub.directory.supervisor() {
+                            sup.do_send(super::supervisor::RepConnectionLost {
+                                rep: act.id.clone(),
+                                sessions: act.sessions.iter().cloned().collect(),
+                            });
+                        }
+                    }
+                }));
+            }
+            (false, true) => {
+                if let Some(t) = self.lost_timer.take() {
+                    ctx.cancel_future(t);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -57,9 +106,11 @@ impl RepActor {
             event,
         });
         let hub = self.hub.clone();
+        let before = self.consoles.len();
         self.consoles.retain(|c| c.push(frame.clone(), &hub));
-        if self.consoles.is_empty() {
-            self.hub.set_online(&self.id, false);
+        if self.consoles.len() != before {
+            // A slow console was dropped; its Detach re-arms the timer.
+            self.publish();
         }
     }
 
@@ -88,6 +139,10 @@ impl RepActor {
 
 impl Actor for RepActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.publish();
+    }
 }
 
 /// An event for this rep's consoles.
@@ -131,14 +186,15 @@ where
 
 impl Handler<Attach> for RepActor {
     type Result = Attached;
-    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) -> Attached {
+    fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) -> Attached {
         let resume = match &msg.resume {
             Some(r) => self.outbox.resume(&r.stream, r.after),
             // A fresh login fetches what it shows; nothing to replay.
             None => Resume::Replay(Vec::new()),
         };
         self.consoles.push(msg.conn);
-        self.hub.set_online(&self.id, true);
+        self.publish();
+        self.watch_connection(ctx);
         Attached {
             stream: self.outbox.stream().to_string(),
             seq: self.outbox.last_seq(),
@@ -155,11 +211,10 @@ pub struct Detach {
 
 impl Handler<Detach> for RepActor {
     type Result = ();
-    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Detach, ctx: &mut Context<Self>) {
         self.consoles.retain(|c| c.id != msg.conn);
-        if self.consoles.is_empty() {
-            self.hub.set_online(&self.id, false);
-        }
+        self.publish();
+        self.watch_connection(ctx);
     }
 }
 
@@ -284,12 +339,14 @@ pub struct InSession {
 
 impl Handler<InSession> for RepActor {
     type Result = ();
-    fn handle(&mut self, msg: InSession, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: InSession, ctx: &mut Context<Self>) {
         if msg.joined {
             self.sessions.insert(msg.session);
         } else {
             self.sessions.remove(&msg.session);
         }
+        self.publish();
+        self.watch_connection(ctx);
     }
 }
 
@@ -313,5 +370,68 @@ impl Handler<GetView> for RepActor {
             sessions: self.sessions.iter().cloned().collect(),
             online: !self.consoles.is_empty(),
         }
+    }
+}
+
+/// Holds a place for `session` among the rep's concurrent sessions before
+/// an accept or join, so two consoles cannot both pass the maximum. The
+/// place is given back with `InSession { joined: false }` if the accept
+/// fails.
+/// Answers whether a new place was taken (false: the rep is already in it).
+#[derive(Message)]
+#[rtype(result = "AppResult<bool>")]
+pub struct Reserve {
+    pub session: SessionId,
+    pub max: u32,
+}
+
+impl Handler<Reserve> for RepActor {
+    type Result = AppResult<bool>;
+    fn handle(&mut self, msg: Reserve, ctx: &mut Context<Self>) -> AppResult<bool> {
+        if self.sessions.contains(&msg.session) {
+            return Ok(false);
+        }
+        if self.sessions.len() as u32 >= msg.max {
+            return Err(AppError::new(
+                crate::error::ErrorCode::TooManySessions,
+                format!("you already run {} sessions, the most you may", self.sessions.len()),
+            ));
+        }
+        self.sessions.insert(msg.session);
+        self.publish();
+        self.watch_connection(ctx);
+        Ok(true)
+    }
+}
+
+/// Changes availability: status and/or automatic assignment.
+#[derive(Message)]
+#[rtype(result = "AppResult<(RepStatus, bool)>")]
+pub struct SetAvailability {
+    pub status: Option<RepStatus>,
+    pub auto_assign: Option<bool>,
+}
+
+impl Handler<SetAvailability> for RepActor {
+    type Result = AtomicResponse<Self, AppResult<(RepStatus, bool)>>;
+    fn handle(&mut self, msg: SetAvailability, _: &mut Context<Self>) -> Self::Result {
+        let mut next = self.state.clone();
+        if let Some(status) = msg.status {
+            if status == RepStatus::Available && next.status != RepStatus::Available {
+                next.available_since = crate::domain::ids::now_ms();
+            }
+            next.status = status;
+        }
+        if let Some(a) = msg.auto_assign {
+            next.auto_assign = a;
+        }
+        let save = self.save(next);
+        AtomicResponse::new(Box::pin(save.map(|res, act, _| {
+            res?;
+            act.publish();
+            let (status, auto_assign) = (act.state.status, act.state.auto_assign);
+            act.push(Event::Status { status, auto_assign });
+            Ok((status, auto_assign))
+        })))
     }
 }

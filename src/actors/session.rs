@@ -19,7 +19,8 @@ use crate::domain::ids::*;
 use crate::domain::keys::{hash_secret, normalise, random_id, random_token, SessionKey};
 use crate::domain::outbox::{Outbox, Resume};
 use crate::domain::queue::{InvitationSummary, SessionSummary};
-use crate::domain::session::{
+use crate::domain::rules::Due;
+use crate::domain::session::{RepLost as SessionRepLost, 
     rep_actor, Customer, EndReason, NewSession, Session, SessionState, CUSTOMER,
 };
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -60,6 +61,9 @@ pub struct SessionActor {
     customer_conns: Vec<ConnHandle>,
     /// Last position told to the customer: (queue name, position, estimate).
     position: Option<(String, usize, Option<u64>)>,
+    /// Armed while no customer connection is attached: when it fires the
+    /// session ends as abandoned.
+    customer_timer: Option<SpawnHandle>,
 }
 
 /// Everything about a session for its reps and the REST API.
@@ -106,7 +110,85 @@ impl SessionActor {
             customer,
             customer_conns: Vec::new(),
             position: None,
+            customer_timer: None,
         }
+    }
+
+    /// Starts or stops the customer's grace timer: it runs while no
+    /// customer connection is attached.
+    fn watch_customer(&mut self, ctx: &mut Context<Self>) {
+        let gone = self.customer_conns.is_empty() && !self.session.is_ended();
+        match (gone, self.customer_timer.is_some()) {
+            (true, false) => {
+                let grace = std::time::Duration::from_millis(self.hub.supervisor.customer_grace_ms);
+                self.customer_timer = Some(ctx.run_later(grace, |act, ctx| {
+                    act.customer_timer = None;
+                    if act.customer_conns.is_empty() && !act.session.is_ended() {
+                        ctx.notify(Abandon);
+                    }
+                }));
+            }
+            (false, true) => {
+                if let Some(t) = self.customer_timer.take() {
+                    ctx.cancel_future(t);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Everything that follows an end: the queue, invitations, reps and
+    /// customer are told, and the actor stops.
+    fn ended(&mut self, prev: Session, reason: String, ctx: &mut Context<Self>) {
+        if let Some(queue) = prev.waiting_in() {
+            self.tell_queue(
+                queue,
+                QueueLeave {
+                    session: prev.id.clone(),
+                    reason: LeftQueueReason::Ended,
+                },
+            );
+        }
+        self.withdraw_invitations(&prev);
+        tracing::info!(session = %prev.id, %reason, "session ended");
+        for p in &prev.participants {
+            self.hub.push_to_rep(
+                &p.rep,
+                Event::SessionEnded {
+                    session: prev.id.clone(),
+                    reason: reason.clone(),
+                },
+            );
+            if let Ok(addr) = self.hub.directory.rep(&p.rep) {
+                addr.do_send(InSession {
+                    session: prev.id.clone(),
+                    joined: false,
+                });
+            }
+        }
+        self.push_customer(Event::SessionEnded {
+            session: prev.id.clone(),
+            reason,
+        });
+        self.finish(ctx);
+    }
+
+    /// The session now waits in `to` (moved by a rule or requeued): the old
+    /// queue lets go, the new one alerts, the customer is told.
+    fn moved(&mut self, from: Option<QueueId>, to: &QueueId, path: &str) {
+        if let Some(from) = from {
+            self.tell_queue(
+                &from,
+                QueueLeave {
+                    session: self.session.id.clone(),
+                    reason: LeftQueueReason::Moved,
+                },
+            );
+        }
+        self.enter_queue(to);
+        self.hub.metrics.queues.entered.with_label_values(&[path]).inc();
+        let queue_name = self.hub.catalog().queue_name(to);
+        self.push_customer(Event::Transferred { queue_name });
     }
 
     fn rep_name(&self, rep: &str) -> String {
@@ -261,8 +343,11 @@ impl SessionActor {
 impl Actor for SessionActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         self.count_state(None, Some(&self.session.state));
+        // After a restart nobody is attached yet: the customer has the
+        // grace period to come back.
+        self.watch_customer(ctx);
         for p in &self.session.participants {
             if let Ok(addr) = self.hub.directory.rep(&p.rep) {
                 addr.do_send(InSession {
@@ -556,43 +641,157 @@ impl Handler<End> for SessionActor {
                 s.end(&actor, reason, now)
             },
             move |act, prev, ctx| {
-                if let Some(queue) = prev.waiting_in() {
-                    act.tell_queue(
-                        queue,
-                        QueueLeave {
-                            session: prev.id.clone(),
-                            reason: LeftQueueReason::Ended,
-                        },
-                    );
-                }
-                act.withdraw_invitations(&prev);
-                tracing::info!(session = %prev.id, by = %by.actor(), "session ended");
                 let reason = match by {
                     Speaker::Rep(r) => format!("ended by {}", act.rep_name(&r)),
                     Speaker::Customer => "ended by the customer".to_string(),
                 };
-                for p in &prev.participants {
-                    act.hub.push_to_rep(
-                        &p.rep,
-                        Event::SessionEnded {
-                            session: prev.id.clone(),
-                            reason: reason.clone(),
-                        },
-                    );
-                    if let Ok(addr) = act.hub.directory.rep(&p.rep) {
-                        addr.do_send(InSession {
-                            session: prev.id.clone(),
-                            joined: false,
-                        });
-                    }
-                }
-                act.push_customer(Event::SessionEnded {
-                    session: prev.id.clone(),
-                    reason,
-                });
-                act.finish(ctx);
+                act.ended(prev, reason, ctx);
             },
         )
+    }
+}
+
+/// The customer did not come back within the grace period.
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct Abandon;
+
+impl Handler<Abandon> for SessionActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, _: Abandon, _: &mut Context<Self>) -> Self::Result {
+        let now = now_ms();
+        self.change(
+            move |s, _| s.end(crate::domain::session::SYSTEM, EndReason::Abandoned, now),
+            |act, prev, ctx| {
+                act.hub.metrics.queues.abandoned.inc();
+                act.ended(prev, "abandoned: the customer did not come back".into(), ctx);
+            },
+        )
+    }
+}
+
+// --- the supervisor's actions ---------------------------------------------------------
+
+/// The rep's every console has been gone past the grace period.
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct RepLost {
+    pub rep: RepId,
+}
+
+impl Handler<RepLost> for SessionActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: RepLost, _: &mut Context<Self>) -> Self::Result {
+        let rep = msg.rep;
+        let now = now_ms();
+        let order = self.hub.next_order();
+        let mut next = self.session.clone();
+        let outcome = {
+            let catalog = self.hub.catalog();
+            let exists = |q: &QueueId| catalog.check_queue(q).is_ok() && self.hub.directory.has_queue(q);
+            next.rep_lost(&rep, exists, self.hub.supervisor.fallback_queue.as_ref(), order, now)
+        };
+        if outcome == SessionRepLost::NotInvolved {
+            return fail(AppError::new(ErrorCode::NotYourSession, "the rep is not in this session"));
+        }
+        self.commit(next, move |act, prev, ctx| {
+            if let Ok(addr) = act.hub.directory.rep(&rep) {
+                addr.do_send(InSession {
+                    session: prev.id.clone(),
+                    joined: false,
+                });
+            }
+            act.hub
+                .metrics
+                .queues
+                .requeues
+                .with_label_values(&["rep_connection_lost"])
+                .inc();
+            let name = act.rep_name(&rep);
+            match outcome {
+                SessionRepLost::Left | SessionRepLost::OwnerChanged(_) => {
+                    act.push_updated();
+                    act.push_customer(Event::RepLeft { name });
+                }
+                SessionRepLost::Requeued(q) => {
+                    act.hub.push_to_rep(
+                        &rep,
+                        Event::SessionClosed {
+                            session: prev.id.clone(),
+                            reason: "requeued: representative connection lost".into(),
+                        },
+                    );
+                    act.push_customer(Event::RepLeft { name });
+                    act.moved(None, &q, "requeue");
+                }
+                SessionRepLost::Ended => act.ended(prev, "no queue could take the session after its rep was lost".into(), ctx),
+                SessionRepLost::NotInvolved => {}
+            }
+        })
+    }
+}
+
+/// A waiting-session rule is due. Carried out only if the session is still
+/// where the supervisor saw it (same queue, same step), so a rule never
+/// fires twice or on a session that has moved on.
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct ApplyRule {
+    pub queue: QueueId,
+    pub steps_done: u32,
+    pub due: Due,
+}
+
+impl Handler<ApplyRule> for SessionActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: ApplyRule, _: &mut Context<Self>) -> Self::Result {
+        let s = &self.session;
+        if s.waiting_in() != Some(&msg.queue) || s.overdue_steps != msg.steps_done {
+            return fail(AppError::new(ErrorCode::NotWaiting, "the session moved on"));
+        }
+        let now = now_ms();
+        let mut next = self.session.clone();
+        let action = match &msg.due {
+            Due::Mark { .. } => "mark",
+            Due::Overflow { .. } => "transfer",
+            Due::SkipStep { .. } => "skip",
+            Due::NoRep { .. } => "no_rep_available",
+        };
+        let mut moved: Option<(QueueId, QueueId)> = None;
+        let mut told: Option<(String, Option<String>)> = None;
+        match msg.due {
+            Due::Mark { step } => next.mark_overdue(step, now),
+            Due::SkipStep { step, why } => next.skip_step(step, why, now),
+            Due::Overflow { step, to } => {
+                let reason = format!("overdue step {}", step + 1);
+                next.overdue_steps = step + 1;
+                if let Some(from) = next.rule_move(to.clone(), self.hub.next_order(), &reason, now) {
+                    moved = Some((from, to));
+                }
+            }
+            Due::NoRep { rule, to } => {
+                next.no_rep_told(now);
+                told = Some((rule.message.clone(), rule.redirect_url.clone()));
+                if let Some(to) = to {
+                    if let Some(from) = next.rule_move(to.clone(), self.hub.next_order(), "no rep available", now) {
+                        moved = Some((from, to));
+                    }
+                }
+            }
+        }
+        self.commit(next, move |act, _, _| {
+            act.hub.metrics.queues.rule_firings.with_label_values(&[action]).inc();
+            tracing::info!(session = %act.session.id, action, "waiting-session rule fired");
+            if let Some((message, redirect_url)) = told {
+                act.push_customer(Event::NoRepAvailable { message, redirect_url });
+            }
+            match moved {
+                Some((from, to)) => act.moved(Some(from), &to, "rule"),
+                // Marked or skipped: the queue shows the new state; a mark
+                // alerts the queue's reps again.
+                None => act.enter_queue(&msg.queue),
+            }
+        })
     }
 }
 
@@ -777,12 +976,13 @@ pub struct CustomerAttached {
 
 impl Handler<AttachCustomer> for SessionActor {
     type Result = CustomerAttached;
-    fn handle(&mut self, msg: AttachCustomer, _: &mut Context<Self>) -> CustomerAttached {
+    fn handle(&mut self, msg: AttachCustomer, ctx: &mut Context<Self>) -> CustomerAttached {
         let resume = match &msg.resume {
             Some(r) => self.customer.resume(&r.stream, r.after),
             None => Resume::Replay(Vec::new()),
         };
         self.customer_conns.push(msg.conn);
+        self.watch_customer(ctx);
         CustomerAttached {
             view: self.customer_view(msg.token),
             resume,
@@ -798,8 +998,9 @@ pub struct DetachCustomer {
 
 impl Handler<DetachCustomer> for SessionActor {
     type Result = ();
-    fn handle(&mut self, msg: DetachCustomer, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: DetachCustomer, ctx: &mut Context<Self>) {
         self.customer_conns.retain(|c| c.id != msg.conn);
+        self.watch_customer(ctx);
     }
 }
 

@@ -1,25 +1,28 @@
 //! The supervisor: brings every actor back from the store at start-up,
-//! starts actors for reps and teams the admin API adds, and keeps the
-//! session-state gauges current. (Waiting-session rules, lost-connection
-//! fallback and routing also belong here; see docs/architecture.md.)
+//! and starts actors for reps and teams the admin API adds. (Waiting-session
+//! rules, lost-connection fallback and routing also belong here; see
+//! docs/architecture.md. The sessions-by-state gauge is kept by the session
+//! actors themselves.)
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::queue::{Enter, Invite, QueueActor};
+use super::queue::{Enter, Invite, QueueActor, WaitingList};
 use super::rep::{state_key, RepActor};
-use super::session::SessionActor;
+use super::session::{ApplyRule, RepLost, SessionActor};
 use super::Hub;
-use crate::domain::ids::QueueId;
+use crate::domain::ids::{now_ms, Millis, QueueId, RepId, SessionId};
+use crate::domain::rep_state::RepStatus;
+use crate::domain::routing::{self, Candidate};
+use crate::domain::rules::{self, QueueRules, Routing, Waiting};
+use crate::error::{AppError, ErrorCode};
+use crate::protocol::Event;
 use crate::domain::queue::{InvitationSummary, SessionSummary};
 use crate::domain::rep_state::RepState;
 use crate::domain::session::{Session, SessionState};
 use crate::error::AppResult;
 use crate::store;
-
-/// How often the session-state gauges are refreshed.
-const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What start-up found, for the log.
 #[derive(Debug, Default)]
@@ -148,15 +151,154 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
     Ok(report)
 }
 
-/// The supervisor actor. Today it refreshes the gauges of sessions by
-/// state; the waiting-session rules and fallbacks will run from its timers.
+/// The supervisor actor: on every tick it runs the waiting-session rules
+/// and automatic routing over every team queue; it takes over the sessions
+/// of reps whose connection is lost.
+///
+/// Rules are evaluated from what is stored (when a session entered its
+/// queue, which steps already fired), never from timers of their own, so
+/// after a restart they simply continue: a step that fell due while the
+/// server was down fires on the first tick.
 pub struct Supervisor {
     hub: Arc<Hub>,
+    /// Open routing offers, by session.
+    offers: HashMap<SessionId, Offer>,
+    /// Reps who declined (or let expire) an offer of each session.
+    declined: HashMap<SessionId, HashSet<RepId>>,
+    ticking: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Offer {
+    rep: RepId,
+    expires_at: Millis,
 }
 
 impl Supervisor {
     pub fn new(hub: Arc<Hub>) -> Self {
-        Supervisor { hub }
+        Supervisor {
+            hub,
+            offers: HashMap::new(),
+            declined: HashMap::new(),
+            ticking: false,
+        }
+    }
+
+    fn withdraw(&mut self, session: &str, reason: &str) {
+        if let Some(offer) = self.offers.remove(session) {
+            self.hub.push_to_rep(
+                &offer.rep,
+                Event::OfferWithdrawn {
+                    session: session.to_string(),
+                    reason: reason.to_string(),
+                },
+            );
+        }
+    }
+
+    /// One pass over a team queue's waiting sessions.
+    fn run_queue(&mut self, queue: &QueueId, rules: &QueueRules, waiting: &[SessionSummary], now: Millis) {
+        let watchers = self.hub.catalog().watchers(queue);
+        let reps_available = watchers.iter().any(|r| {
+            self.hub
+                .presence(r)
+                .is_some_and(|p| p.consoles > 0 && p.status == RepStatus::Available)
+        });
+        for s in waiting {
+            let w = Waiting {
+                queue: queue.clone(),
+                queued_at: s.queued_at,
+                steps_done: s.rules.overdue_steps,
+                no_rep_handled: s.rules.no_rep_handled,
+                rule_moves: s.rules.rule_moves,
+                left_by_rule: s.rules.left_by_rule.clone(),
+            };
+            if let Some(due) = rules::due(rules, &w, now, reps_available) {
+                if let Ok(addr) = self.hub.directory.session(&s.session) {
+                    addr.do_send(ApplyRule {
+                        queue: queue.clone(),
+                        steps_done: w.steps_done,
+                        due,
+                    });
+                }
+            }
+        }
+        if rules.routing != Routing::None {
+            self.route(queue, rules.routing, waiting, &watchers, now);
+        }
+    }
+
+    /// Offers waiting sessions (priority first, then longest wait) to the
+    /// reps routing picks, one open offer per rep.
+    fn route(&mut self, queue: &QueueId, routing: Routing, waiting: &[SessionSummary], watchers: &[RepId], now: Millis) {
+        let busy: HashSet<RepId> = self.offers.values().map(|o| o.rep.clone()).collect();
+        let mut candidates: Vec<Candidate> = watchers
+            .iter()
+            .filter(|r| !busy.contains(*r))
+            .filter_map(|r| {
+                let p = self.hub.presence(r)?;
+                let ready = p.consoles > 0 && p.status == RepStatus::Available && p.auto_assign;
+                ready.then(|| Candidate {
+                    rep: r.clone(),
+                    sessions: p.sessions,
+                    max_sessions: self.hub.max_sessions(r),
+                    available_since: p.available_since,
+                    skills: self.hub.catalog().reps.get(r).map(|x| x.skills.clone()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        let mut order: Vec<&SessionSummary> = waiting.iter().collect();
+        // Stable: equal priorities keep queue order (longest wait first).
+        order.sort_by_key(|s| std::cmp::Reverse(s.priority));
+        let expires_at = now + self.hub.supervisor.offer_timeout_ms;
+        for s in order {
+            if candidates.is_empty() {
+                break;
+            }
+            if self.offers.contains_key(&s.session) {
+                continue;
+            }
+            let declined = self.declined.entry(s.session.clone()).or_default();
+            let Some(rep) = routing::choose(routing, &candidates, &s.required_skills, declined) else {
+                continue;
+            };
+            candidates.retain(|c| c.rep != rep);
+            tracing::info!(session = %s.session, %rep, "routing offer");
+            self.hub.push_to_rep(
+                &rep,
+                Event::Offer {
+                    queue: queue.clone(),
+                    session: s.clone(),
+                    expires_at,
+                },
+            );
+            self.offers.insert(s.session.clone(), Offer { rep, expires_at });
+        }
+    }
+
+    /// Expired offers count as declined; offers of sessions no longer
+    /// waiting are withdrawn.
+    fn tidy_offers(&mut self, still_waiting: &HashSet<SessionId>, now: Millis) {
+        let expired: Vec<(SessionId, RepId)> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.expires_at <= now)
+            .map(|(s, o)| (s.clone(), o.rep.clone()))
+            .collect();
+        for (session, rep) in expired {
+            self.declined.entry(session.clone()).or_default().insert(rep);
+            self.withdraw(&session, "expired");
+        }
+        let gone: Vec<SessionId> = self
+            .offers
+            .keys()
+            .filter(|s| !still_waiting.contains(*s))
+            .cloned()
+            .collect();
+        for session in gone {
+            self.withdraw(&session, "no longer waiting");
+        }
+        self.declined.retain(|s, _| still_waiting.contains(s));
     }
 }
 
@@ -164,13 +306,94 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(GAUGE_INTERVAL, |act, _| {
-            act.hub
-                .metrics
-                .queues
-                .by_state
-                .with_label_values(&["live"])
-                .set(act.hub.directory.session_count() as i64);
-        });
+        let tick = std::time::Duration::from_millis(self.hub.supervisor.rule_tick_ms);
+        ctx.run_interval(tick, |_, ctx| ctx.notify(Tick));
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+impl Handler<Tick> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        if self.ticking {
+            return; // the previous pass is still gathering
+        }
+        self.ticking = true;
+        let hub = self.hub.clone();
+        let gather = async move {
+            let teams: Vec<QueueId> = hub.catalog().teams.keys().map(|t| QueueId::team(t.clone())).collect();
+            let mut out = Vec::with_capacity(teams.len());
+            for queue in teams {
+                let Some(rules) = hub.rules_for(&queue) else { continue };
+                let Ok(addr) = hub.directory.queue(&queue) else { continue };
+                if let Ok(waiting) = addr.send(WaitingList).await {
+                    out.push((queue, rules, waiting));
+                }
+            }
+            out
+        };
+        ctx.spawn(gather.into_actor(self).map(|queues, act, _| {
+            act.ticking = false;
+            let now = now_ms();
+            let mut still_waiting = HashSet::new();
+            for (queue, rules, waiting) in &queues {
+                still_waiting.extend(waiting.iter().map(|s| s.session.clone()));
+                act.run_queue(queue, rules, waiting, now);
+            }
+            act.tidy_offers(&still_waiting, now);
+        }));
+    }
+}
+
+/// A rep's consoles have all been gone past the grace period.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RepConnectionLost {
+    pub rep: RepId,
+    pub sessions: Vec<SessionId>,
+}
+
+impl Handler<RepConnectionLost> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: RepConnectionLost, _: &mut Context<Self>) {
+        let offered: Vec<SessionId> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.rep == msg.rep)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in offered {
+            self.withdraw(&s, "connection lost");
+        }
+        for session in msg.sessions {
+            if let Ok(addr) = self.hub.directory.session(&session) {
+                addr.do_send(RepLost { rep: msg.rep.clone() });
+            }
+        }
+    }
+}
+
+/// A rep turns down a routing offer.
+#[derive(Message)]
+#[rtype(result = "AppResult<()>")]
+pub struct Decline {
+    pub rep: RepId,
+    pub session: SessionId,
+}
+
+impl Handler<Decline> for Supervisor {
+    type Result = AppResult<()>;
+    fn handle(&mut self, msg: Decline, _: &mut Context<Self>) -> AppResult<()> {
+        match self.offers.get(&msg.session) {
+            Some(o) if o.rep == msg.rep => {
+                self.declined.entry(msg.session.clone()).or_default().insert(msg.rep);
+                self.withdraw(&msg.session, "declined");
+                Ok(())
+            }
+            _ => Err(AppError::new(ErrorCode::NoOffer, "you have no offer of that session")),
+        }
     }
 }

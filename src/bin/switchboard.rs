@@ -38,7 +38,7 @@ async fn main() {
     // Tests and scripts read the real port from this line.
     println!("switchboard listening on port {}", app.port());
     let stopper = app.stopper();
-    actix_web::rt::spawn(async move {
+    let stopping = actix_web::rt::spawn(async move {
         wait_for_signal().await;
         stopper.stop().await;
     });
@@ -46,6 +46,10 @@ async fn main() {
         tracing::error!("server error: {e}");
         std::process::exit(1);
     }
+    // The server only stops through the stopper (actix's own signal
+    // handling is off): let it finish the ordered stop, through the final
+    // flush, before the process exits (with status 0).
+    let _ = stopping.await;
 }
 
 async fn wait_for_signal() {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::actors::{ConnHandle, Hub, Outgoing};
 use crate::domain::ids::{ClientKind, RepId, Role, SessionId};
@@ -68,6 +69,9 @@ pub struct Connection {
     /// Frames that must follow the current reply (a replay or snapshot
     /// after login or resume).
     pending: Vec<ServerFrame>,
+    /// Every log line of this connection carries its fields: `conn`, and
+    /// `role`, `client`, `rep` and `session` once they are known.
+    span: tracing::Span,
 }
 
 /// What a request handler answers.
@@ -75,6 +79,14 @@ pub type Answer = Result<Reply, AppError>;
 
 impl Connection {
     pub fn new(hub: Arc<Hub>, ws: actix_ws::Session) -> Self {
+        let span = tracing::info_span!(
+            "conn",
+            conn = hub.next_connection_number(),
+            role = tracing::field::Empty,
+            client = tracing::field::Empty,
+            rep = tracing::field::Empty,
+            session = tracing::field::Empty,
+        );
         Connection {
             hub,
             ws,
@@ -85,10 +97,42 @@ impl Connection {
             opened: Instant::now(),
             counted: None,
             pending: Vec::new(),
+            span,
         }
     }
 
-    pub async fn run(mut self, stream: actix_ws::MessageStream) {
+    /// Serves the connection until it closes; everything logged meanwhile
+    /// is in the connection's span.
+    pub async fn run(self, stream: actix_ws::MessageStream) {
+        let span = self.span.clone();
+        self.serve(stream).instrument(span).await
+    }
+
+    /// Records what the connection has become in its span.
+    fn record_phase(&self) {
+        let span = &self.span;
+        match &self.phase {
+            Phase::New => {}
+            Phase::Greeted { role, client } => {
+                span.record("role", role.as_str());
+                span.record("client", client.as_str());
+            }
+            Phase::Rep { rep, client, .. } => {
+                span.record("role", "rep");
+                span.record("client", client.as_str());
+                span.record("rep", rep.as_str());
+            }
+            Phase::Customer {
+                session, client, ..
+            } => {
+                span.record("role", "customer");
+                span.record("client", client.as_str());
+                span.record("session", session.as_str());
+            }
+        }
+    }
+
+    async fn serve(mut self, stream: actix_ws::MessageStream) {
         let max = self.hub.settings.max_frame_bytes;
         let hard = hard_frame_limit(max);
         let mut stream = stream
@@ -125,6 +169,12 @@ impl Connection {
                             AggregatedMessage::Pong(_) => {}
                             AggregatedMessage::Close(_) => break None,
                         }
+                    }
+                    // The peer went away without a close handshake: nothing
+                    // to answer, and not the client's fault.
+                    Some(Err(actix_ws::ProtocolError::Io(e))) => {
+                        tracing::debug!("connection lost: {e}");
+                        break None;
                     }
                     Some(Err(e)) => {
                         // The WebSocket layer itself failed (a frame over the
@@ -226,7 +276,14 @@ impl Connection {
         };
         self.count_message("in", req.body.type_name());
         let id = req.id;
-        match self.dispatch(req).await {
+        let kind = req.body.type_name();
+        let before = self.phase_name();
+        let answer = self.dispatch(req).await;
+        if self.phase_name() != before {
+            self.record_phase();
+            tracing::info!(request = kind, phase = self.phase_name(), "connection phase changed");
+        }
+        match answer {
             Ok(body) => {
                 let frame = ServerFrame::Reply { re: id, body };
                 self.send(&frame).await;
@@ -236,6 +293,15 @@ impl Connection {
                 self.pending.clear();
                 self.send_error(Some(id), e).await
             }
+        }
+    }
+
+    fn phase_name(&self) -> &'static str {
+        match &self.phase {
+            Phase::New => "new",
+            Phase::Greeted { .. } => "greeted",
+            Phase::Rep { .. } => "rep",
+            Phase::Customer { .. } => "customer",
         }
     }
 

@@ -27,8 +27,30 @@ pub struct SessionSummary {
     pub entry: EntryPath,
     pub wait_start: Millis,
     pub queued_at: Millis,
+    /// A waiting rule marked it overdue.
+    #[serde(default)]
+    pub overdue: bool,
+    #[serde(default)]
+    pub priority: u8,
+    #[serde(default)]
+    pub required_skills: Vec<String>,
+    /// Why the system put it back in a queue, if it did.
+    #[serde(default)]
+    pub requeued: Option<String>,
     #[serde(skip)]
     pub order: u64,
+    /// What the waiting rules need (not on the wire).
+    #[serde(skip)]
+    pub rules: RuleState,
+}
+
+/// A waiting session's progress through its queue's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleState {
+    pub overdue_steps: u32,
+    pub no_rep_handled: bool,
+    pub rule_moves: u32,
+    pub left_by_rule: Vec<QueueId>,
 }
 
 impl SessionSummary {
@@ -46,7 +68,17 @@ impl SessionSummary {
             entry: s.entry,
             wait_start: s.wait_start,
             queued_at: s.queued_at,
+            overdue: s.overdue,
+            priority: s.priority,
+            required_skills: s.required_skills.clone(),
+            requeued: s.requeued.clone(),
             order: s.order,
+            rules: RuleState {
+                overdue_steps: s.overdue_steps,
+                no_rep_handled: s.no_rep_handled,
+                rule_moves: s.rule_moves,
+                left_by_rule: s.left_by_rule.clone(),
+            },
         }
     }
 }
@@ -196,7 +228,12 @@ mod tests {
             entry: EntryPath::IssueForm,
             wait_start,
             queued_at: wait_start,
+            overdue: false,
+            priority: 0,
+            required_skills: vec![],
+            requeued: None,
             order,
+            rules: RuleState::default(),
         }
     }
 

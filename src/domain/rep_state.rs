@@ -8,11 +8,46 @@ use serde::{Deserialize, Serialize};
 use super::ids::*;
 use crate::store::Record;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepStatus {
+    #[default]
+    Available,
+    Busy,
+    Away,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepState {
+    #[serde(default)]
     pub favorites: BTreeSet<QueueId>,
     /// team -> number of team chat lines the rep has read.
+    #[serde(default)]
     pub chat_read: BTreeMap<TeamId, u64>,
+    #[serde(default)]
+    pub status: RepStatus,
+    /// Takes offers from automatic routing.
+    #[serde(default = "yes")]
+    pub auto_assign: bool,
+    /// When the rep last became available (routing prefers the longest).
+    #[serde(default)]
+    pub available_since: Millis,
+}
+
+impl Default for RepState {
+    fn default() -> Self {
+        RepState {
+            favorites: BTreeSet::new(),
+            chat_read: BTreeMap::new(),
+            status: RepStatus::Available,
+            auto_assign: true,
+            available_since: 0,
+        }
+    }
 }
 
 impl Record for RepState {

@@ -76,6 +76,13 @@ pub struct QueueRules {
     pub max_sessions_per_rep: Option<u32>,
 }
 
+/// Rules set through the admin API are stored under `rules/team/<id>` and
+/// win over the configuration file's.
+impl crate::store::Record for QueueRules {
+    const KIND: &'static str = "queue_rules";
+    const VERSION: u32 = 1;
+}
+
 impl QueueRules {
     pub const MAX_RULE_MOVES: u32 = 3;
 

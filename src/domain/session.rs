@@ -352,13 +352,15 @@ impl Session {
         now: Millis,
     ) -> Result<(), AppError> {
         self.require_owner(rep)?;
-        self.enqueue(to.clone(), order, now);
+        // The transfer comes first in the history: it is why the session
+        // enters the new queue.
         self.record(
             now,
             &rep_actor(rep),
             HistoryEvent::Transferred,
             to.to_string(),
         );
+        self.enqueue(to.clone(), order, now);
         Ok(())
     }
 

@@ -19,6 +19,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/admin/reps/{id}",
             web::delete().to(delete::<{ KIND_REP }>),
         );
+    cfg.route("/api/admin/rules", web::get().to(get_rules))
+        .route("/api/admin/rules/{team}", web::put().to(put_rules))
+        .route("/api/admin/rules/{team}", web::delete().to(delete_rules));
     entries::<Team, { KIND_TEAM }>(cfg, "teams");
     entries::<IssueType, { KIND_ISSUE_TYPE }>(cfg, "issue-types");
     entries::<Portal, { KIND_PORTAL }>(cfg, "portals");
@@ -135,4 +138,28 @@ async fn put_rep(
 ) -> Result<HttpResponse, AppError> {
     require_admin(&who)?;
     Ok(HttpResponse::Ok().json(admin::put_rep(&hub, &id, body.into_inner()).await?))
+}
+
+/// The waiting-session rules in force: the site default and each team's.
+async fn get_rules(hub: web::Data<Arc<Hub>>, who: Authed) -> Result<HttpResponse, AppError> {
+    require_admin(&who)?;
+    Ok(HttpResponse::Ok().json(hub.rules()))
+}
+
+async fn put_rules(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+    team: web::Path<String>,
+    body: web::Json<crate::domain::rules::QueueRules>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&who)?;
+    let rules = body.into_inner();
+    admin::put_rules(&hub, &team, Some(rules.clone())).await?;
+    Ok(HttpResponse::Ok().json(rules))
+}
+
+async fn delete_rules(hub: web::Data<Arc<Hub>>, who: Authed, team: web::Path<String>) -> Result<HttpResponse, AppError> {
+    require_admin(&who)?;
+    admin::put_rules(&hub, &team, None).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -14,7 +14,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws::upgrade))
         .configure(ops::routes)
         .configure(api::routes)
-        .configure(admin::routes);
+        .configure(admin::routes)
+        .default_service(web::to(no_route));
+}
+
+/// Unknown paths (and methods) get the API's error shape too.
+async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
 }
 
 /// REST errors are JSON `{code, message}` with the code's HTTP status.

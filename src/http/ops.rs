@@ -1,4 +1,4 @@
-//! /healthz, /readyz and /metrics.
+//! /healthz, /readyz, /metrics and the OpenAPI document.
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
@@ -8,7 +8,18 @@ use crate::actors::Hub;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .route("/api/openapi.json", web::get().to(openapi));
+}
+
+/// The OpenAPI 3 description of every REST route (docs/openapi.json;
+/// tests/openapi.rs checks the server against it with schemathesis).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
 }
 
 /// Alive: the process answers.

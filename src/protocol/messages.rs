@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::chat::ChatLine;
 use crate::domain::ids::*;
 use crate::domain::queue::{InvitationSummary, SessionSummary, SortBy};
+use crate::domain::rep_state::RepStatus;
 use crate::domain::session::{HistoryEntry, Invitation, Participant, SessionState};
 use crate::error::ErrorCode;
 
@@ -143,6 +144,19 @@ pub enum RequestBody {
     },
     ListTeams,
     ListReps,
+    /// Available, busy or away; only available reps get routing offers.
+    SetStatus {
+        status: RepStatus,
+    },
+    /// Opt in to (true) or out of automatic routing offers.
+    SetAutoAssign {
+        enabled: bool,
+    },
+    /// Turns down a routing offer; it goes to the next rep and never comes
+    /// back to this one. (To take an offer, `accept` the session.)
+    DeclineOffer {
+        session: SessionId,
+    },
 
     // --- customers ----------------------------------------------------------
     /// The reps a customer may choose: logged in and public.
@@ -212,6 +226,9 @@ impl RequestBody {
         "generate_session_key",
         "list_teams",
         "list_reps",
+        "set_status",
+        "set_auto_assign",
+        "decline_offer",
         "public_reps",
         "start_session",
         "resume_session",
@@ -247,6 +264,9 @@ impl RequestBody {
             RequestBody::GenerateSessionKey { .. } => "generate_session_key",
             RequestBody::ListTeams => "list_teams",
             RequestBody::ListReps => "list_reps",
+            RequestBody::SetStatus { .. } => "set_status",
+            RequestBody::SetAutoAssign { .. } => "set_auto_assign",
+            RequestBody::DeclineOffer { .. } => "decline_offer",
             RequestBody::PublicReps => "public_reps",
             RequestBody::StartSession { .. } => "start_session",
             RequestBody::ResumeSession { .. } => "resume_session",
@@ -343,6 +363,11 @@ pub enum Reply {
         reps: Vec<RepInfo>,
     },
     SessionStarted(CustomerView),
+    /// The rep's availability after `set_status` / `set_auto_assign`.
+    Status {
+        status: RepStatus,
+        auto_assign: bool,
+    },
 }
 
 /// A rep as other reps and customers see them.
@@ -503,6 +528,23 @@ pub enum Event {
     Favorites {
         favorites: Vec<QueueId>,
     },
+    /// Automatic routing offers the rep a session: `accept` it before
+    /// `expires_at`, or `decline_offer`.
+    Offer {
+        queue: QueueId,
+        session: SessionSummary,
+        expires_at: Millis,
+    },
+    /// The offer is gone (expired, declined, or someone else took it).
+    OfferWithdrawn {
+        session: SessionId,
+        reason: String,
+    },
+    /// The rep's availability changed (from another console too).
+    Status {
+        status: RepStatus,
+        auto_assign: bool,
+    },
 
     // --- to customers --------------------------------------------------------------
     QueuePosition {
@@ -524,6 +566,11 @@ pub enum Event {
     },
     ViewRequested {
         by: String,
+    },
+    /// Nobody can take the session now (the queue's reps are all away).
+    NoRepAvailable {
+        message: String,
+        redirect_url: Option<String>,
     },
 
     // --- to both -------------------------------------------------------------------
@@ -549,6 +596,10 @@ impl Event {
             Event::TeamChat { .. } => "team_chat",
             Event::TeamUnread { .. } => "team_unread",
             Event::Favorites { .. } => "favorites",
+            Event::Offer { .. } => "offer",
+            Event::OfferWithdrawn { .. } => "offer_withdrawn",
+            Event::Status { .. } => "status",
+            Event::NoRepAvailable { .. } => "no_rep_available",
             Event::QueuePosition { .. } => "queue_position",
             Event::RepJoined { .. } => "rep_joined",
             Event::RepLeft { .. } => "rep_left",

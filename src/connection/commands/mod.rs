@@ -2,6 +2,7 @@
 //! request body and answers a [`Reply`] or an error; none can drop the
 //! connection.
 pub mod account;
+pub mod availability;
 pub mod chat;
 pub mod customer;
 pub mod hello;
@@ -75,6 +76,9 @@ pub async fn dispatch(conn: &mut Connection, body: B) -> Answer {
             resume,
         } => account::login(conn, username, password, token, resume).await,
         B::Logout => account::logout(conn).await,
+        B::SetStatus { status } => availability::set(conn, Some(status), None).await,
+        B::SetAutoAssign { enabled } => availability::set(conn, None, Some(enabled)).await,
+        B::DeclineOffer { session } => availability::decline(conn, session).await,
         B::ListReps => {
             rep(conn)?;
             Ok(Reply::Reps {

@@ -1,7 +1,7 @@
 //! What reps do with sessions: look, accept, transfer, share, control, end.
 use super::super::{Answer, Connection, Phase};
 use super::rep;
-use crate::actors::session::{Control, End, Invite, Join, Leave, RequestView, Speaker, Transfer};
+use crate::actors::session::{Control, End, Invite, Leave, RequestView, Speaker, Transfer};
 use crate::domain::ids::{QueueId, SessionId};
 use crate::error::AppError;
 use crate::flows;
@@ -57,13 +57,9 @@ pub async fn invite(conn: &mut Connection, session: SessionId, to: QueueId) -> A
 
 pub async fn join(conn: &mut Connection, session: SessionId) -> Answer {
     let rep = rep(conn)?;
-    let details = conn
-        .hub
-        .directory
-        .session(&session)?
-        .send(Join { rep })
-        .await??;
-    Ok(Reply::Session { session: details })
+    Ok(Reply::Session {
+        session: flows::join(&conn.hub, &rep, &session).await?,
+    })
 }
 
 pub async fn leave(conn: &mut Connection, session: SessionId) -> Answer {
