@@ -215,3 +215,37 @@ fn read_port(stdout: std::process::ChildStdout) -> u16 {
         .flatten()
         .expect("server prints its port")
 }
+
+/// The server's log (stderr), line by line, as it is written.
+pub type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Like [`ServerProcess::start`], but the server's stderr (its log) is
+/// captured into the returned lines instead of inherited.
+pub fn start_capturing_log(
+    data_dir: &Path,
+    extra_env: &[(&str, &str)],
+) -> (ServerProcess, LogLines) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.env("SWITCHBOARD_CONFIG", config_path())
+        .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_DATA_DIR", data_dir)
+        .env("SWITCHBOARD_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("server binary starts");
+    let lines: LogLines = Default::default();
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        }
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let port = read_port(stdout);
+    (ServerProcess { child, port }, lines)
+}

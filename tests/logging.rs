@@ -1,0 +1,128 @@
+//! Logs: with `log.format = json` every line is a JSON object, and lines
+//! about a connection or a session carry the rep's and the session's ids.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use switchboard::client::Client;
+use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::protocol::RequestBody;
+
+/// Whether `v` holds `key: want` anywhere (the line's fields, its current
+/// span, or any span in its list).
+fn has_field(v: &Value, key: &str, want: &str) -> bool {
+    match v {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, val)| (k == key && val.as_str() == Some(want)) || has_field(val, key, want)),
+        Value::Array(items) => items.iter().any(|i| has_field(i, key, want)),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_carry_rep_and_session_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, log) = start_capturing_log(
+        dir.path(),
+        &[
+            ("SWITCHBOARD_LOG_FORMAT", "json"),
+            ("SWITCHBOARD_LOG_LEVEL", "info"),
+        ],
+    );
+    let url = server.ws_url();
+    let mut alice = rep_at(&url, "alice").await;
+    let mut customer = Client::connect(&url, Role::Customer, ClientKind::Desktop)
+        .await
+        .unwrap();
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    accept(&alice, &view.session).await.expect("alice accepts");
+    alice
+        .request(RequestBody::EndSession {
+            session: Some(view.session.clone()),
+        })
+        .await
+        .expect("alice ends the session");
+
+    // Wait for the session's last line, then look at everything.
+    let deadline = std::time::Instant::now() + WAIT;
+    let lines = loop {
+        let lines = log.lock().unwrap().clone();
+        if lines.iter().any(|l| l.contains("session ended")) {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 'session ended' line in the log:\n{}",
+            lines.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    server.kill9();
+
+    let parsed: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for v in &parsed {
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{v}");
+    }
+    let rep_lines = parsed
+        .iter()
+        .filter(|v| has_field(v, "rep", "alice"))
+        .count();
+    let session_lines: Vec<&Value> = parsed
+        .iter()
+        .filter(|v| has_field(v, "session", &view.session))
+        .collect();
+    assert!(
+        rep_lines >= 1,
+        "no line carries rep=alice:\n{}",
+        lines.join("\n")
+    );
+    // started, accepted, ended, and the customer's connection.
+    assert!(
+        session_lines.len() >= 3,
+        "too few lines carry session={}:\n{}",
+        view.session,
+        lines.join("\n")
+    );
+    // The rep's connection span names the rep on its own lines.
+    assert!(
+        parsed
+            .iter()
+            .any(|v| v["span"]["name"] == "conn" && v["span"]["rep"] == "alice"),
+        "no line in alice's connection span:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        parsed
+            .iter()
+            .any(|v| v["span"]["name"] == "conn" && v["span"]["session"] == view.session.as_str()),
+        "no line in the customer's connection span:\n{}",
+        lines.join("\n")
+    );
+}
+
+/// The default format is for people: plain text, not JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, log) = start_capturing_log(dir.path(), &[("SWITCHBOARD_LOG_LEVEL", "info")]);
+    let _alice = rep_at(&server.ws_url(), "alice").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let lines = log.lock().unwrap().clone();
+        if let Some(l) = lines.iter().find(|l| l.contains("listening")) {
+            assert!(serde_json::from_str::<Value>(l).is_err(), "{l}");
+            assert!(l.contains("INFO"), "{l}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", lines.join("\n"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill9();
+}
