@@ -451,7 +451,7 @@ async fn conversation_order_errors() {
     {
         Reply::QueueView(v) => {
             let ids: Vec<_> = v.items.iter().map(|i| i.summary.session.clone()).collect();
-            assert_eq!(ids, [view.session.clone()]);
+            assert_eq!(ids, [view.session.as_str()]);
         }
         other => panic!("{other:?}"),
     }

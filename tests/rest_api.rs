@@ -291,7 +291,7 @@ async fn queues_and_session_history() {
     let (status, view) = get(&app, "/api/queues/team:network", &alice).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["name"], "Network Support");
-    assert_eq!(ids(&view["items"], "session"), [net.session.clone()]);
+    assert_eq!(ids(&view["items"], "session"), [net.session.as_str()]);
     assert_eq!(view["items"][0]["customer_name"], "Dana");
     assert_eq!(view["items"][0]["position"], 1);
     let (status, view) = get(&app, "/api/queues/team:network?sort=name", &alice).await;
@@ -313,7 +313,7 @@ async fn queues_and_session_history() {
     );
     let (status, view) = get(&app, "/api/queues/team:billing", &admin).await;
     assert_eq!(status, 200, "admin sees every queue: {view}");
-    assert_eq!(ids(&view["items"], "session"), [bill.session.clone()]);
+    assert_eq!(ids(&view["items"], "session"), [bill.session.as_str()]);
     for bad in ["nowhere", "team:", "desk:x", "team:a%20b"] {
         assert_error(
             &get(&app, &format!("/api/queues/{bad}"), &alice).await,
@@ -471,7 +471,7 @@ async fn admin_catalog_changes_take_effect() {
     );
     alert_for(&mut dave, &view.session).await;
     let (_, q) = get(&app, "/api/queues/team:printers", &admin).await;
-    assert_eq!(ids(&q["items"], "session"), [view.session.clone()]);
+    assert_eq!(ids(&q["items"], "session"), [view.session.as_str()]);
 
     // Replacing: dave's display name changes, his password stays.
     let (status, _) = put(
