@@ -23,7 +23,8 @@ async fn ok(c: &Client, body: RequestBody) -> Reply {
 
 async fn refused(c: &Client, body: RequestBody) -> ErrorCode {
     let e = c.request(body).await.expect_err("request is refused");
-    e.code().unwrap_or_else(|| panic!("not a server error: {e}"))
+    e.code()
+        .unwrap_or_else(|| panic!("not a server error: {e}"))
 }
 
 async fn queues(c: &Client) -> Vec<QueueInfo> {
@@ -99,7 +100,10 @@ async fn reps_see_their_queues_and_only_their_alerts() {
         .await;
         assert_eq!(got, code, "alice viewing {queue}");
     }
-    assert_eq!(view(&alice, "team:network", SortBy::Wait).await.items.len(), 0);
+    assert_eq!(
+        view(&alice, "team:network", SortBy::Wait).await.items.len(),
+        0
+    );
 
     // A team session alerts exactly the team's logged-in members.
     let mut customer = app.customer(ClientKind::Desktop).await;
@@ -492,9 +496,7 @@ async fn fifty_reps_race_for_one_session_and_one_wins() {
     assert_eq!(winners.len(), 1, "exactly one accept wins: {results:?}");
     let taken = results
         .iter()
-        .filter(|r| {
-            r.as_ref().err().and_then(|e| e.code()) == Some(ErrorCode::AlreadyTaken)
-        })
+        .filter(|r| r.as_ref().err().and_then(|e| e.code()) == Some(ErrorCode::AlreadyTaken))
         .count();
     assert_eq!(taken, RACERS - 1, "{results:?}");
     let winner = format!("racer{}", winners[0]);
@@ -507,9 +509,7 @@ async fn fifty_reps_race_for_one_session_and_one_wins() {
     }
 
     // Everyone watching sees it leave the queue, accepted.
-    let left = |e: &Event| {
-        matches!(e, Event::QueueLeft { session, reason: LeftQueueReason::Accepted, .. } if *session == s.session)
-    };
+    let left = |e: &Event| matches!(e, Event::QueueLeft { session, reason: LeftQueueReason::Accepted, .. } if *session == s.session);
     for c in [&mut alice, &mut bob] {
         c.wait_event(WAIT, left).await.expect("queue_left");
     }
@@ -535,7 +535,10 @@ async fn get_next_takes_the_longest_waiting_across_teams() {
     let alice = app.rep("alice").await;
     let bob = app.rep("bob").await;
 
-    assert_eq!(refused(&bob, RequestBody::GetNext).await, ErrorCode::QueueEmpty);
+    assert_eq!(
+        refused(&bob, RequestBody::GetNext).await,
+        ErrorCode::QueueEmpty
+    );
 
     let mut customers = Vec::new();
     let mut ids = Vec::new();
@@ -564,7 +567,10 @@ async fn get_next_takes_the_longest_waiting_across_teams() {
     // Bob is not in escalations: he gets the third.
     let got = session_of(&ok(&bob, RequestBody::GetNext).await).clone();
     assert_eq!(got.summary.session, ids[2]);
-    assert_eq!(refused(&bob, RequestBody::GetNext).await, ErrorCode::QueueEmpty);
+    assert_eq!(
+        refused(&bob, RequestBody::GetNext).await,
+        ErrorCode::QueueEmpty
+    );
     let got = session_of(&ok(&alice, RequestBody::GetNext).await).clone();
     assert_eq!(got.summary.session, ids[1]);
     assert_eq!(
@@ -592,9 +598,12 @@ async fn get_next_takes_the_longest_waiting_across_teams() {
         .await;
     }
     for c in customers.iter_mut().step_by(2) {
-        c.wait_event(WAIT, |e| matches!(e, Event::Chat { line, .. } if line.text == "with you in a moment"))
-            .await
-            .expect("both customers hear from bob");
+        c.wait_event(
+            WAIT,
+            |e| matches!(e, Event::Chat { line, .. } if line.text == "with you in a moment"),
+        )
+        .await
+        .expect("both customers hear from bob");
     }
 }
 

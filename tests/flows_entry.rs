@@ -1,0 +1,507 @@
+//! How customers get in: one-time session keys (and their portal URL), the
+//! public rep list, support buttons, the issue form, browser help links;
+//! and what a mobile customer's session allows.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use switchboard::actors::session::key_record_key;
+use switchboard::client::Client;
+use switchboard::domain::ids::{now_ms, ClientKind, EntryPath, QueueId};
+use switchboard::domain::keys::SessionKey;
+use switchboard::domain::queue::SortBy;
+use switchboard::error::ErrorCode;
+use switchboard::protocol::{CustomerView, Entry, Event, Reply, RequestBody};
+use switchboard::store::{self, Expect};
+
+async fn ok(c: &Client, body: RequestBody) -> Reply {
+    c.request(body).await.expect("request succeeds")
+}
+
+async fn refused(c: &Client, body: RequestBody) -> ErrorCode {
+    let e = c.request(body).await.expect_err("request is refused");
+    e.code()
+        .unwrap_or_else(|| panic!("not a server error: {e}"))
+}
+
+async fn enter(
+    app: &TestApp,
+    kind: ClientKind,
+    entry: Entry,
+    name: &str,
+) -> (Client, CustomerView) {
+    let mut c = app.customer(kind).await;
+    let v = c
+        .start_session(entry, name, "Acme", "help")
+        .await
+        .unwrap_or_else(|e| panic!("{name} cannot start: {e}"));
+    (c, v)
+}
+
+/// Starts a session on a fresh connection and answers the refusal's code.
+async fn entry_refused(app: &TestApp, entry: Entry, name: &str) -> ErrorCode {
+    let c = app.customer(ClientKind::Desktop).await;
+    refused(
+        &c,
+        RequestBody::StartSession {
+            entry,
+            name: name.into(),
+            company: String::new(),
+            description: String::new(),
+        },
+    )
+    .await
+}
+
+fn key_entry(key: &str) -> Entry {
+    Entry::SessionKey { key: key.into() }
+}
+
+async fn alert_queue(
+    rep: &mut Client,
+    session: &str,
+) -> (String, switchboard::domain::queue::SessionSummary) {
+    match alert_for(rep, session).await {
+        Event::QueueEntered { queue, session, .. } => (queue.to_string(), session),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn http_get(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.expect("HTTP request");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON body"))
+}
+
+async fn generate(rep: &Client, secs: u64) -> (String, String, u64) {
+    match ok(
+        rep,
+        RequestBody::GenerateSessionKey {
+            valid_for_secs: secs,
+            portal: Some("support".into()),
+        },
+    )
+    .await
+    {
+        Reply::SessionKey {
+            key,
+            url,
+            expires_at,
+        } => (key, url, expires_at),
+        other => panic!("expected a key, got {other:?}"),
+    }
+}
+
+async fn write_key(app: &TestApp, key: &str, expires_at: u64) {
+    store::save(
+        app.hub.store.as_ref(),
+        &key_record_key(key),
+        &SessionKey {
+            rep: "alice".into(),
+            created_at: now_ms().saturating_sub(120_000),
+            expires_at,
+            portal: Some("support".into()),
+            used_by: None,
+        },
+        Expect::Absent,
+    )
+    .await
+    .expect("key record written");
+}
+
+#[actix_web::test]
+async fn a_session_key_starts_one_session_in_the_reps_queue() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+
+    let before = now_ms();
+    let (key, url, expires_at) = generate(&alice, 600).await;
+    assert!(!key.is_empty());
+    let path = format!("/portal/support/key/{key}");
+    assert!(url.ends_with(&path), "{url}");
+    assert!(expires_at >= before + 600_000 && expires_at <= now_ms() + 600_000);
+
+    let (status, body) = http_get(&app.http(&path)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usable"], true, "{body}");
+    assert_eq!(body["rep"], "Alice Network");
+    assert_eq!(body["portal"], "support");
+    assert_eq!(body["expires_at"], expires_at);
+
+    // Typed as read over the phone: upper case, with dashes.
+    let typed = format!("{}-{}", &key[..6], &key[6..]).to_uppercase();
+    let (_c, v) = enter(&app, ClientKind::Desktop, key_entry(&typed), "Kim").await;
+    assert_eq!(v.state, "waiting");
+    assert_eq!(v.queue_name.as_deref(), Some("Alice Network"));
+    let (queue, summary) = alert_queue(&mut alice, &v.session).await;
+    assert_eq!(queue, "rep:alice");
+    assert_eq!(summary.entry, EntryPath::SessionKey);
+    assert!(stays_quiet(&mut bob, |e| matches!(e, Event::QueueEntered { .. })).await);
+
+    let (status, body) = http_get(&app.http(&path)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usable"], false, "{body}");
+
+    assert_eq!(
+        entry_refused(&app, key_entry(&key), "Kim again").await,
+        ErrorCode::KeyUsed
+    );
+    assert_eq!(
+        entry_refused(&app, key_entry("zzzzzzzzzzzz"), "Nobody").await,
+        ErrorCode::KeyUnknown
+    );
+    let (status, body) = http_get(&app.http("/portal/support/key/zzzzzzzzzzzz")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["code"], "key_unknown");
+}
+
+#[actix_web::test]
+async fn session_key_rules() {
+    let app = spawn_app().await;
+    let alice = app.rep("alice").await;
+    let carol = app.rep("carol").await;
+
+    let gen = |secs: u64, portal: Option<&str>| RequestBody::GenerateSessionKey {
+        valid_for_secs: secs,
+        portal: portal.map(str::to_string),
+    };
+    assert_eq!(
+        refused(&carol, gen(600, Some("support"))).await,
+        ErrorCode::PermissionDenied
+    );
+    for secs in [0, 59, 8 * 24 * 3600] {
+        assert_eq!(
+            refused(&alice, gen(secs, Some("support"))).await,
+            ErrorCode::InvalidRequest,
+            "valid_for_secs {secs}"
+        );
+    }
+    assert_eq!(
+        refused(&alice, gen(600, Some("nowhere"))).await,
+        ErrorCode::NotFound
+    );
+    let customer = app.customer(ClientKind::Desktop).await;
+    assert_eq!(
+        refused(&customer, gen(600, None)).await,
+        ErrorCode::WrongRole
+    );
+
+    // An expired key.
+    let expired = "expiredkey22";
+    write_key(&app, expired, now_ms() - 1_000).await;
+    assert_eq!(
+        entry_refused(&app, key_entry(expired), "Late").await,
+        ErrorCode::KeyExpired
+    );
+    let (status, body) = http_get(&app.http(&format!("/portal/support/key/{expired}"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usable"], false);
+}
+
+#[actix_web::test]
+async fn a_started_session_outlives_its_keys_period() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let key = "shortkey2345";
+    write_key(&app, key, now_ms() + 1_500).await;
+    let (mut customer, v) = enter(&app, ClientKind::Desktop, key_entry(key), "Pat").await;
+    alert_for(&mut alice, &v.session).await;
+
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    // The key is over, the session is not.
+    assert_eq!(
+        entry_refused(&app, key_entry(key), "Other").await,
+        ErrorCode::KeyUsed
+    );
+    let accepted = accept(&alice, &v.session).await.expect("still acceptable");
+    assert_eq!(session_of(&accepted).owner.as_deref(), Some("alice"));
+    ok(
+        &alice,
+        RequestBody::Chat {
+            session: Some(v.session.clone()),
+            text: "still here".into(),
+        },
+    )
+    .await;
+    customer
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::Chat { line, .. } if line.text == "still here"),
+        )
+        .await
+        .expect("the session works after the key's period");
+}
+
+#[actix_web::test]
+async fn choosing_a_rep_from_the_public_list() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let bob = app.rep("bob").await;
+    let _carol = app.rep("carol").await;
+
+    let public = |r: Reply| match r {
+        Reply::Reps { reps } => reps.into_iter().map(|r| r.id).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let customer = app.customer(ClientKind::Desktop).await;
+    assert_eq!(
+        public(ok(&customer, RequestBody::PublicReps).await),
+        ["alice", "bob"]
+    );
+
+    ok(&bob, RequestBody::Logout).await;
+    // The logout's detach is asynchronous: allow it to land.
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        listed = public(ok(&customer, RequestBody::PublicReps).await);
+        if listed == ["alice"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(listed, ["alice"]);
+
+    let rep = |r: &str| Entry::Rep { rep: r.into() };
+    assert_eq!(
+        entry_refused(&app, rep("bob"), "Lou").await,
+        ErrorCode::RepUnavailable
+    );
+    assert_eq!(
+        entry_refused(&app, rep("carol"), "Lou").await,
+        ErrorCode::RepUnavailable
+    );
+    assert_eq!(
+        entry_refused(&app, rep("nobody"), "Lou").await,
+        ErrorCode::NotFound
+    );
+
+    let (_c, v) = enter(&app, ClientKind::Desktop, rep("alice"), "Lou").await;
+    let (queue, summary) = alert_queue(&mut alice, &v.session).await;
+    assert_eq!(queue, "rep:alice");
+    assert_eq!(summary.entry, EntryPath::RepChoice);
+    assert_eq!(summary.customer_name, "Lou");
+
+    // Once alice is gone too, nobody is listed or choosable.
+    alice.close().await;
+    let mut listed = vec!["x".to_string()];
+    for _ in 0..50 {
+        listed = public(ok(&customer, RequestBody::PublicReps).await);
+        if listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(
+        entry_refused(&app, rep("alice"), "Lou").await,
+        ErrorCode::RepUnavailable
+    );
+}
+
+#[actix_web::test]
+async fn buttons_issue_form_and_help_links_route_to_their_queues() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+    let mut carol = app.rep("carol").await;
+
+    let button = |b: &str| Entry::SupportButton { button: b.into() };
+    let (_c1, v) = enter(&app, ClientKind::Desktop, button("desk-alice"), "Ann").await;
+    let (queue, summary) = alert_queue(&mut alice, &v.session).await;
+    assert_eq!(queue, "rep:alice");
+    assert_eq!(summary.entry, EntryPath::SupportButton);
+    assert_eq!(v.queue_name.as_deref(), Some("Alice Network"));
+
+    let (_c2, v) = enter(&app, ClientKind::Desktop, button("desk-network"), "Ben").await;
+    assert_eq!(alert_queue(&mut bob, &v.session).await.0, "team:network");
+    assert_eq!(alert_queue(&mut alice, &v.session).await.0, "team:network");
+    assert_eq!(v.queue_name.as_deref(), Some("Network Support"));
+
+    let (_c3, v) = enter(
+        &app,
+        ClientKind::Desktop,
+        Entry::IssueForm {
+            issue_type: "invoice".into(),
+        },
+        "Cat",
+    )
+    .await;
+    let (queue, summary) = alert_queue(&mut carol, &v.session).await;
+    assert_eq!(queue, "team:billing");
+    assert_eq!(summary.issue_type.as_deref(), Some("invoice"));
+    assert_eq!(summary.entry, EntryPath::IssueForm);
+    assert!(!summary.browser);
+
+    let (_c4, v) = enter(
+        &app,
+        ClientKind::Browser,
+        Entry::HelpLink {
+            link: "billing-page".into(),
+        },
+        "Dee",
+    )
+    .await;
+    let (queue, summary) = alert_queue(&mut carol, &v.session).await;
+    assert_eq!(queue, "team:billing");
+    assert!(summary.browser);
+    assert_eq!(summary.display_name, "[Browser] Dee");
+    assert_eq!(summary.customer_name, "Dee");
+    assert_eq!(summary.entry, EntryPath::BrowserLink);
+    let view = match ok(
+        &carol,
+        RequestBody::ViewQueue {
+            queue: QueueId::team("billing"),
+            sort: SortBy::Wait,
+        },
+    )
+    .await
+    {
+        Reply::QueueView(v) => v,
+        other => panic!("{other:?}"),
+    };
+    let names: Vec<_> = view
+        .items
+        .iter()
+        .map(|i| (i.summary.display_name.as_str(), i.summary.browser))
+        .collect();
+    assert_eq!(names, [("Cat", false), ("[Browser] Dee", true)]);
+    assert!(stays_quiet(&mut bob, |e| matches!(e, Event::QueueEntered { .. })).await);
+
+    for (entry, code) in [
+        (button("no-such-button"), ErrorCode::NotFound),
+        (
+            Entry::IssueForm {
+                issue_type: "printer".into(),
+            },
+            ErrorCode::NotFound,
+        ),
+        (
+            Entry::HelpLink {
+                link: "no-such-page".into(),
+            },
+            ErrorCode::NotFound,
+        ),
+    ] {
+        assert_eq!(
+            entry_refused(&app, entry.clone(), "Eve").await,
+            code,
+            "{entry:?}"
+        );
+    }
+    for name in ["", "   "] {
+        assert_eq!(
+            entry_refused(&app, button("desk-network"), name).await,
+            ErrorCode::InvalidRequest,
+            "name {name:?}"
+        );
+    }
+    // A refused start leaves the connection usable.
+    let mut c = app.customer(ClientKind::Desktop).await;
+    assert_eq!(
+        refused(
+            &c,
+            RequestBody::StartSession {
+                entry: button("nope"),
+                name: "Fay".into(),
+                company: String::new(),
+                description: String::new(),
+            }
+        )
+        .await,
+        ErrorCode::NotFound
+    );
+    c.start_session(button("desk-network"), "Fay", "", "")
+        .await
+        .expect("second try works");
+}
+
+#[actix_web::test]
+async fn mobile_sessions_are_view_only() {
+    let app = spawn_app().await;
+    let alice = app.rep("alice").await;
+
+    let (mut phone, v) = enter(
+        &app,
+        ClientKind::Mobile,
+        Entry::IssueForm {
+            issue_type: "wifi".into(),
+        },
+        "Moe",
+    )
+    .await;
+    assert!(v.view_only);
+    let accepted = accept(&alice, &v.session).await.unwrap();
+    assert!(session_of(&accepted).summary.view_only);
+    assert_eq!(session_of(&accepted).summary.client, ClientKind::Mobile);
+
+    assert_eq!(
+        refused(
+            &alice,
+            RequestBody::Control {
+                session: v.session.clone(),
+                input: "click 10 10".into(),
+            }
+        )
+        .await,
+        ErrorCode::ViewOnly
+    );
+    ok(
+        &alice,
+        RequestBody::RequestView {
+            session: v.session.clone(),
+        },
+    )
+    .await;
+    phone
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::ViewRequested { by } if by == "Alice Network"),
+        )
+        .await
+        .expect("the phone is asked to share its screen");
+    ok(
+        &alice,
+        RequestBody::Chat {
+            session: Some(v.session.clone()),
+            text: "tap settings".into(),
+        },
+    )
+    .await;
+    phone
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::Chat { line, .. } if line.text == "tap settings"),
+        )
+        .await
+        .expect("chat works on mobile");
+    assert!(stays_quiet(&mut phone, |e| matches!(e, Event::ControlInput { .. })).await);
+
+    // A desktop customer can be controlled.
+    let (mut desk, v) = enter(
+        &app,
+        ClientKind::Desktop,
+        Entry::IssueForm {
+            issue_type: "wifi".into(),
+        },
+        "Dot",
+    )
+    .await;
+    assert!(!v.view_only);
+    accept(&alice, &v.session).await.unwrap();
+    ok(
+        &alice,
+        RequestBody::Control {
+            session: v.session.clone(),
+            input: "click 10 10".into(),
+        },
+    )
+    .await;
+    desk.wait_event(
+        WAIT,
+        |e| matches!(e, Event::ControlInput { input } if input == "click 10 10"),
+    )
+    .await
+    .expect("the desktop receives the control input");
+}

@@ -1,0 +1,742 @@
+//! Sessions once accepted: transfer to a team or a rep, sharing (invite,
+//! join, leave, ownership), ordered and kept chat, ending by the customer,
+//! and the history the REST API shows.
+mod common;
+
+use common::*;
+use switchboard::client::Client;
+use switchboard::domain::ids::{ClientKind, QueueId};
+use switchboard::domain::queue::SortBy;
+use switchboard::domain::session::HistoryEvent;
+use switchboard::error::ErrorCode;
+use switchboard::protocol::{Event, LeftQueueReason, Reply, RequestBody, SessionDetails};
+
+async fn ok(c: &Client, body: RequestBody) -> Reply {
+    c.request(body).await.expect("request succeeds")
+}
+
+async fn refused(c: &Client, body: RequestBody) -> ErrorCode {
+    let e = c.request(body).await.expect_err("request is refused");
+    e.code()
+        .unwrap_or_else(|| panic!("not a server error: {e}"))
+}
+
+async fn details(c: &Client, session: &str) -> SessionDetails {
+    session_of(
+        &ok(
+            c,
+            RequestBody::SessionDetails {
+                session: session.into(),
+            },
+        )
+        .await,
+    )
+    .clone()
+}
+
+fn events(d: &SessionDetails) -> Vec<HistoryEvent> {
+    d.history.iter().map(|h| h.event).collect()
+}
+
+fn transfer(session: &str, to: &str) -> RequestBody {
+    RequestBody::Transfer {
+        session: session.into(),
+        to: to.parse().unwrap(),
+    }
+}
+
+fn invite(session: &str, to: &str) -> RequestBody {
+    RequestBody::Invite {
+        session: session.into(),
+        to: to.parse().unwrap(),
+    }
+}
+
+fn join(session: &str) -> RequestBody {
+    RequestBody::Join {
+        session: session.into(),
+    }
+}
+
+fn leave(session: &str) -> RequestBody {
+    RequestBody::Leave {
+        session: session.into(),
+    }
+}
+
+/// A vpn customer waiting in team:network, accepted by `rep`.
+async fn accepted_by(app: &TestApp, rep: &Client, name: &str) -> (Client, String) {
+    let mut c = app.customer(ClientKind::Desktop).await;
+    let v = start_issue(&mut c, "vpn", name).await;
+    accept(rep, &v.session).await.expect("accepted");
+    (c, v.session)
+}
+
+async fn rest_token(app: &TestApp, user: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(app.http("/api/login"))
+        .json(&serde_json::json!({"username": user, "password": format!("{user}-demo")}))
+        .send()
+        .await
+        .expect("login over HTTP");
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["token"].as_str().expect("a token").to_string()
+}
+
+async fn rest_session(app: &TestApp, token: &str, id: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .get(app.http(&format!("/api/sessions/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET session");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON"))
+}
+
+#[actix_web::test]
+async fn transfer_to_a_team_and_to_a_rep() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+    let mut carol = app.rep("carol").await;
+
+    // The targets a rep can pick from.
+    match ok(&alice, RequestBody::ListTeams).await {
+        Reply::Teams { teams } => {
+            let got: Vec<_> = teams
+                .iter()
+                .map(|t| (t.id.as_str(), t.name.as_str(), t.queue.to_string()))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("billing", "Billing", "team:billing".to_string()),
+                    ("escalations", "Escalations", "team:escalations".to_string()),
+                    ("network", "Network Support", "team:network".to_string()),
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match ok(&alice, RequestBody::ListReps).await {
+        Reply::Reps { reps } => {
+            let ids: Vec<_> = reps.iter().map(|r| r.id.as_str()).collect();
+            assert_eq!(ids, ["admin", "alice", "bob", "carol"]);
+            let carol_info = reps.iter().find(|r| r.id == "carol").unwrap();
+            assert!(carol_info.online);
+            assert!(!carol_info.public);
+            assert_eq!(carol_info.teams, ["billing"]);
+            assert!(!reps.iter().find(|r| r.id == "admin").unwrap().online);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let (mut customer, s) = accepted_by(&app, &alice, "Dana").await;
+    alert_for(&mut bob, &s).await; // its first arrival, in team:network
+    let before = details(&alice, &s).await;
+
+    // Only the owner may transfer, only to a queue that exists.
+    assert_eq!(
+        refused(&bob, transfer(&s, "team:billing")).await,
+        ErrorCode::NotYourSession
+    );
+    assert_eq!(
+        refused(&alice, transfer(&s, "team:nowhere")).await,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        refused(&alice, transfer(&s, "rep:nobody")).await,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        refused(&alice, transfer("0123456789abcdef", "team:billing")).await,
+        ErrorCode::NotFound
+    );
+
+    ok(&alice, transfer(&s, "team:billing")).await;
+    match alert_for(&mut carol, &s).await {
+        Event::QueueEntered { queue, session, .. } => {
+            assert_eq!(queue.to_string(), "team:billing");
+            assert_eq!(session.wait_start, before.summary.wait_start);
+        }
+        other => panic!("{other:?}"),
+    }
+    alice
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::SessionClosed { session, .. } if *session == s),
+        )
+        .await
+        .expect("alice is out of the session");
+    customer
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Billing"),
+        )
+        .await
+        .expect("the customer is told");
+    assert!(stays_quiet(&mut bob, |e| matches!(e, Event::QueueEntered { .. })).await);
+
+    let d = details(&carol, &s).await;
+    assert_eq!(d.owner, None);
+    assert!(d.participants.is_empty());
+    assert_eq!(d.last_queue, QueueId::team("billing"));
+    assert_eq!(d.entered_through, QueueId::team("network"));
+    assert_eq!(d.summary.wait_start, before.summary.wait_start);
+    let view = match ok(
+        &carol,
+        RequestBody::ViewQueue {
+            queue: QueueId::team("billing"),
+            sort: SortBy::Wait,
+        },
+    )
+    .await
+    {
+        Reply::QueueView(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(view.items.len(), 1);
+    assert_eq!(view.items[0].summary.session, s);
+    // Alice handed it on: it is no longer hers.
+    match ok(&alice, RequestBody::MySessions).await {
+        Reply::Sessions { sessions } => assert!(sessions.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        refused(
+            &alice,
+            RequestBody::Chat {
+                session: Some(s.clone()),
+                text: "still mine?".into()
+            }
+        )
+        .await,
+        ErrorCode::NotYourSession
+    );
+
+    // Carol takes it and passes it to bob personally.
+    accept(&carol, &s).await.expect("carol accepts");
+    ok(&carol, transfer(&s, "rep:bob")).await;
+    match alert_for(&mut bob, &s).await {
+        Event::QueueEntered { queue, .. } => assert_eq!(queue.to_string(), "rep:bob"),
+        other => panic!("{other:?}"),
+    }
+    customer
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Bob Network"),
+        )
+        .await
+        .expect("told about the second transfer");
+    accept(&bob, &s).await.expect("bob accepts");
+    let d = details(&bob, &s).await;
+    assert_eq!(
+        events(&d),
+        [
+            HistoryEvent::Created,
+            HistoryEvent::EnteredQueue,
+            HistoryEvent::Accepted,
+            HistoryEvent::Transferred,
+            HistoryEvent::EnteredQueue,
+            HistoryEvent::Accepted,
+            HistoryEvent::Transferred,
+            HistoryEvent::EnteredQueue,
+            HistoryEvent::Accepted,
+        ]
+    );
+}
+
+#[actix_web::test]
+async fn a_participant_who_is_not_the_owner_cannot_transfer() {
+    let app = spawn_app().await;
+    let alice = app.rep("alice").await;
+    let bob = app.rep("bob").await;
+    let (_c, s) = accepted_by(&app, &alice, "Dana").await;
+    ok(&alice, invite(&s, "rep:bob")).await;
+    ok(&bob, join(&s)).await;
+    assert_eq!(
+        refused(&bob, transfer(&s, "team:billing")).await,
+        ErrorCode::NotOwner
+    );
+    assert_eq!(
+        refused(
+            &bob,
+            RequestBody::EndSession {
+                session: Some(s.clone())
+            }
+        )
+        .await,
+        ErrorCode::NotOwner
+    );
+}
+
+#[actix_web::test]
+async fn sharing_a_session_invite_join_leave_end() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+    let mut carol = app.rep("carol").await;
+    let (mut customer, s) = accepted_by(&app, &alice, "Dana").await;
+
+    // Nobody joins uninvited.
+    assert_eq!(refused(&bob, join(&s)).await, ErrorCode::NotInvited);
+    assert_eq!(
+        refused(&alice, invite(&s, "rep:alice")).await,
+        ErrorCode::AlreadyInSession
+    );
+    assert_eq!(
+        refused(&bob, invite(&s, "rep:carol")).await,
+        ErrorCode::NotYourSession
+    );
+
+    // A personal invitation: an `invited` event and an entry in bob's
+    // personal queue view.
+    ok(&alice, invite(&s, "rep:bob")).await;
+    match bob
+        .wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
+        .await
+    {
+        Some(Event::Invited { queue, invitation }) => {
+            assert_eq!(queue.to_string(), "rep:bob");
+            assert_eq!(invitation.session, s);
+            assert_eq!(invitation.invited_by, "alice");
+            assert_eq!(invitation.display_name, "Dana");
+        }
+        other => panic!("bob not invited: {other:?}"),
+    }
+    let bobs = match ok(
+        &bob,
+        RequestBody::ViewQueue {
+            queue: QueueId::rep("bob"),
+            sort: SortBy::Wait,
+        },
+    )
+    .await
+    {
+        Reply::QueueView(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert!(bobs.items.is_empty());
+    assert_eq!(bobs.invitations.len(), 1);
+    assert_eq!(bobs.invitations[0].session, s);
+    match ok(&bob, RequestBody::ListQueues).await {
+        Reply::Queues { queues } => {
+            let mine = queues
+                .iter()
+                .find(|q| q.queue == QueueId::rep("bob"))
+                .unwrap();
+            assert_eq!(mine.invitations, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The invitee may look before joining.
+    assert_eq!(details(&bob, &s).await.summary.session, s);
+
+    let joined = session_of(&ok(&bob, join(&s)).await).clone();
+    assert_eq!(joined.owner.as_deref(), Some("alice"));
+    let who: Vec<_> = joined.participants.iter().map(|p| p.rep.as_str()).collect();
+    assert_eq!(who, ["alice", "bob"]);
+    customer
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::RepJoined { name } if name == "Bob Network"),
+        )
+        .await
+        .expect("the customer hears bob joined");
+    alice
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::SessionUpdated { session } if session.participants.len() == 2),
+        )
+        .await
+        .expect("the owner sees bob join");
+    bob.wait_event(
+        WAIT,
+        |e| matches!(e, Event::InvitationWithdrawn { session, .. } if *session == s),
+    )
+    .await
+    .expect("the used invitation leaves bob's queue");
+    assert_eq!(refused(&bob, join(&s)).await, ErrorCode::AlreadyInSession);
+
+    // A team invitation: any member of billing may use it.
+    ok(&alice, invite(&s, "team:billing")).await;
+    match carol
+        .wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
+        .await
+    {
+        Some(Event::Invited { queue, .. }) => assert_eq!(queue.to_string(), "team:billing"),
+        other => panic!("carol's team not invited: {other:?}"),
+    }
+    let joined = session_of(&ok(&carol, join(&s)).await).clone();
+    assert_eq!(joined.participants.len(), 3);
+
+    // The owner leaves: the longest-present participant (bob) takes over.
+    ok(&alice, leave(&s)).await;
+    alice
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::SessionClosed { session, .. } if *session == s),
+        )
+        .await
+        .expect("alice is out");
+    customer
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::RepLeft { name } if name == "Alice Network"),
+        )
+        .await
+        .expect("the customer hears alice left");
+    bob.wait_event(WAIT, |e| {
+        matches!(e, Event::SessionUpdated { session } if session.owner.as_deref() == Some("bob"))
+    })
+    .await
+    .expect("bob is told he owns it");
+    let d = details(&carol, &s).await;
+    assert_eq!(d.owner.as_deref(), Some("bob"));
+    assert_eq!(
+        refused(&carol, transfer(&s, "team:network")).await,
+        ErrorCode::NotOwner
+    );
+
+    // Down to one rep, who cannot leave.
+    ok(&carol, leave(&s)).await;
+    assert_eq!(refused(&bob, leave(&s)).await, ErrorCode::LastRep);
+
+    // Bring carol back, then the owner ends it for everyone.
+    ok(&bob, invite(&s, "rep:carol")).await;
+    ok(&carol, join(&s)).await;
+    ok(
+        &bob,
+        RequestBody::EndSession {
+            session: Some(s.clone()),
+        },
+    )
+    .await;
+    for rep in [&mut bob, &mut carol] {
+        rep.wait_event(
+            WAIT,
+            |e| matches!(e, Event::SessionEnded { session, .. } if *session == s),
+        )
+        .await
+        .expect("every rep told it ended");
+    }
+    customer
+        .wait_event(WAIT, |e| matches!(e, Event::SessionEnded { .. }))
+        .await
+        .expect("the customer told it ended");
+
+    let d = details(&alice, &s).await;
+    assert_eq!(
+        events(&d),
+        [
+            HistoryEvent::Created,
+            HistoryEvent::EnteredQueue,
+            HistoryEvent::Accepted,
+            HistoryEvent::Invited,
+            HistoryEvent::Joined,
+            HistoryEvent::Invited,
+            HistoryEvent::Joined,
+            HistoryEvent::Left,
+            HistoryEvent::OwnerChanged,
+            HistoryEvent::Left,
+            HistoryEvent::Invited,
+            HistoryEvent::Joined,
+            HistoryEvent::Ended,
+        ]
+    );
+}
+
+#[actix_web::test]
+async fn ending_withdraws_open_invitations() {
+    let app = spawn_app().await;
+    let alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+    let (_c, s) = accepted_by(&app, &alice, "Dana").await;
+    ok(&alice, invite(&s, "rep:bob")).await;
+    bob.wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
+        .await
+        .expect("invited");
+    ok(
+        &alice,
+        RequestBody::EndSession {
+            session: Some(s.clone()),
+        },
+    )
+    .await;
+    bob.wait_event(
+        WAIT,
+        |e| matches!(e, Event::InvitationWithdrawn { session, .. } if *session == s),
+    )
+    .await
+    .expect("the invitation goes away with the session");
+    let bobs = match ok(
+        &bob,
+        RequestBody::ViewQueue {
+            queue: QueueId::rep("bob"),
+            sort: SortBy::Wait,
+        },
+    )
+    .await
+    {
+        Reply::QueueView(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert!(bobs.invitations.is_empty());
+    assert_eq!(refused(&bob, join(&s)).await, ErrorCode::NotFound);
+}
+
+#[actix_web::test]
+async fn chat_is_ordered_and_kept() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let (mut customer, s) = accepted_by(&app, &alice, "Dana").await;
+
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let text = format!("line {i}");
+        if i % 2 == 0 {
+            ok(
+                &customer,
+                RequestBody::Chat {
+                    session: None,
+                    text: text.clone(),
+                },
+            )
+            .await;
+        } else {
+            ok(
+                &alice,
+                RequestBody::Chat {
+                    session: Some(s.clone()),
+                    text: text.clone(),
+                },
+            )
+            .await;
+        }
+        sent.push(text);
+    }
+
+    for (who, c) in [("customer", &mut customer), ("alice", &mut alice)] {
+        let mut got = Vec::new();
+        while got.len() < 20 {
+            match c
+                .wait_event(WAIT, |e| matches!(e, Event::Chat { .. }))
+                .await
+            {
+                Some(Event::Chat { session, line }) => {
+                    assert_eq!(session, s);
+                    got.push(line);
+                }
+                other => panic!("{who} got {} lines, then {other:?}", got.len()),
+            }
+        }
+        let texts: Vec<_> = got.iter().map(|l| l.text.clone()).collect();
+        assert_eq!(texts, sent, "{who} sees the lines in order");
+        let seqs: Vec<_> = got.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, (0..20).collect::<Vec<u64>>(), "{who}");
+        assert_eq!(got[0].from, "customer");
+        assert_eq!(got[0].name, "Dana");
+        assert_eq!(got[1].from, "rep:alice");
+        assert_eq!(got[1].name, "Alice Network");
+    }
+
+    for c in [&customer, &alice] {
+        let body = RequestBody::ChatHistory {
+            session: if std::ptr::eq(c, &customer) {
+                None
+            } else {
+                Some(s.clone())
+            },
+        };
+        match ok(c, body).await {
+            Reply::ChatHistory { lines } => {
+                let texts: Vec<_> = lines.iter().map(|l| l.text.clone()).collect();
+                assert_eq!(texts, sent);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(details(&alice, &s).await.chat_lines, 20);
+
+    // Empty lines are refused and change nothing.
+    assert_eq!(
+        refused(
+            &customer,
+            RequestBody::Chat {
+                session: None,
+                text: "  ".into()
+            }
+        )
+        .await,
+        ErrorCode::InvalidRequest
+    );
+    // Kept after the end, for the reps who were in it.
+    ok(
+        &alice,
+        RequestBody::EndSession {
+            session: Some(s.clone()),
+        },
+    )
+    .await;
+    match ok(
+        &alice,
+        RequestBody::ChatHistory {
+            session: Some(s.clone()),
+        },
+    )
+    .await
+    {
+        Reply::ChatHistory { lines } => assert_eq!(lines.len(), 20),
+        other => panic!("{other:?}"),
+    }
+    let bob = app.rep("bob").await;
+    assert_eq!(
+        refused(
+            &bob,
+            RequestBody::ChatHistory {
+                session: Some(s.clone())
+            }
+        )
+        .await,
+        ErrorCode::NotYourSession
+    );
+}
+
+#[actix_web::test]
+async fn customer_ends_the_session_and_history_is_in_the_api() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+    let (mut customer, s) = accepted_by(&app, &alice, "Dana").await;
+    ok(&alice, invite(&s, "rep:bob")).await;
+    ok(&bob, join(&s)).await;
+    ok(&bob, leave(&s)).await;
+    ok(&alice, invite(&s, "team:network")).await;
+    ok(&bob, join(&s)).await;
+
+    ok(&customer, RequestBody::EndSession { session: None }).await;
+    for rep in [&mut alice, &mut bob] {
+        match rep
+            .wait_event(
+                WAIT,
+                |e| matches!(e, Event::SessionEnded { session, .. } if *session == s),
+            )
+            .await
+        {
+            Some(Event::SessionEnded { reason, .. }) => {
+                assert_eq!(reason, "ended by the customer")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    customer
+        .wait_event(WAIT, |e| matches!(e, Event::SessionEnded { .. }))
+        .await
+        .expect("the customer sees it ended");
+    // Nothing more can be said in an ended session.
+    assert_eq!(
+        refused(
+            &customer,
+            RequestBody::Chat {
+                session: None,
+                text: "wait".into()
+            }
+        )
+        .await,
+        ErrorCode::NotFound
+    );
+    match ok(&alice, RequestBody::MySessions).await {
+        Reply::Sessions { sessions } => assert!(sessions.is_empty()),
+        other => panic!("{other:?}"),
+    }
+
+    let d = details(&alice, &s).await;
+    let last = d.history.last().unwrap();
+    assert_eq!(last.event, HistoryEvent::Ended);
+    assert_eq!(last.actor, "customer");
+
+    let token = rest_token(&app, "alice").await;
+    let (status, body) = rest_session(&app, &token, &s).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session"], s.as_str());
+    assert_eq!(body["state"], "ended");
+    let history: Vec<(String, String)> = body["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|h| {
+            (
+                h["event"].as_str().unwrap().to_string(),
+                h["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("created", "customer"),
+        ("entered_queue", "system"),
+        ("accepted", "rep:alice"),
+        ("invited", "rep:alice"),
+        ("joined", "rep:bob"),
+        ("left", "rep:bob"),
+        ("invited", "rep:alice"),
+        ("joined", "rep:bob"),
+        ("ended", "customer"),
+    ]
+    .map(|(e, a)| (e.to_string(), a.to_string()));
+    assert_eq!(history, expect);
+
+    // Someone who had no part in it is refused; nobody without a token.
+    let carol = rest_token(&app, "carol").await;
+    let (status, body) = rest_session(&app, &carol, &s).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "not_your_session");
+    let r = reqwest::get(app.http(&format!("/api/sessions/{s}")))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let admin = rest_token(&app, "admin").await;
+    let (status, _) = rest_session(&app, &admin, &s).await;
+    assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn a_waiting_customer_can_give_up() {
+    let app = spawn_app().await;
+    let mut bob = app.rep("bob").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let v = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut bob, &v.session).await;
+    ok(&customer, RequestBody::EndSession { session: None }).await;
+    bob.wait_event(WAIT, |e| {
+        matches!(e, Event::QueueLeft { session, reason: LeftQueueReason::Ended, .. } if *session == v.session)
+    })
+    .await
+    .expect("the session leaves the queue");
+    assert_eq!(
+        accept(&bob, &v.session).await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+    // Bob had no part in it; an admin reads its history.
+    assert_eq!(
+        refused(
+            &bob,
+            RequestBody::SessionDetails {
+                session: v.session.clone()
+            }
+        )
+        .await,
+        ErrorCode::NotYourSession
+    );
+    let admin = rest_token(&app, "admin").await;
+    let (status, body) = rest_session(&app, &admin, &v.session).await;
+    assert_eq!(status, 200, "{body}");
+    let history: Vec<_> = body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(history, ["created", "entered_queue", "ended"]);
+}
