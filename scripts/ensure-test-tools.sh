@@ -17,7 +17,7 @@ if ! command -v promtool >/dev/null 2>&1; then
     echo "installed promtool (Debian package prometheus)" >&2
 fi
 
-if ! command -v schemathesis >/dev/null 2>&1 && ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
-    python3 -m pip install -q --disable-pip-version-check schemathesis >/dev/null
+if ! python3 -c 'import schemathesis.cli' >/dev/null 2>&1; then
+    python3 -m pip install -q --disable-pip-version-check 'schemathesis>=4,<5' >/dev/null
     echo "installed schemathesis (PyPI)" >&2
 fi

@@ -149,7 +149,7 @@ impl QueueMetrics {
             entered: counter_vec(
                 r,
                 "switchboard_sessions_entered_total",
-                "Sessions that entered a queue, by path (session_key, rep_choice, support_button, issue_form, browser_link, transfer, requeue)",
+                "Sessions that entered a queue, by path (session_key, rep_choice, support_button, issue_form, browser_link, transfer, requeue, rule)",
                 &["path"],
             ),
             accepts: counter(
@@ -196,7 +196,8 @@ impl QueueMetrics {
 pub const SESSION_STATES: &[&str] = &["waiting", "active"];
 
 /// Label values of `switchboard_sessions_entered_total{path}`: the entry
-/// paths of [`crate::domain::ids::EntryPath`], then transfer and requeue.
+/// paths of [`crate::domain::ids::EntryPath`], then transfer, requeue (the
+/// lost-rep fallback) and rule (moved by a waiting-session rule).
 pub const ENTRY_PATHS: &[&str] = &[
     "session_key",
     "rep_choice",
@@ -205,6 +206,7 @@ pub const ENTRY_PATHS: &[&str] = &[
     "browser_link",
     "transfer",
     "requeue",
+    "rule",
 ];
 
 /// Connections and the protocol.

@@ -254,6 +254,7 @@ fn check_scenario(m: &[Sample]) -> Result<(), String> {
     expect(entered, &[("path", "session_key")], 0.0);
     expect(entered, &[("path", "rep_choice")], 0.0);
     expect(entered, &[("path", "requeue")], 0.0);
+    expect(entered, &[("path", "rule")], 0.0);
     expect("switchboard_accepts_total", &[], 2.0);
     expect("switchboard_transfers_total", &[], 1.0);
     expect("switchboard_sessions_abandoned_total", &[], 0.0);
