@@ -1241,9 +1241,11 @@ pub async fn start(
             alert: true,
         })
         .await?;
-    // So the customer's first view already shows their place.
+    // So the customer's first view already shows their place. (The name is
+    // read first: the catalog lock must not be held across the await.)
+    let queue_name = hub.catalog().queue_name(&queue);
     addr.send(PositionChanged {
-        queue_name: hub.catalog().queue_name(&queue),
+        queue_name,
         position,
         estimated_wait_secs,
     })
