@@ -188,12 +188,24 @@ impl QueueMetrics {
         for path in ENTRY_PATHS {
             m.entered.with_label_values(&[path]);
         }
+        for reason in REQUEUE_REASONS {
+            m.requeues.with_label_values(&[reason]);
+        }
+        for action in RULE_ACTIONS {
+            m.rule_firings.with_label_values(&[action]);
+        }
         m
     }
 }
 
 /// Label values of `switchboard_sessions{state}`.
 pub const SESSION_STATES: &[&str] = &["waiting", "active"];
+
+/// Label values of `switchboard_requeues_total{reason}`.
+pub const REQUEUE_REASONS: &[&str] = &["rep_connection_lost"];
+
+/// Label values of `switchboard_rule_firings_total{action}`.
+pub const RULE_ACTIONS: &[&str] = &["mark", "transfer", "skip", "no_rep_available"];
 
 /// Label values of `switchboard_sessions_entered_total{path}`: the entry
 /// paths of [`crate::domain::ids::EntryPath`], then transfer, requeue (the
@@ -277,9 +289,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let up =
-            IntGauge::new("switchboard_up", "1 while the server is serving, 0 once it shuts down")
-                .expect("valid metric");
+        let up = IntGauge::new(
+            "switchboard_up",
+            "1 while the server is serving, 0 once it shuts down",
+        )
+        .expect("valid metric");
         registry
             .register(Box::new(up.clone()))
             .expect("unique metric");

@@ -281,7 +281,11 @@ impl Connection {
         let answer = self.dispatch(req).await;
         if self.phase_name() != before {
             self.record_phase();
-            tracing::info!(request = kind, phase = self.phase_name(), "connection phase changed");
+            tracing::info!(
+                request = kind,
+                phase = self.phase_name(),
+                "connection phase changed"
+            );
         }
         match answer {
             Ok(body) => {
