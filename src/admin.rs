@@ -9,8 +9,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::actors::{supervisor, Hub};
 use crate::auth::hash_password;
 use crate::config::Seed;
-use crate::domain::rules::QueueRules;
 use crate::domain::catalog::*;
+use crate::domain::ids::QueueId;
+use crate::domain::rules::QueueRules;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::store::{self, Expect, Record, Store};
 
@@ -80,21 +81,50 @@ pub async fn load_catalog(store: &dyn Store) -> AppResult<Catalog> {
     Ok(c)
 }
 
-/// Writes the seed into an empty catalog. Returns whether it did.
+/// Writes the seed into an empty catalog. Returns whether it did. The
+/// whole seed is checked first, so a bad entry stores nothing (and the next
+/// start, with the file fixed, seeds again).
 pub async fn seed_if_empty(store: &dyn Store, seed: &Seed) -> AppResult<bool> {
     let existing = load_catalog(store).await?;
     if !existing.teams.is_empty() || !existing.reps.is_empty() {
         return Ok(false);
     }
+    let c = seed_catalog(seed)?;
+    for t in c.teams.values() {
+        put(store, Kind::Team, &t.id, t).await?;
+    }
+    for i in c.issue_types.values() {
+        put(store, Kind::IssueType, &i.id, i).await?;
+    }
+    for p in c.portals.values() {
+        put(store, Kind::Portal, &p.id, p).await?;
+    }
+    for b in c.buttons.values() {
+        put(store, Kind::SupportButton, &b.id, b).await?;
+    }
+    for l in c.help_links.values() {
+        put(store, Kind::HelpLink, &l.id, l).await?;
+    }
+    // Reps last: a store with reps counts as seeded.
+    for r in c.reps.values() {
+        put(store, Kind::Rep, &r.id, r).await?;
+    }
+    Ok(true)
+}
+
+/// The seed as a checked catalog, nothing stored.
+fn seed_catalog(seed: &Seed) -> AppResult<Catalog> {
+    use crate::domain::ids::check_admin_id;
     let mut c = Catalog::default();
     for t in &seed.teams {
-        let team = Team {
-            id: t.id.clone(),
-            name: t.name.clone(),
-        };
-        crate::domain::ids::check_admin_id("team", &team.id)?;
-        put(store, Kind::Team, &team.id, &team).await?;
-        c.teams.insert(team.id.clone(), team);
+        check_admin_id("team", &t.id)?;
+        c.teams.insert(
+            t.id.clone(),
+            Team {
+                id: t.id.clone(),
+                name: t.name.clone(),
+            },
+        );
     }
     for r in &seed.reps {
         let rep = Rep {
@@ -109,7 +139,6 @@ pub async fn seed_if_empty(store: &dyn Store, seed: &Seed) -> AppResult<bool> {
             max_sessions: None,
         };
         c.validate_rep(&rep)?;
-        put(store, Kind::Rep, &rep.id, &rep).await?;
         c.reps.insert(rep.id.clone(), rep);
     }
     for i in &seed.issue_types {
@@ -121,36 +150,41 @@ pub async fn seed_if_empty(store: &dyn Store, seed: &Seed) -> AppResult<bool> {
             skills: Vec::new(),
         };
         c.validate_issue_type(&it)?;
-        put(store, Kind::IssueType, &it.id, &it).await?;
         c.issue_types.insert(it.id.clone(), it);
     }
     for p in &seed.portals {
-        let portal = Portal {
-            id: p.id.clone(),
-            name: p.name.clone(),
-        };
-        crate::domain::ids::check_admin_id("portal", &portal.id)?;
-        put(store, Kind::Portal, &portal.id, &portal).await?;
+        check_admin_id("portal", &p.id)?;
+        c.portals.insert(
+            p.id.clone(),
+            Portal {
+                id: p.id.clone(),
+                name: p.name.clone(),
+            },
+        );
     }
     for b in &seed.support_buttons {
         c.validate_queue_target("support button", &b.id, &b.queue)?;
-        let button = SupportButton {
-            id: b.id.clone(),
-            name: b.name.clone(),
-            queue: b.queue.clone(),
-        };
-        put(store, Kind::SupportButton, &button.id, &button).await?;
+        c.buttons.insert(
+            b.id.clone(),
+            SupportButton {
+                id: b.id.clone(),
+                name: b.name.clone(),
+                queue: b.queue.clone(),
+            },
+        );
     }
     for l in &seed.help_links {
         c.validate_queue_target("help link", &l.id, &l.queue)?;
-        let link = HelpLink {
-            id: l.id.clone(),
-            name: l.name.clone(),
-            queue: l.queue.clone(),
-        };
-        put(store, Kind::HelpLink, &link.id, &link).await?;
+        c.help_links.insert(
+            l.id.clone(),
+            HelpLink {
+                id: l.id.clone(),
+                name: l.name.clone(),
+                queue: l.queue.clone(),
+            },
+        );
     }
-    Ok(true)
+    Ok(c)
 }
 
 async fn put<T: Record>(store: &dyn Store, kind: Kind, id: &str, value: &T) -> AppResult<()> {
@@ -271,19 +305,44 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
         if !exists {
             return Err(AppError::not_found(kind.noun(), id));
         }
-        if kind == Kind::Team {
-            let used = c.reps.values().any(|r| r.teams.iter().any(|t| t == id))
-                || c.issue_types.values().any(|i| i.team == id)
-                || c.buttons
-                    .values()
-                    .any(|b| b.queue == crate::domain::ids::QueueId::team(id))
-                || c.help_links
-                    .values()
-                    .any(|l| l.queue == crate::domain::ids::QueueId::team(id));
+        // A team or rep is also a queue: nothing may still point at it.
+        let queue = match kind {
+            Kind::Team => Some(QueueId::team(id)),
+            Kind::Rep => Some(QueueId::rep(id)),
+            _ => None,
+        };
+        if let Some(q) = &queue {
+            let used = (kind == Kind::Team
+                && (c.reps.values().any(|r| r.teams.iter().any(|t| t == id))
+                    || c.issue_types.values().any(|i| i.team == id)))
+                || c.buttons.values().any(|b| &b.queue == q)
+                || c.help_links.values().any(|l| &l.queue == q);
             if used {
                 return Err(AppError::new(
                     ErrorCode::Conflict,
-                    format!("team '{id}' still has reps, issue types, buttons or links: remove those first"),
+                    format!(
+                        "{} '{id}' is still used by reps, issue types, support buttons or help links: change those first",
+                        kind.noun()
+                    ),
+                ));
+            }
+        }
+    }
+    // Customers still waiting there would be stranded.
+    if let Some(q) = match kind {
+        Kind::Team => Some(QueueId::team(id)),
+        Kind::Rep => Some(QueueId::rep(id)),
+        _ => None,
+    } {
+        if let Ok(addr) = hub.directory.queue(&q) {
+            let stats = addr.send(crate::actors::queue::Stats).await?;
+            if stats.waiting > 0 {
+                return Err(AppError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "{} sessions still wait in {q}: move or end them first",
+                        stats.waiting
+                    ),
                 ));
             }
         }

@@ -388,7 +388,10 @@ impl Settings {
         }
         let sup = &self.supervisor;
         if sup.rep_grace_ms == 0 || sup.customer_grace_ms == 0 {
-            return bad("supervisor.rep_grace_ms", "grace periods must be at least 1 ms");
+            return bad(
+                "supervisor.rep_grace_ms",
+                "grace periods must be at least 1 ms",
+            );
         }
         if !(10..=60_000).contains(&sup.rule_tick_ms) {
             return bad("supervisor.rule_tick_ms", "must be between 10 and 60000");

@@ -219,7 +219,10 @@ pub async fn my_sessions(hub: &Hub, rep: &str) -> AppResult<Vec<SessionDetails>>
 pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
     let addr = hub.directory.session(session)?;
     with_place(hub, rep, session, async {
-        addr.send(Accept { rep: rep.to_string() }).await?
+        addr.send(Accept {
+            rep: rep.to_string(),
+        })
+        .await?
     })
     .await
 }
@@ -228,7 +231,10 @@ pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDet
 pub async fn join(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
     let addr = hub.directory.session(session)?;
     with_place(hub, rep, session, async {
-        addr.send(Join { rep: rep.to_string() }).await?
+        addr.send(Join {
+            rep: rep.to_string(),
+        })
+        .await?
     })
     .await
 }
@@ -385,7 +391,11 @@ pub async fn rep_snapshot(hub: &Arc<Hub>, rep: &str) -> AppResult<Snapshot> {
 
 /// Whose a session key is, when it expires, and whether it can still start
 /// a session. Unknown keys are `key_unknown`.
-pub async fn key_status(hub: &Hub, typed: &str) -> AppResult<(String, Millis, bool)> {
+/// Answers the rep's name, the expiry, whether it is usable and its portal.
+pub async fn key_status(
+    hub: &Hub,
+    typed: &str,
+) -> AppResult<(String, Millis, bool, Option<PortalId>)> {
     let key = crate::domain::keys::normalise(typed);
     if key.is_empty() || key.len() > 64 {
         return Err(AppError::new(
@@ -398,5 +408,10 @@ pub async fn key_status(hub: &Hub, typed: &str) -> AppResult<(String, Millis, bo
             .await?
             .ok_or_else(|| AppError::new(ErrorCode::KeyUnknown, "that session key is not known"))?;
     let name = hub.catalog().queue_name(&QueueId::rep(k.rep.clone()));
-    Ok((name, k.expires_at, k.check_usable(now_ms()).is_ok()))
+    Ok((
+        name,
+        k.expires_at,
+        k.check_usable(now_ms()).is_ok(),
+        k.portal,
+    ))
 }

@@ -11,10 +11,10 @@ use super::directory::Directory;
 use super::rep::Push;
 use super::ConnHandle;
 use crate::config::{RulesSettings, ServerSettings, SupervisorSettings};
-use crate::domain::rep_state::RepStatus;
-use crate::domain::rules::QueueRules;
 use crate::domain::catalog::Catalog;
 use crate::domain::ids::{now_ms, QueueId, RepId};
+use crate::domain::rep_state::RepStatus;
+use crate::domain::rules::QueueRules;
 use crate::metrics::Metrics;
 use crate::protocol::Event;
 use crate::store::SharedStore;
@@ -120,7 +120,11 @@ impl Hub {
     }
 
     pub fn presence(&self, rep: &str) -> Option<Presence> {
-        self.presence.read().unwrap_or_else(|p| p.into_inner()).get(rep).cloned()
+        self.presence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(rep)
+            .cloned()
     }
 
     /// A rep with at least one console connected.
@@ -163,7 +167,10 @@ impl Hub {
         own.unwrap_or_else(|| {
             teams
                 .into_iter()
-                .filter_map(|t| self.rules_for(&QueueId::team(t)).and_then(|q| q.max_sessions_per_rep))
+                .filter_map(|t| {
+                    self.rules_for(&QueueId::team(t))
+                        .and_then(|q| q.max_sessions_per_rep)
+                })
                 .max()
                 .unwrap_or(self.supervisor.max_sessions_per_rep)
         })

@@ -394,7 +394,10 @@ impl Handler<Reserve> for RepActor {
         if self.sessions.len() as u32 >= msg.max {
             return Err(AppError::new(
                 crate::error::ErrorCode::TooManySessions,
-                format!("you already run {} sessions, the most you may", self.sessions.len()),
+                format!(
+                    "you already run {} sessions, the most you may",
+                    self.sessions.len()
+                ),
             ));
         }
         self.sessions.insert(msg.session);
@@ -430,7 +433,10 @@ impl Handler<SetAvailability> for RepActor {
             res?;
             act.publish();
             let (status, auto_assign) = (act.state.status, act.state.auto_assign);
-            act.push(Event::Status { status, auto_assign });
+            act.push(Event::Status {
+                status,
+                auto_assign,
+            });
             Ok((status, auto_assign))
         })))
     }

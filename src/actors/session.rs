@@ -20,8 +20,9 @@ use crate::domain::keys::{hash_secret, normalise, random_id, random_token, Sessi
 use crate::domain::outbox::{Outbox, Resume};
 use crate::domain::queue::{InvitationSummary, SessionSummary};
 use crate::domain::rules::Due;
-use crate::domain::session::{RepLost as SessionRepLost, 
-    rep_actor, Customer, EndReason, NewSession, Session, SessionState, CUSTOMER,
+use crate::domain::session::{
+    rep_actor, Customer, EndReason, NewSession, RepLost as SessionRepLost, Session, SessionState,
+    CUSTOMER,
 };
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::protocol::{
@@ -186,7 +187,12 @@ impl SessionActor {
             );
         }
         self.enter_queue(to);
-        self.hub.metrics.queues.entered.with_label_values(&[path]).inc();
+        self.hub
+            .metrics
+            .queues
+            .entered
+            .with_label_values(&[path])
+            .inc();
         let queue_name = self.hub.catalog().queue_name(to);
         self.push_customer(Event::Transferred { queue_name });
     }
@@ -664,7 +670,11 @@ impl Handler<Abandon> for SessionActor {
             move |s, _| s.end(crate::domain::session::SYSTEM, EndReason::Abandoned, now),
             |act, prev, ctx| {
                 act.hub.metrics.queues.abandoned.inc();
-                act.ended(prev, "abandoned: the customer did not come back".into(), ctx);
+                act.ended(
+                    prev,
+                    "abandoned: the customer did not come back".into(),
+                    ctx,
+                );
             },
         )
     }
@@ -688,11 +698,21 @@ impl Handler<RepLost> for SessionActor {
         let mut next = self.session.clone();
         let outcome = {
             let catalog = self.hub.catalog();
-            let exists = |q: &QueueId| catalog.check_queue(q).is_ok() && self.hub.directory.has_queue(q);
-            next.rep_lost(&rep, exists, self.hub.supervisor.fallback_queue.as_ref(), order, now)
+            let exists =
+                |q: &QueueId| catalog.check_queue(q).is_ok() && self.hub.directory.has_queue(q);
+            next.rep_lost(
+                &rep,
+                exists,
+                self.hub.supervisor.fallback_queue.as_ref(),
+                order,
+                now,
+            )
         };
         if outcome == SessionRepLost::NotInvolved {
-            return fail(AppError::new(ErrorCode::NotYourSession, "the rep is not in this session"));
+            return fail(AppError::new(
+                ErrorCode::NotYourSession,
+                "the rep is not in this session",
+            ));
         }
         self.commit(next, move |act, prev, ctx| {
             if let Ok(addr) = act.hub.directory.rep(&rep) {
@@ -724,7 +744,11 @@ impl Handler<RepLost> for SessionActor {
                     act.push_customer(Event::RepLeft { name });
                     act.moved(None, &q, "requeue");
                 }
-                SessionRepLost::Ended => act.ended(prev, "no queue could take the session after its rep was lost".into(), ctx),
+                SessionRepLost::Ended => act.ended(
+                    prev,
+                    "no queue could take the session after its rep was lost".into(),
+                    ctx,
+                ),
                 SessionRepLost::NotInvolved => {}
             }
         })
@@ -765,7 +789,8 @@ impl Handler<ApplyRule> for SessionActor {
             Due::Overflow { step, to } => {
                 let reason = format!("overdue step {}", step + 1);
                 next.overdue_steps = step + 1;
-                if let Some(from) = next.rule_move(to.clone(), self.hub.next_order(), &reason, now) {
+                if let Some(from) = next.rule_move(to.clone(), self.hub.next_order(), &reason, now)
+                {
                     moved = Some((from, to));
                 }
             }
@@ -773,17 +798,27 @@ impl Handler<ApplyRule> for SessionActor {
                 next.no_rep_told(now);
                 told = Some((rule.message.clone(), rule.redirect_url.clone()));
                 if let Some(to) = to {
-                    if let Some(from) = next.rule_move(to.clone(), self.hub.next_order(), "no rep available", now) {
+                    if let Some(from) =
+                        next.rule_move(to.clone(), self.hub.next_order(), "no rep available", now)
+                    {
                         moved = Some((from, to));
                     }
                 }
             }
         }
         self.commit(next, move |act, _, _| {
-            act.hub.metrics.queues.rule_firings.with_label_values(&[action]).inc();
+            act.hub
+                .metrics
+                .queues
+                .rule_firings
+                .with_label_values(&[action])
+                .inc();
             tracing::info!(session = %act.session.id, action, "waiting-session rule fired");
             if let Some((message, redirect_url)) = told {
-                act.push_customer(Event::NoRepAvailable { message, redirect_url });
+                act.push_customer(Event::NoRepAvailable {
+                    message,
+                    redirect_url,
+                });
             }
             match moved {
                 Some((from, to)) => act.moved(Some(from), &to, "rule"),
@@ -1171,6 +1206,43 @@ pub async fn start(
 ) -> AppResult<(Addr<SessionActor>, String, (usize, Option<u64>))> {
     check_customer_text(&req)?;
     let id = random_id();
+    let key = match &req.entry {
+        Entry::SessionKey { key } => Some(key.clone()),
+        _ => None,
+    };
+    let started = start_with_id(hub, req, &id).await;
+    if let (Err(_), Some(key)) = (&started, key) {
+        // The key was used up for a session that did not start: give it back.
+        release_key(hub, &key, &id).await;
+    }
+    started
+}
+
+/// Undoes `use_key` for a session that failed to start.
+async fn release_key(hub: &Hub, typed: &str, session: &str) {
+    let rkey = key_record_key(&normalise(typed));
+    if let Ok(Some((mut record, revision))) =
+        store::load::<SessionKey>(hub.store.as_ref(), &rkey).await
+    {
+        if record.used_by.as_deref() == Some(session) {
+            record.used_by = None;
+            let _ = store::save(
+                hub.store.as_ref(),
+                &rkey,
+                &record,
+                Expect::Revision(revision),
+            )
+            .await;
+        }
+    }
+}
+
+async fn start_with_id(
+    hub: &Arc<Hub>,
+    req: StartRequest,
+    id: &str,
+) -> AppResult<(Addr<SessionActor>, String, (usize, Option<u64>))> {
+    let id = id.to_string();
     let (queue, path, browser, issue_type, detail) = match &req.entry {
         Entry::SessionKey { key } => (
             use_key(hub, key, &id).await?,
@@ -1184,7 +1256,12 @@ pub async fn start(
     hub.catalog().check_queue(&queue)?;
     let (priority, required_skills) = issue_type
         .as_ref()
-        .and_then(|it| hub.catalog().issue_types.get(it).map(|t| (t.priority, t.skills.clone())))
+        .and_then(|it| {
+            hub.catalog()
+                .issue_types
+                .get(it)
+                .map(|t| (t.priority, t.skills.clone()))
+        })
         .unwrap_or_default();
     let token = random_token();
     let session = Session::new(

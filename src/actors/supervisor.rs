@@ -13,15 +13,15 @@ use super::rep::{state_key, RepActor};
 use super::session::{ApplyRule, RepLost, SessionActor};
 use super::Hub;
 use crate::domain::ids::{now_ms, Millis, QueueId, RepId, SessionId};
+use crate::domain::queue::{InvitationSummary, SessionSummary};
+use crate::domain::rep_state::RepState;
 use crate::domain::rep_state::RepStatus;
 use crate::domain::routing::{self, Candidate};
 use crate::domain::rules::{self, QueueRules, Routing, Waiting};
-use crate::error::{AppError, ErrorCode};
-use crate::protocol::Event;
-use crate::domain::queue::{InvitationSummary, SessionSummary};
-use crate::domain::rep_state::RepState;
 use crate::domain::session::{Session, SessionState};
 use crate::error::AppResult;
+use crate::error::{AppError, ErrorCode};
+use crate::protocol::Event;
 use crate::store;
 
 /// What start-up found, for the log.
@@ -197,7 +197,13 @@ impl Supervisor {
     }
 
     /// One pass over a team queue's waiting sessions.
-    fn run_queue(&mut self, queue: &QueueId, rules: &QueueRules, waiting: &[SessionSummary], now: Millis) {
+    fn run_queue(
+        &mut self,
+        queue: &QueueId,
+        rules: &QueueRules,
+        waiting: &[SessionSummary],
+        now: Millis,
+    ) {
         let watchers = self.hub.catalog().watchers(queue);
         let reps_available = watchers.iter().any(|r| {
             self.hub
@@ -230,7 +236,14 @@ impl Supervisor {
 
     /// Offers waiting sessions (priority first, then longest wait) to the
     /// reps routing picks, one open offer per rep.
-    fn route(&mut self, queue: &QueueId, routing: Routing, waiting: &[SessionSummary], watchers: &[RepId], now: Millis) {
+    fn route(
+        &mut self,
+        queue: &QueueId,
+        routing: Routing,
+        waiting: &[SessionSummary],
+        watchers: &[RepId],
+        now: Millis,
+    ) {
         let busy: HashSet<RepId> = self.offers.values().map(|o| o.rep.clone()).collect();
         let mut candidates: Vec<Candidate> = watchers
             .iter()
@@ -243,7 +256,13 @@ impl Supervisor {
                     sessions: p.sessions,
                     max_sessions: self.hub.max_sessions(r),
                     available_since: p.available_since,
-                    skills: self.hub.catalog().reps.get(r).map(|x| x.skills.clone()).unwrap_or_default(),
+                    skills: self
+                        .hub
+                        .catalog()
+                        .reps
+                        .get(r)
+                        .map(|x| x.skills.clone())
+                        .unwrap_or_default(),
                 })
             })
             .collect();
@@ -259,7 +278,8 @@ impl Supervisor {
                 continue;
             }
             let declined = self.declined.entry(s.session.clone()).or_default();
-            let Some(rep) = routing::choose(routing, &candidates, &s.required_skills, declined) else {
+            let Some(rep) = routing::choose(routing, &candidates, &s.required_skills, declined)
+            else {
                 continue;
             };
             candidates.retain(|c| c.rep != rep);
@@ -272,7 +292,8 @@ impl Supervisor {
                     expires_at,
                 },
             );
-            self.offers.insert(s.session.clone(), Offer { rep, expires_at });
+            self.offers
+                .insert(s.session.clone(), Offer { rep, expires_at });
         }
     }
 
@@ -286,7 +307,10 @@ impl Supervisor {
             .map(|(s, o)| (s.clone(), o.rep.clone()))
             .collect();
         for (session, rep) in expired {
-            self.declined.entry(session.clone()).or_default().insert(rep);
+            self.declined
+                .entry(session.clone())
+                .or_default()
+                .insert(rep);
             self.withdraw(&session, "expired");
         }
         let gone: Vec<SessionId> = self
@@ -324,11 +348,20 @@ impl Handler<Tick> for Supervisor {
         self.ticking = true;
         let hub = self.hub.clone();
         let gather = async move {
-            let teams: Vec<QueueId> = hub.catalog().teams.keys().map(|t| QueueId::team(t.clone())).collect();
+            let teams: Vec<QueueId> = hub
+                .catalog()
+                .teams
+                .keys()
+                .map(|t| QueueId::team(t.clone()))
+                .collect();
             let mut out = Vec::with_capacity(teams.len());
             for queue in teams {
-                let Some(rules) = hub.rules_for(&queue) else { continue };
-                let Ok(addr) = hub.directory.queue(&queue) else { continue };
+                let Some(rules) = hub.rules_for(&queue) else {
+                    continue;
+                };
+                let Ok(addr) = hub.directory.queue(&queue) else {
+                    continue;
+                };
                 if let Ok(waiting) = addr.send(WaitingList).await {
                     out.push((queue, rules, waiting));
                 }
@@ -370,7 +403,9 @@ impl Handler<RepConnectionLost> for Supervisor {
         }
         for session in msg.sessions {
             if let Ok(addr) = self.hub.directory.session(&session) {
-                addr.do_send(RepLost { rep: msg.rep.clone() });
+                addr.do_send(RepLost {
+                    rep: msg.rep.clone(),
+                });
             }
         }
     }
@@ -389,11 +424,17 @@ impl Handler<Decline> for Supervisor {
     fn handle(&mut self, msg: Decline, _: &mut Context<Self>) -> AppResult<()> {
         match self.offers.get(&msg.session) {
             Some(o) if o.rep == msg.rep => {
-                self.declined.entry(msg.session.clone()).or_default().insert(msg.rep);
+                self.declined
+                    .entry(msg.session.clone())
+                    .or_default()
+                    .insert(msg.rep);
                 self.withdraw(&msg.session, "declined");
                 Ok(())
             }
-            _ => Err(AppError::new(ErrorCode::NoOffer, "you have no offer of that session")),
+            _ => Err(AppError::new(
+                ErrorCode::NoOffer,
+                "you have no offer of that session",
+            )),
         }
     }
 }

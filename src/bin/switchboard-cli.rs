@@ -20,7 +20,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[command(name = "switchboard-cli", about = "Terminal client for Switchboard")]
 struct Args {
     /// The server's WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws", env = "SWITCHBOARD_URL")]
+    #[arg(
+        long,
+        default_value = "ws://127.0.0.1:8080/ws",
+        env = "SWITCHBOARD_URL"
+    )]
     url: String,
     /// Connect as a mobile client (customers: the session is view-only).
     #[arg(long)]
@@ -71,7 +75,11 @@ const CUSTOMER_HELP: &str = "commands: chat <text> | history | reps | end | quit
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let kind = if args.mobile { ClientKind::Mobile } else { ClientKind::Desktop };
+    let kind = if args.mobile {
+        ClientKind::Mobile
+    } else {
+        ClientKind::Desktop
+    };
     if let Err(e) = run(args, kind).await {
         eprintln!("switchboard-cli: {e}");
         std::process::exit(1);
@@ -84,25 +92,47 @@ async fn run(args: Args, kind: ClientKind) -> Result<(), String> {
         Who::Customer { .. } => Role::Customer,
     };
     let kind = match &args.who {
-        Who::Customer { via: Via::Link { .. } } => ClientKind::Browser,
+        Who::Customer {
+            via: Via::Link { .. },
+        } => ClientKind::Browser,
         _ => kind,
     };
-    let mut client = Client::connect(&args.url, role, kind).await.map_err(|e| e.to_string())?;
+    let mut client = Client::connect(&args.url, role, kind)
+        .await
+        .map_err(|e| e.to_string())?;
     match args.who {
         Who::Rep { username, password } => {
-            let r = client.login(&username, &password).await.map_err(|e| e.to_string())?;
+            let r = client
+                .login(&username, &password)
+                .await
+                .map_err(|e| e.to_string())?;
             print_json("logged in", &r);
             println!("{REP_HELP}");
         }
         Who::Customer { via } => {
             let (entry, name, company, description) = match via {
-                Via::Issue { issue_type, name, company, description } => {
-                    (Entry::IssueForm { issue_type }, name, company, description)
-                }
-                Via::Key { key, name } => (Entry::SessionKey { key }, name, String::new(), String::new()),
+                Via::Issue {
+                    issue_type,
+                    name,
+                    company,
+                    description,
+                } => (Entry::IssueForm { issue_type }, name, company, description),
+                Via::Key { key, name } => (
+                    Entry::SessionKey { key },
+                    name,
+                    String::new(),
+                    String::new(),
+                ),
                 Via::Rep { rep, name } => (Entry::Rep { rep }, name, String::new(), String::new()),
-                Via::Button { button, name } => (Entry::SupportButton { button }, name, String::new(), String::new()),
-                Via::Link { link, name } => (Entry::HelpLink { link }, name, String::new(), String::new()),
+                Via::Button { button, name } => (
+                    Entry::SupportButton { button },
+                    name,
+                    String::new(),
+                    String::new(),
+                ),
+                Via::Link { link, name } => {
+                    (Entry::HelpLink { link }, name, String::new(), String::new())
+                }
             };
             let view = client
                 .start_session(entry, &name, &company, &description)
@@ -156,7 +186,10 @@ async fn run(args: Args, kind: ClientKind) -> Result<(), String> {
 }
 
 fn print_json(label: &str, value: &impl serde::Serialize) {
-    println!("{label}: {}", serde_json::to_string(value).unwrap_or_default());
+    println!(
+        "{label}: {}",
+        serde_json::to_string(value).unwrap_or_default()
+    );
 }
 
 /// One command line to a request.
@@ -167,7 +200,9 @@ fn parse(role: Role, line: &str) -> Result<RequestBody, String> {
     let b = words.next().map(str::to_string);
     let need = |v: Option<String>, what: &str| v.ok_or_else(|| format!("'{cmd}' needs {what}"));
     let queue = |v: Option<String>| -> Result<_, String> {
-        need(v, "a queue")?.parse().map_err(|e: switchboard::error::AppError| e.message)
+        need(v, "a queue")?
+            .parse()
+            .map_err(|e: switchboard::error::AppError| e.message)
     };
     if role == Role::Customer {
         return match cmd {
@@ -191,26 +226,61 @@ fn parse(role: Role, line: &str) -> Result<RequestBody, String> {
                 _ => SortBy::Wait,
             },
         },
-        "details" => RequestBody::SessionDetails { session: need(a, "a session")? },
-        "accept" => RequestBody::Accept { session: need(a, "a session")? },
+        "details" => RequestBody::SessionDetails {
+            session: need(a, "a session")?,
+        },
+        "accept" => RequestBody::Accept {
+            session: need(a, "a session")?,
+        },
         "next" => RequestBody::GetNext,
-        "transfer" => RequestBody::Transfer { session: need(a, "a session")?, to: queue(b)? },
-        "invite" => RequestBody::Invite { session: need(a, "a session")?, to: queue(b)? },
-        "join" => RequestBody::Join { session: need(a, "a session")? },
-        "leave" => RequestBody::Leave { session: need(a, "a session")? },
-        "end" => RequestBody::EndSession { session: Some(need(a, "a session")?) },
-        "chat" => RequestBody::Chat { session: Some(need(a, "a session")?), text: need(b, "text")? },
-        "history" => RequestBody::ChatHistory { session: Some(need(a, "a session")?) },
-        "control" => RequestBody::Control { session: need(a, "a session")?, input: need(b, "an input")? },
-        "look" => RequestBody::RequestView { session: need(a, "a session")? },
+        "transfer" => RequestBody::Transfer {
+            session: need(a, "a session")?,
+            to: queue(b)?,
+        },
+        "invite" => RequestBody::Invite {
+            session: need(a, "a session")?,
+            to: queue(b)?,
+        },
+        "join" => RequestBody::Join {
+            session: need(a, "a session")?,
+        },
+        "leave" => RequestBody::Leave {
+            session: need(a, "a session")?,
+        },
+        "end" => RequestBody::EndSession {
+            session: Some(need(a, "a session")?),
+        },
+        "chat" => RequestBody::Chat {
+            session: Some(need(a, "a session")?),
+            text: need(b, "text")?,
+        },
+        "history" => RequestBody::ChatHistory {
+            session: Some(need(a, "a session")?),
+        },
+        "control" => RequestBody::Control {
+            session: need(a, "a session")?,
+            input: need(b, "an input")?,
+        },
+        "look" => RequestBody::RequestView {
+            session: need(a, "a session")?,
+        },
         "mine" => RequestBody::MySessions,
         "star" => RequestBody::Star { queue: queue(a)? },
         "unstar" => RequestBody::Unstar { queue: queue(a)? },
-        "teamchat" => RequestBody::TeamChat { team: need(a, "a team")?, text: need(b, "text")? },
-        "teamlog" => RequestBody::TeamChatHistory { team: need(a, "a team")? },
-        "read" => RequestBody::MarkTeamChatRead { team: need(a, "a team")? },
+        "teamchat" => RequestBody::TeamChat {
+            team: need(a, "a team")?,
+            text: need(b, "text")?,
+        },
+        "teamlog" => RequestBody::TeamChatHistory {
+            team: need(a, "a team")?,
+        },
+        "read" => RequestBody::MarkTeamChatRead {
+            team: need(a, "a team")?,
+        },
         "key" => RequestBody::GenerateSessionKey {
-            valid_for_secs: need(a, "seconds")?.parse().map_err(|_| "seconds must be a number".to_string())?,
+            valid_for_secs: need(a, "seconds")?
+                .parse()
+                .map_err(|_| "seconds must be a number".to_string())?,
             portal: None,
         },
         "teams" => RequestBody::ListTeams,

@@ -12,7 +12,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::store::Record;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Permissions {
     /// May use the admin REST API.
     pub admin: bool,

@@ -33,7 +33,12 @@ pub struct Candidate {
 }
 
 /// The rep to offer the session to, if any.
-pub fn choose(routing: Routing, candidates: &[Candidate], required: &[String], declined: &HashSet<RepId>) -> Option<RepId> {
+pub fn choose(
+    routing: Routing,
+    candidates: &[Candidate],
+    required: &[String],
+    declined: &HashSet<RepId>,
+) -> Option<RepId> {
     let open: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.sessions < c.max_sessions && !declined.contains(&c.rep))
@@ -53,9 +58,12 @@ pub fn choose(routing: Routing, candidates: &[Candidate], required: &[String], d
                     .iter()
                     .copied()
                     .filter(|c| {
-                        needed
-                            .iter()
-                            .all(|s| matches!(c.skills.get(s), Some(SkillPreference::Preferred | SkillPreference::LessPreferred)))
+                        needed.iter().all(|s| {
+                            matches!(
+                                c.skills.get(s),
+                                Some(SkillPreference::Preferred | SkillPreference::LessPreferred)
+                            )
+                        })
                     })
                     .collect();
                 let penalty = |c: &Candidate| {
@@ -89,14 +97,26 @@ mod tests {
 
     #[test]
     fn least_busy_then_longest_available() {
-        let c = [cand("a", 2, 0, &[]), cand("b", 1, 50, &[]), cand("c", 1, 10, &[]), cand("d", 3, 0, &[])];
+        let c = [
+            cand("a", 2, 0, &[]),
+            cand("b", 1, 50, &[]),
+            cand("c", 1, 10, &[]),
+            cand("d", 3, 0, &[]),
+        ];
         let none = HashSet::new();
         assert_eq!(choose(Routing::LeastBusy, &c, &[], &none), Some("c".into()));
         let declined: HashSet<RepId> = ["c".to_string()].into();
-        assert_eq!(choose(Routing::LeastBusy, &c, &[], &declined), Some("b".into()));
+        assert_eq!(
+            choose(Routing::LeastBusy, &c, &[], &declined),
+            Some("b".into())
+        );
         assert_eq!(choose(Routing::None, &c, &[], &none), None);
         let all: HashSet<RepId> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(choose(Routing::LeastBusy, &c, &[], &all), None, "d is at its maximum");
+        assert_eq!(
+            choose(Routing::LeastBusy, &c, &[], &all),
+            None,
+            "d is at its maximum"
+        );
     }
 
     #[test]
@@ -104,18 +124,43 @@ mod tests {
         use SkillPreference::*;
         let c = [
             cand("gen", 0, 0, &[("network", Preferred)]),
-            cand("vpn_less", 1, 0, &[("network", Preferred), ("vpn", LessPreferred)]),
-            cand("vpn_pref", 2, 0, &[("network", Preferred), ("vpn", Preferred)]),
-            cand("vpn_ignored", 0, 0, &[("network", Preferred), ("vpn", Ignored)]),
+            cand(
+                "vpn_less",
+                1,
+                0,
+                &[("network", Preferred), ("vpn", LessPreferred)],
+            ),
+            cand(
+                "vpn_pref",
+                2,
+                0,
+                &[("network", Preferred), ("vpn", Preferred)],
+            ),
+            cand(
+                "vpn_ignored",
+                0,
+                0,
+                &[("network", Preferred), ("vpn", Ignored)],
+            ),
         ];
         let none = HashSet::new();
         let req = vec!["network".to_string(), "vpn".to_string()];
-        assert_eq!(choose(Routing::Skills, &c, &req, &none), Some("vpn_pref".into()), "preferred beats less busy");
+        assert_eq!(
+            choose(Routing::Skills, &c, &req, &none),
+            Some("vpn_pref".into()),
+            "preferred beats less busy"
+        );
         let declined: HashSet<RepId> = ["vpn_pref".to_string()].into();
-        assert_eq!(choose(Routing::Skills, &c, &req, &declined), Some("vpn_less".into()));
+        assert_eq!(
+            choose(Routing::Skills, &c, &req, &declined),
+            Some("vpn_less".into())
+        );
         let declined: HashSet<RepId> = ["vpn_pref".to_string(), "vpn_less".to_string()].into();
         // Nobody left with vpn: drop it, match on network: least busy.
         let got = choose(Routing::Skills, &c, &req, &declined);
-        assert!(got == Some("gen".into()) || got == Some("vpn_ignored".into()), "{got:?}");
+        assert!(
+            got == Some("gen".into()) || got == Some("vpn_ignored".into()),
+            "{got:?}"
+        );
     }
 }

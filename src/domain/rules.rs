@@ -23,7 +23,9 @@ pub enum OverdueAction {
 impl OverdueAction {
     pub fn after_secs(&self) -> u64 {
         match self {
-            OverdueAction::Mark { after_secs } | OverdueAction::Transfer { after_secs, .. } => *after_secs,
+            OverdueAction::Mark { after_secs } | OverdueAction::Transfer { after_secs, .. } => {
+                *after_secs
+            }
         }
     }
 
@@ -129,7 +131,10 @@ pub enum Due {
     /// queue, bounce limit): record it and go on.
     SkipStep { step: u32, why: &'static str },
     /// Nobody can take it: tell the customer, and move if `to` is set.
-    NoRep { rule: NoRepRule, to: Option<QueueId> },
+    NoRep {
+        rule: NoRepRule,
+        to: Option<QueueId>,
+    },
 }
 
 /// The next thing due for `w` under `rules` at `now`, if any. Called again
@@ -150,7 +155,10 @@ pub fn due(rules: &QueueRules, w: &Waiting, now: Millis, reps_available: bool) -
     if !reps_available && !w.no_rep_handled {
         if let Some(rule) = &rules.no_rep_available {
             let to = rule.to.clone().filter(|q| may_move(q).is_ok());
-            return Some(Due::NoRep { rule: rule.clone(), to });
+            return Some(Due::NoRep {
+                rule: rule.clone(),
+                to,
+            });
         }
     }
     let step = rules.overdue.get(w.steps_done as usize)?;
@@ -162,7 +170,10 @@ pub fn due(rules: &QueueRules, w: &Waiting, now: Millis, reps_available: bool) -
     Some(match step {
         OverdueAction::Mark { .. } => Due::Mark { step: n },
         OverdueAction::Transfer { to, .. } => match may_move(to) {
-            Ok(()) => Due::Overflow { step: n, to: to.clone() },
+            Ok(()) => Due::Overflow {
+                step: n,
+                to: to.clone(),
+            },
             Err(why) => Due::SkipStep { step: n, why },
         },
     })
@@ -200,29 +211,50 @@ mod tests {
     fn steps_fire_in_order_when_due() {
         let r = rules();
         assert_eq!(due(&r, &waiting(0), 119_999, true), None);
-        assert_eq!(due(&r, &waiting(0), 120_000, true), Some(Due::Mark { step: 0 }));
+        assert_eq!(
+            due(&r, &waiting(0), 120_000, true),
+            Some(Due::Mark { step: 0 })
+        );
         assert_eq!(due(&r, &waiting(1), 200_000, true), None);
         assert_eq!(
             due(&r, &waiting(1), 300_000, true),
-            Some(Due::Overflow { step: 1, to: QueueId::team("overflow") })
+            Some(Due::Overflow {
+                step: 1,
+                to: QueueId::team("overflow")
+            })
         );
         assert_eq!(due(&r, &waiting(2), 900_000, true), None);
         // After a restart long past both: one then the other.
-        assert_eq!(due(&r, &waiting(0), 900_000, true), Some(Due::Mark { step: 0 }));
+        assert_eq!(
+            due(&r, &waiting(0), 900_000, true),
+            Some(Due::Mark { step: 0 })
+        );
     }
 
     #[test]
     fn persistent_queues_and_bounces_do_not_move() {
         let mut r = rules();
         r.persistent = true;
-        assert!(matches!(due(&r, &waiting(1), 300_000, true), Some(Due::SkipStep { .. })));
+        assert!(matches!(
+            due(&r, &waiting(1), 300_000, true),
+            Some(Due::SkipStep { .. })
+        ));
         let r = rules();
         let mut w = waiting(1);
         w.left_by_rule = vec![QueueId::team("overflow")];
-        assert!(matches!(due(&r, &w, 300_000, true), Some(Due::SkipStep { why: "would bounce back", .. })));
+        assert!(matches!(
+            due(&r, &w, 300_000, true),
+            Some(Due::SkipStep {
+                why: "would bounce back",
+                ..
+            })
+        ));
         let mut w = waiting(1);
         w.rule_moves = QueueRules::MAX_RULE_MOVES;
-        assert!(matches!(due(&r, &w, 300_000, true), Some(Due::SkipStep { .. })));
+        assert!(matches!(
+            due(&r, &w, 300_000, true),
+            Some(Due::SkipStep { .. })
+        ));
     }
 
     #[test]
@@ -233,13 +265,19 @@ mod tests {
             redirect_url: Some("https://example.test/hours".into()),
             to: Some(QueueId::team("night")),
         });
-        assert!(matches!(due(&r, &waiting(0), 0, false), Some(Due::NoRep { to: Some(_), .. })));
+        assert!(matches!(
+            due(&r, &waiting(0), 0, false),
+            Some(Due::NoRep { to: Some(_), .. })
+        ));
         assert_eq!(due(&r, &waiting(0), 0, true), None);
         let mut w = waiting(0);
         w.no_rep_handled = true;
         assert_eq!(due(&r, &w, 0, false), None);
         r.persistent = true;
-        assert!(matches!(due(&r, &waiting(0), 0, false), Some(Due::NoRep { to: None, .. })));
+        assert!(matches!(
+            due(&r, &waiting(0), 0, false),
+            Some(Due::NoRep { to: None, .. })
+        ));
     }
 
     #[test]

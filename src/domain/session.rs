@@ -67,6 +67,18 @@ pub struct Invitation {
     pub at: Millis,
 }
 
+impl EndReason {
+    /// The name on the wire and in history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Rep => "rep",
+            EndReason::Customer => "customer",
+            EndReason::Abandoned => "abandoned",
+            EndReason::NoFallback => "no_fallback",
+        }
+    }
+}
+
 /// One line of a session's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -224,7 +236,12 @@ impl Session {
             format!("via {}{}", s.entry.as_str(), n.detail),
         );
         if s.view_only {
-            s.record(now, SYSTEM, HistoryEvent::MarkedViewOnly, "mobile customer client");
+            s.record(
+                now,
+                SYSTEM,
+                HistoryEvent::MarkedViewOnly,
+                "mobile customer client",
+            );
         }
         s.record(now, SYSTEM, HistoryEvent::EnteredQueue, n.queue.to_string());
         s
@@ -487,12 +504,7 @@ impl Session {
         self.not_ended()?;
         self.state = SessionState::Ended { reason, at: now };
         self.invitations.clear();
-        self.record(
-            now,
-            actor,
-            HistoryEvent::Ended,
-            format!("{reason:?}").to_lowercase(),
-        );
+        self.record(now, actor, HistoryEvent::Ended, reason.as_str());
         Ok(())
     }
 
@@ -500,21 +512,42 @@ impl Session {
     pub fn mark_overdue(&mut self, step: u32, now: Millis) {
         self.overdue = true;
         self.overdue_steps = step + 1;
-        self.record(now, SYSTEM, HistoryEvent::RuleFired, format!("overdue step {}: marked overdue", step + 1));
+        self.record(
+            now,
+            SYSTEM,
+            HistoryEvent::RuleFired,
+            format!("overdue step {}: marked overdue", step + 1),
+        );
     }
 
     /// A waiting rule's step that could not move the session.
     pub fn skip_step(&mut self, step: u32, why: &str, now: Millis) {
         self.overdue_steps = step + 1;
-        self.record(now, SYSTEM, HistoryEvent::RuleFired, format!("overdue step {}: stays ({why})", step + 1));
+        self.record(
+            now,
+            SYSTEM,
+            HistoryEvent::RuleFired,
+            format!("overdue step {}: stays ({why})", step + 1),
+        );
     }
 
     /// A waiting rule moves the session to `to`. Returns the queue it left.
-    pub fn rule_move(&mut self, to: QueueId, order: u64, reason: &str, now: Millis) -> Option<QueueId> {
+    pub fn rule_move(
+        &mut self,
+        to: QueueId,
+        order: u64,
+        reason: &str,
+        now: Millis,
+    ) -> Option<QueueId> {
         let from = self.waiting_in().cloned()?;
         self.left_by_rule.push(from.clone());
         self.rule_moves += 1;
-        self.record(now, SYSTEM, HistoryEvent::RuleFired, format!("{reason}: moved from {from} to {to}"));
+        self.record(
+            now,
+            SYSTEM,
+            HistoryEvent::RuleFired,
+            format!("{reason}: moved from {from} to {to}"),
+        );
         self.enqueue(to, order, now);
         Some(from)
     }
@@ -522,7 +555,12 @@ impl Session {
     /// The no-rep-available rule was handled here (customer told).
     pub fn no_rep_told(&mut self, now: Millis) {
         self.no_rep_handled = true;
-        self.record(now, SYSTEM, HistoryEvent::RuleFired, "no rep available: customer told");
+        self.record(
+            now,
+            SYSTEM,
+            HistoryEvent::RuleFired,
+            "no rep available: customer told",
+        );
     }
 
     /// A rep's connection was lost past the grace period. The session falls
@@ -545,9 +583,18 @@ impl Session {
         }
         if self.participants.len() > 1 {
             self.participants.retain(|p| p.rep != rep);
-            self.record(now, SYSTEM, HistoryEvent::Left, format!("{}: connection lost", rep_actor(rep)));
+            self.record(
+                now,
+                SYSTEM,
+                HistoryEvent::Left,
+                format!("{}: connection lost", rep_actor(rep)),
+            );
             if self.owner.as_deref() == Some(rep) {
-                let next = self.participants.iter().min_by_key(|p| p.joined_at).map(|p| p.rep.clone());
+                let next = self
+                    .participants
+                    .iter()
+                    .min_by_key(|p| p.joined_at)
+                    .map(|p| p.rep.clone());
                 if let Some(n) = &next {
                     self.record(now, SYSTEM, HistoryEvent::OwnerChanged, rep_actor(n));
                 }
@@ -556,20 +603,34 @@ impl Session {
             }
             return RepLost::Left;
         }
-        let target = [Some(&self.last_queue), Some(&self.entered_through), site_fallback]
-            .into_iter()
-            .flatten()
-            .find(|q| exists(q))
-            .cloned();
+        let target = [
+            Some(&self.last_queue),
+            Some(&self.entered_through),
+            site_fallback,
+        ]
+        .into_iter()
+        .flatten()
+        .find(|q| exists(q))
+        .cloned();
         match target {
             Some(q) => {
                 self.requeued = Some(WHY.to_string());
-                self.record(now, SYSTEM, HistoryEvent::Requeued, format!("{WHY} ({}): to {q}", rep_actor(rep)));
+                self.record(
+                    now,
+                    SYSTEM,
+                    HistoryEvent::Requeued,
+                    format!("{WHY} ({}): to {q}", rep_actor(rep)),
+                );
                 self.enqueue(q.clone(), order, now);
                 RepLost::Requeued(q)
             }
             None => {
-                self.record(now, SYSTEM, HistoryEvent::Requeued, format!("{WHY}: no queue can take it"));
+                self.record(
+                    now,
+                    SYSTEM,
+                    HistoryEvent::Requeued,
+                    format!("{WHY}: no queue can take it"),
+                );
                 self.state = SessionState::Ended {
                     reason: EndReason::NoFallback,
                     at: now,
@@ -731,14 +792,23 @@ mod tests {
         s.invite("alice", QueueId::rep("cy"), 2100).unwrap();
         s.join("cy", |_| false, 2150).unwrap();
         s.join("bob", |_| false, 2200).unwrap();
-        assert_eq!(s.rep_lost("alice", all, None, 9, 3000), RepLost::OwnerChanged(Some("cy".into())));
+        assert_eq!(
+            s.rep_lost("alice", all, None, 9, 3000),
+            RepLost::OwnerChanged(Some("cy".into()))
+        );
         // Alone: back to the last queue it waited in.
         let mut s = waiting(ClientKind::Desktop);
         s.accept("alice", 2000).unwrap();
         s.transfer("alice", QueueId::rep("bob"), 5, 2100).unwrap();
         s.accept("bob", 2200).unwrap();
-        assert_eq!(s.rep_lost("bob", all, None, 9, 3000), RepLost::Requeued(QueueId::rep("bob")));
-        assert_eq!(s.requeued.as_deref(), Some("requeued: representative connection lost"));
+        assert_eq!(
+            s.rep_lost("bob", all, None, 9, 3000),
+            RepLost::Requeued(QueueId::rep("bob"))
+        );
+        assert_eq!(
+            s.requeued.as_deref(),
+            Some("requeued: representative connection lost")
+        );
         assert_eq!(s.wait_start, 1000, "the original wait start is kept");
         // The last queue is gone: the entry queue; then the site fallback; then the end.
         let mut s = waiting(ClientKind::Desktop);
@@ -746,15 +816,24 @@ mod tests {
         s.transfer("alice", QueueId::rep("bob"), 5, 2100).unwrap();
         s.accept("bob", 2200).unwrap();
         let gone = |q: &QueueId| *q != QueueId::rep("bob");
-        assert_eq!(s.rep_lost("bob", gone, None, 9, 3000), RepLost::Requeued(QueueId::team("net")));
+        assert_eq!(
+            s.rep_lost("bob", gone, None, 9, 3000),
+            RepLost::Requeued(QueueId::team("net"))
+        );
         let mut s = waiting(ClientKind::Desktop);
         s.accept("alice", 2000).unwrap();
         let fallback = QueueId::team("fallback");
         let only_fallback = |q: &QueueId| *q == QueueId::team("fallback");
-        assert_eq!(s.rep_lost("alice", only_fallback, Some(&fallback), 9, 3000), RepLost::Requeued(fallback.clone()));
+        assert_eq!(
+            s.rep_lost("alice", only_fallback, Some(&fallback), 9, 3000),
+            RepLost::Requeued(fallback.clone())
+        );
         let mut s = waiting(ClientKind::Desktop);
         s.accept("alice", 2000).unwrap();
-        assert_eq!(s.rep_lost("alice", |_| false, None, 9, 3000), RepLost::Ended);
+        assert_eq!(
+            s.rep_lost("alice", |_| false, None, 9, 3000),
+            RepLost::Ended
+        );
         assert!(s.is_ended());
     }
 
@@ -763,8 +842,14 @@ mod tests {
         let mut s = waiting(ClientKind::Mobile);
         s.mark_overdue(0, 5000);
         assert!(s.overdue);
-        assert_eq!(s.rule_move(QueueId::team("overflow"), 3, "overdue step 2", 6000), Some(QueueId::team("net")));
-        assert_eq!((s.rule_moves, s.left_by_rule.clone()), (1, vec![QueueId::team("net")]));
+        assert_eq!(
+            s.rule_move(QueueId::team("overflow"), 3, "overdue step 2", 6000),
+            Some(QueueId::team("net"))
+        );
+        assert_eq!(
+            (s.rule_moves, s.left_by_rule.clone()),
+            (1, vec![QueueId::team("net")])
+        );
         assert!(!s.overdue, "a new queue starts its steps again");
         assert!(s.view_only, "the view-only mark stays");
         assert_eq!(s.wait_start, 1000);

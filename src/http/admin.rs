@@ -158,7 +158,11 @@ async fn put_rules(
     Ok(HttpResponse::Ok().json(rules))
 }
 
-async fn delete_rules(hub: web::Data<Arc<Hub>>, who: Authed, team: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn delete_rules(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+    team: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     require_admin(&who)?;
     admin::put_rules(&hub, &team, None).await?;
     Ok(HttpResponse::NoContent().finish())

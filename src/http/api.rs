@@ -22,7 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/teams", web::get().to(teams))
         .route("/api/reps", web::get().to(reps))
         .route("/api/public/reps", web::get().to(public_reps))
-        .route("/portal/{portal}/key/{key}", web::get().to(portal_key));
+        .route("/portal/{portal}/key/{key}", web::get().to(portal_key))
+        .route("/key/{key}", web::get().to(plain_key));
 }
 
 /// The rep behind `Authorization: Bearer <token>`.
@@ -162,13 +163,37 @@ async fn portal_key(
         .get(&portal)
         .map(|p| p.name.clone())
         .ok_or_else(|| AppError::not_found("portal", &portal))?;
-    let status = flows::key_status(&hub, &key).await?;
+    key_answer(&hub, Some((portal, portal_name)), &key).await
+}
+
+/// The URL of a key generated while no portal exists.
+async fn plain_key(
+    hub: web::Data<Arc<Hub>>,
+    key: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    key_answer(&hub, None, &key).await
+}
+
+async fn key_answer(
+    hub: &Hub,
+    portal: Option<(String, String)>,
+    key: &str,
+) -> Result<HttpResponse, AppError> {
+    let (rep, expires_at, usable, key_portal) = flows::key_status(hub, key).await?;
+    // A key is only reachable through the portal it was made for.
+    if key_portal.as_deref() != portal.as_ref().map(|(id, _)| id.as_str()) {
+        return Err(AppError::new(
+            ErrorCode::KeyUnknown,
+            "that session key is not known on this portal",
+        ));
+    }
+    let (portal, portal_name) = portal.unzip();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "portal": portal,
         "portal_name": portal_name,
-        "key": crate::domain::keys::normalise(&key),
-        "rep": status.0,
-        "expires_at": status.1,
-        "usable": status.2,
+        "key": crate::domain::keys::normalise(key),
+        "rep": rep,
+        "expires_at": expires_at,
+        "usable": usable,
     })))
 }

@@ -9,15 +9,25 @@ use crate::domain::rep_state::RepStatus;
 use crate::error::AppError;
 use crate::protocol::Reply;
 
-pub async fn set(conn: &mut Connection, status: Option<RepStatus>, auto_assign: Option<bool>) -> Answer {
+pub async fn set(
+    conn: &mut Connection,
+    status: Option<RepStatus>,
+    auto_assign: Option<bool>,
+) -> Answer {
     let rep = rep(conn)?;
     let (status, auto_assign) = conn
         .hub
         .directory
         .rep(&rep)?
-        .send(SetAvailability { status, auto_assign })
+        .send(SetAvailability {
+            status,
+            auto_assign,
+        })
         .await??;
-    Ok(Reply::Status { status, auto_assign })
+    Ok(Reply::Status {
+        status,
+        auto_assign,
+    })
 }
 
 pub async fn decline(conn: &mut Connection, session: SessionId) -> Answer {

@@ -5,7 +5,7 @@ use crate::actors::queue::{PostTeamChat, Stats};
 use crate::actors::rep::MarkChatRead;
 use crate::actors::session::{self, ChatHistory, Speaker};
 use crate::domain::chat::ChatLine;
-use crate::domain::ids::{QueueId, SessionId, TeamId};
+use crate::domain::ids::{QueueId, Role, SessionId, TeamId};
 use crate::domain::session::rep_actor;
 use crate::error::AppError;
 use crate::protocol::Reply;
@@ -20,6 +20,13 @@ fn speaker(
         (Phase::Customer { session, .. }, _) => Ok((session.clone(), Speaker::Customer)),
         (Phase::Rep { rep, .. }, Some(s)) => Ok((s, Speaker::Rep(rep.clone()))),
         (Phase::Rep { .. }, None) => Err(AppError::invalid("name the session")),
+        (
+            Phase::Greeted {
+                role: Role::Customer,
+                ..
+            },
+            _,
+        ) => Err(AppError::invalid("start or resume a session first")),
         _ => Err(rep(conn)
             .err()
             .unwrap_or_else(|| AppError::invalid("log in first"))),
