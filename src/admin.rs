@@ -395,19 +395,17 @@ pub async fn put_rules(hub: &Hub, team: &str, rules: Option<QueueRules>) -> AppR
     match &rules {
         Some(r) => {
             r.validate().map_err(AppError::invalid)?;
-            let c = hub.catalog();
-            for q in r
+            let targets = r
                 .overdue
                 .iter()
                 .filter_map(|s| match s {
                     crate::domain::rules::OverdueAction::Transfer { to, .. } => Some(to),
                     _ => None,
                 })
-                .chain(r.no_rep_available.as_ref().and_then(|n| n.to.as_ref()))
-            {
-                c.check_queue(q)?;
+                .chain(r.no_rep_available.as_ref().and_then(|n| n.to.as_ref()));
+            for q in targets {
+                hub.catalog().check_queue(q)?;
             }
-            drop(c);
             store::save(hub.store.as_ref(), &rules_key(team), r, Expect::Any).await?;
         }
         None => hub.store.delete(&rules_key(team), Expect::Any).await?,

@@ -27,7 +27,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -178,19 +178,6 @@ pub struct SeedTarget {
     pub id: String,
     pub name: String,
     pub queue: QueueId,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            server: ServerSettings::default(),
-            store: StoreSettings::default(),
-            log: LogSettings::default(),
-            supervisor: SupervisorSettings::default(),
-            rules: RulesSettings::default(),
-            seed: Seed::default(),
-        }
-    }
 }
 
 impl Default for ServerSettings {

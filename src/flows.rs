@@ -373,7 +373,9 @@ pub async fn rep_snapshot(hub: &Arc<Hub>, rep: &str) -> AppResult<Snapshot> {
     let view = rep_view(hub, rep).await?;
     let mut queues = Vec::new();
     let mut chat_unread = BTreeMap::new();
-    for q in hub.catalog().visible_queues(rep) {
+    // Bind first: a guard in the loop head would be held across the awaits.
+    let visible = hub.catalog().visible_queues(rep);
+    for q in visible {
         let addr = hub.directory.queue(&q)?;
         if let QueueId::Team(t) = &q {
             let stats = addr.send(Stats).await?;

@@ -311,6 +311,9 @@ pub enum ServerFrame {
     Goodbye { reason: String },
 }
 
+// Replies are built, encoded and dropped at once; boxing the large
+// variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {
