@@ -216,8 +216,31 @@ pub async fn my_sessions(hub: &Hub, rep: &str) -> AppResult<Vec<SessionDetails>>
     Ok(out)
 }
 
+/// A live session's actor. An ended session answers `session_ended`, one
+/// that never existed `not_found`.
+pub async fn live_session(
+    hub: &Hub,
+    id: &str,
+) -> AppResult<actix::Addr<session_actor::SessionActor>> {
+    if let Ok(addr) = hub.directory.session(id) {
+        return Ok(addr);
+    }
+    let valid = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if valid
+        && store::load::<Session>(hub.store.as_ref(), &session_actor::session_key(id))
+            .await?
+            .is_some_and(|(s, _)| s.is_ended())
+    {
+        return Err(AppError::new(
+            ErrorCode::SessionEnded,
+            format!("session {id} has ended"),
+        ));
+    }
+    Err(AppError::not_found("session", id))
+}
+
 pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
-    let addr = hub.directory.session(session)?;
+    let addr = live_session(hub, session).await?;
     with_place(hub, rep, session, async {
         addr.send(Accept {
             rep: rep.to_string(),
@@ -229,7 +252,7 @@ pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDet
 
 /// Joins a shared session the rep is invited to.
 pub async fn join(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
-    let addr = hub.directory.session(session)?;
+    let addr = live_session(hub, session).await?;
     with_place(hub, rep, session, async {
         addr.send(Join {
             rep: rep.to_string(),

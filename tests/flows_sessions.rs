@@ -484,7 +484,7 @@ async fn ending_withdraws_open_invitations() {
         other => panic!("{other:?}"),
     };
     assert!(bobs.invitations.is_empty());
-    assert_eq!(refused(&bob, join(&s)).await, ErrorCode::NotFound);
+    assert_eq!(refused(&bob, join(&s)).await, ErrorCode::SessionEnded);
 }
 
 #[actix_web::test]
@@ -645,7 +645,7 @@ async fn customer_ends_the_session_and_history_is_in_the_api() {
             }
         )
         .await,
-        ErrorCode::NotFound
+        ErrorCode::SessionEnded
     );
     match ok(&alice, RequestBody::MySessions).await {
         Reply::Sessions { sessions } => assert!(sessions.is_empty()),
@@ -716,7 +716,7 @@ async fn a_waiting_customer_can_give_up() {
     .expect("the session leaves the queue");
     assert_eq!(
         accept(&bob, &v.session).await.unwrap_err().code(),
-        Some(ErrorCode::NotFound)
+        Some(ErrorCode::SessionEnded)
     );
     // Bob had no part in it; an admin reads its history.
     assert_eq!(

@@ -35,10 +35,8 @@ fn speaker(
 
 pub async fn chat(conn: &mut Connection, session: Option<SessionId>, text: String) -> Answer {
     let (id, from) = speaker(conn, session)?;
-    let line = conn
-        .hub
-        .directory
-        .session(&id)?
+    let line = crate::flows::live_session(&conn.hub, &id)
+        .await?
         .send(session::Chat { from, text })
         .await??;
     Ok(Reply::ChatSent { line })

@@ -37,9 +37,8 @@ pub async fn get_next(conn: &mut Connection) -> Answer {
 
 pub async fn transfer(conn: &mut Connection, session: SessionId, to: QueueId) -> Answer {
     let rep = rep(conn)?;
-    conn.hub
-        .directory
-        .session(&session)?
+    crate::flows::live_session(&conn.hub, &session)
+        .await?
         .send(Transfer { rep, to })
         .await??;
     Ok(Reply::Ok)
@@ -47,9 +46,8 @@ pub async fn transfer(conn: &mut Connection, session: SessionId, to: QueueId) ->
 
 pub async fn invite(conn: &mut Connection, session: SessionId, to: QueueId) -> Answer {
     let rep = rep(conn)?;
-    conn.hub
-        .directory
-        .session(&session)?
+    crate::flows::live_session(&conn.hub, &session)
+        .await?
         .send(Invite { rep, to })
         .await??;
     Ok(Reply::Ok)
@@ -64,9 +62,8 @@ pub async fn join(conn: &mut Connection, session: SessionId) -> Answer {
 
 pub async fn leave(conn: &mut Connection, session: SessionId) -> Answer {
     let rep = rep(conn)?;
-    conn.hub
-        .directory
-        .session(&session)?
+    crate::flows::live_session(&conn.hub, &session)
+        .await?
         .send(Leave { rep })
         .await??;
     Ok(Reply::Ok)
@@ -74,9 +71,8 @@ pub async fn leave(conn: &mut Connection, session: SessionId) -> Answer {
 
 pub async fn control(conn: &mut Connection, session: SessionId, input: String) -> Answer {
     let rep = rep(conn)?;
-    conn.hub
-        .directory
-        .session(&session)?
+    crate::flows::live_session(&conn.hub, &session)
+        .await?
         .send(Control { rep, input })
         .await??;
     Ok(Reply::Ok)
@@ -84,9 +80,8 @@ pub async fn control(conn: &mut Connection, session: SessionId, input: String) -
 
 pub async fn request_view(conn: &mut Connection, session: SessionId) -> Answer {
     let rep = rep(conn)?;
-    conn.hub
-        .directory
-        .session(&session)?
+    crate::flows::live_session(&conn.hub, &session)
+        .await?
         .send(RequestView { rep })
         .await??;
     Ok(Reply::Ok)
@@ -103,6 +98,9 @@ pub async fn end(conn: &mut Connection, session: Option<SessionId>) -> Answer {
             unreachable!("rep() fails outside a rep or customer phase")
         }
     };
-    conn.hub.directory.session(&id)?.send(End { by }).await??;
+    crate::flows::live_session(&conn.hub, &id)
+        .await?
+        .send(End { by })
+        .await??;
     Ok(Reply::Ok)
 }
