@@ -205,8 +205,7 @@ async fn schemathesis_finds_every_response_conforming() {
         let url = format!(
             "http://127.0.0.1:{port}{}",
             path.replace("{queue}", "team:nosuch")
-                .replace('{', "")
-                .replace('}', "")
+                .replace(['{', '}'], "")
         );
         let req = match method.as_str() {
             "GET" => http.get(&url),

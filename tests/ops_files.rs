@@ -66,12 +66,7 @@ async fn the_dashboard_queries_what_the_server_exposes() {
     let exposed: BTreeSet<String> = exposition
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            l.split(|c| c == '{' || c == ' ')
-                .next()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
         .collect();
     let unknown: Vec<_> = queried.difference(&exposed).collect();
     assert!(
