@@ -416,12 +416,14 @@ pub async fn put_rules(hub: &Hub, team: &str, rules: Option<QueueRules>) -> AppR
 
 /// Catalog entries other than reps share one write path.
 pub trait HasId: Serialize + DeserializeOwned {
+    const CATALOG_KIND: Kind;
     fn id(&self) -> &str;
     fn validate(&self, c: &Catalog) -> AppResult<()>;
     fn insert(self, c: &mut Catalog);
 }
 
 impl HasId for Team {
+    const CATALOG_KIND: Kind = Kind::Team;
     fn id(&self) -> &str {
         &self.id
     }
@@ -438,6 +440,7 @@ impl HasId for Team {
 }
 
 impl HasId for IssueType {
+    const CATALOG_KIND: Kind = Kind::IssueType;
     fn id(&self) -> &str {
         &self.id
     }
@@ -450,6 +453,7 @@ impl HasId for IssueType {
 }
 
 impl HasId for Portal {
+    const CATALOG_KIND: Kind = Kind::Portal;
     fn id(&self) -> &str {
         &self.id
     }
@@ -462,6 +466,7 @@ impl HasId for Portal {
 }
 
 impl HasId for SupportButton {
+    const CATALOG_KIND: Kind = Kind::SupportButton;
     fn id(&self) -> &str {
         &self.id
     }
@@ -474,6 +479,7 @@ impl HasId for SupportButton {
 }
 
 impl HasId for HelpLink {
+    const CATALOG_KIND: Kind = Kind::HelpLink;
     fn id(&self) -> &str {
         &self.id
     }

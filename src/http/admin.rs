@@ -15,36 +15,15 @@ use crate::error::AppError;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/admin/reps", web::get().to(list_reps))
         .route("/api/admin/reps/{id}", web::put().to(put_rep))
-        .route(
-            "/api/admin/reps/{id}",
-            web::delete().to(delete::<{ KIND_REP }>),
-        );
+        .route("/api/admin/reps/{id}", web::delete().to(delete_rep));
     cfg.route("/api/admin/rules", web::get().to(get_rules))
         .route("/api/admin/rules/{team}", web::put().to(put_rules))
         .route("/api/admin/rules/{team}", web::delete().to(delete_rules));
-    entries::<Team, { KIND_TEAM }>(cfg, "teams");
-    entries::<IssueType, { KIND_ISSUE_TYPE }>(cfg, "issue-types");
-    entries::<Portal, { KIND_PORTAL }>(cfg, "portals");
-    entries::<SupportButton, { KIND_BUTTON }>(cfg, "support-buttons");
-    entries::<HelpLink, { KIND_HELP_LINK }>(cfg, "help-links");
-}
-
-const KIND_REP: u8 = 0;
-const KIND_TEAM: u8 = 1;
-const KIND_ISSUE_TYPE: u8 = 2;
-const KIND_PORTAL: u8 = 3;
-const KIND_BUTTON: u8 = 4;
-const KIND_HELP_LINK: u8 = 5;
-
-fn kind(k: u8) -> Kind {
-    match k {
-        KIND_REP => Kind::Rep,
-        KIND_TEAM => Kind::Team,
-        KIND_ISSUE_TYPE => Kind::IssueType,
-        KIND_PORTAL => Kind::Portal,
-        KIND_BUTTON => Kind::SupportButton,
-        _ => Kind::HelpLink,
-    }
+    entries::<Team>(cfg, "teams");
+    entries::<IssueType>(cfg, "issue-types");
+    entries::<Portal>(cfg, "portals");
+    entries::<SupportButton>(cfg, "support-buttons");
+    entries::<HelpLink>(cfg, "help-links");
 }
 
 fn require_admin(who: &Authed) -> Result<(), AppError> {
@@ -57,18 +36,18 @@ fn require_admin(who: &Authed) -> Result<(), AppError> {
     }
 }
 
-fn entries<T, const K: u8>(cfg: &mut web::ServiceConfig, path: &str)
+fn entries<T>(cfg: &mut web::ServiceConfig, path: &str)
 where
     T: admin::HasId + crate::store::Record + Clone + Listed + 'static,
 {
     cfg.route(&format!("/api/admin/{path}"), web::get().to(list::<T>))
         .route(
             &format!("/api/admin/{path}/{{id}}"),
-            web::put().to(put::<T, K>),
+            web::put().to(put::<T>),
         )
         .route(
             &format!("/api/admin/{path}/{{id}}"),
-            web::delete().to(delete::<K>),
+            web::delete().to(delete::<T>),
         );
 }
 
@@ -100,7 +79,7 @@ async fn list<T: Listed + serde::Serialize>(
     Ok(HttpResponse::Ok().json(T::all(&hub.catalog())))
 }
 
-async fn put<T, const K: u8>(
+async fn put<T>(
     hub: web::Data<Arc<Hub>>,
     who: Authed,
     id: web::Path<String>,
@@ -110,17 +89,17 @@ where
     T: admin::HasId + crate::store::Record + Clone,
 {
     require_admin(&who)?;
-    let saved = admin::put_entry(&hub, kind(K), &id, body.into_inner()).await?;
+    let saved = admin::put_entry(&hub, T::CATALOG_KIND, &id, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(saved))
 }
 
-async fn delete<const K: u8>(
+async fn delete<T: admin::HasId>(
     hub: web::Data<Arc<Hub>>,
     who: Authed,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     require_admin(&who)?;
-    admin::delete_entry(&hub, kind(K), &id).await?;
+    admin::delete_entry(&hub, T::CATALOG_KIND, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -165,5 +144,15 @@ async fn delete_rules(
 ) -> Result<HttpResponse, AppError> {
     require_admin(&who)?;
     admin::put_rules(&hub, &team, None).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn delete_rep(
+    hub: web::Data<Arc<Hub>>,
+    who: Authed,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    require_admin(&who)?;
+    admin::delete_entry(&hub, Kind::Rep, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
