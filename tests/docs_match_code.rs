@@ -18,9 +18,9 @@ fn missing<'a>(text: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<&'a 
         .collect()
 }
 
-/// Every `kind` of `Event::kind()`, written out by hand (17 today).
+/// Every `kind` of `Event::kind()`, written out by hand (21 today).
 /// `event_kinds_list_is_complete` checks it against the enum itself.
-const EVENT_KINDS: [&str; 17] = [
+const EVENT_KINDS: [&str; 21] = [
     "queue_entered",
     "queue_left",
     "invited",
@@ -30,12 +30,16 @@ const EVENT_KINDS: [&str; 17] = [
     "team_chat",
     "team_unread",
     "favorites",
+    "offer",
+    "offer_withdrawn",
+    "status",
     "queue_position",
     "rep_joined",
     "rep_left",
     "transferred",
     "control_input",
     "view_requested",
+    "no_rep_available",
     "chat",
     "session_ended",
 ];
@@ -109,5 +113,53 @@ fn configuration_md_names_every_config_key() {
     assert!(
         m.is_empty(),
         "docs/configuration.md does not mention: {m:?}"
+    );
+}
+
+#[test]
+fn protocol_md_counts_the_request_types() {
+    let n = RequestBody::TYPES.len();
+    let text = doc("protocol.md");
+    assert!(
+        text.contains(&format!("one of the {n} request types")),
+        "docs/protocol.md should say there are {n} request types"
+    );
+}
+
+#[test]
+fn configuration_md_names_every_flag_and_variable() {
+    use clap::CommandFactory;
+    let text = doc("configuration.md");
+    let mut m = Vec::new();
+    for arg in switchboard::config::Flags::command().get_arguments() {
+        if let Some(long) = arg.get_long() {
+            if !matches!(long, "help" | "version") && !text.contains(&format!("`--{long}")) {
+                m.push(format!("--{long}"));
+            }
+        }
+        if let Some(env) = arg.get_env() {
+            let env = env.to_string_lossy();
+            if !text.contains(&format!("`{env}")) {
+                m.push(env.into_owned());
+            }
+        }
+    }
+    assert!(
+        m.is_empty(),
+        "docs/configuration.md does not mention: {m:?}"
+    );
+}
+
+#[test]
+fn supervisor_md_states_the_bounce_limit() {
+    use switchboard::domain::rules::QueueRules;
+    let text = doc("supervisor.md");
+    let limit = format!(
+        "`QueueRules::MAX_RULE_MOVES` = **{}**",
+        QueueRules::MAX_RULE_MOVES
+    );
+    assert!(
+        text.contains(&limit),
+        "docs/supervisor.md should say {limit}"
     );
 }
