@@ -328,6 +328,28 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
             }
         }
     }
+    // Waiting-session rules that move sessions into it would strand them.
+    if kind == Kind::Team {
+        let queue = QueueId::team(id);
+        let rules = hub.rules();
+        let used = std::iter::once(&rules.default)
+            .chain(
+                rules
+                    .teams
+                    .iter()
+                    .filter(|(t, _)| t.as_str() != id)
+                    .map(|(_, r)| r),
+            )
+            .any(|r| r.targets().any(|q| *q == queue));
+        if used {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                format!("waiting-session rules still move sessions to {queue}: change them first"),
+            ));
+        }
+        hub.store.delete(&rules_key(id), Expect::Any).await?;
+        hub.set_team_rules(id, None);
+    }
     // Customers still waiting there would be stranded.
     if let Some(q) = match kind {
         Kind::Team => Some(QueueId::team(id)),
@@ -378,6 +400,24 @@ pub fn rules_key(team: &str) -> String {
     format!("rules/team/{team}")
 }
 
+/// Every queue the rules in force may move sessions into must exist.
+pub fn check_rule_targets(hub: &Hub) -> AppResult<()> {
+    let rules = hub.rules();
+    let catalog = hub.catalog();
+    let all = std::iter::once(("default".to_string(), &rules.default))
+        .chain(rules.teams.iter().map(|(t, r)| (format!("teams.{t}"), r)));
+    for (name, r) in all {
+        for q in r.targets() {
+            if catalog.check_queue(q).is_err() {
+                return Err(AppError::invalid(format!(
+                    "config key 'rules.{name}' moves sessions to {q}, which does not exist"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies the rules stored through the admin API over the configuration's.
 pub async fn load_rules(hub: &Hub) -> AppResult<()> {
     for (key, rules, _) in store::load_all::<QueueRules>(hub.store.as_ref(), "rules/team/").await? {
@@ -395,15 +435,7 @@ pub async fn put_rules(hub: &Hub, team: &str, rules: Option<QueueRules>) -> AppR
     match &rules {
         Some(r) => {
             r.validate().map_err(AppError::invalid)?;
-            let targets = r
-                .overdue
-                .iter()
-                .filter_map(|s| match s {
-                    crate::domain::rules::OverdueAction::Transfer { to, .. } => Some(to),
-                    _ => None,
-                })
-                .chain(r.no_rep_available.as_ref().and_then(|n| n.to.as_ref()));
-            for q in targets {
+            for q in r.targets() {
                 hub.catalog().check_queue(q)?;
             }
             store::save(hub.store.as_ref(), &rules_key(team), r, Expect::Any).await?;

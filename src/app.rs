@@ -85,6 +85,7 @@ impl Application {
         admin::load_rules(&hub)
             .await
             .map_err(|e| StartError::Catalog(e.to_string()))?;
+        admin::check_rule_targets(&hub).map_err(|e| StartError::Catalog(e.message))?;
         let rebuilt = supervisor::rebuild(&hub)
             .await
             .map_err(|e| StartError::Catalog(e.to_string()))?;

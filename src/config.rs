@@ -374,11 +374,11 @@ impl Settings {
             return bad("server.hello_timeout_ms", "must be at least 10");
         }
         let sup = &self.supervisor;
-        if sup.rep_grace_ms == 0 || sup.customer_grace_ms == 0 {
-            return bad(
-                "supervisor.rep_grace_ms",
-                "grace periods must be at least 1 ms",
-            );
+        if sup.rep_grace_ms == 0 {
+            return bad("supervisor.rep_grace_ms", "must be at least 1");
+        }
+        if sup.customer_grace_ms == 0 {
+            return bad("supervisor.customer_grace_ms", "must be at least 1");
         }
         if !(10..=60_000).contains(&sup.rule_tick_ms) {
             return bad("supervisor.rule_tick_ms", "must be between 10 and 60000");
@@ -392,9 +392,9 @@ impl Settings {
         if let Err(m) = self.rules.default.validate() {
             return bad("rules.default", &m);
         }
-        for r in self.rules.teams.values() {
+        for (team, r) in &self.rules.teams {
             if let Err(m) = r.validate() {
-                return bad("rules.teams", &m);
+                return bad("rules.teams", &format!("team '{team}': {m}"));
             }
         }
         if self.store.data_dir.as_os_str().is_empty() {

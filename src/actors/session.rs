@@ -721,19 +721,26 @@ impl Handler<RepLost> for SessionActor {
                     joined: false,
                 });
             }
-            act.hub
-                .metrics
-                .queues
-                .requeues
-                .with_label_values(&["rep_connection_lost"])
-                .inc();
             let name = act.rep_name(&rep);
             match outcome {
                 SessionRepLost::Left | SessionRepLost::OwnerChanged(_) => {
+                    act.hub.push_to_rep(
+                        &rep,
+                        Event::SessionClosed {
+                            session: prev.id.clone(),
+                            reason: "left: connection lost".into(),
+                        },
+                    );
                     act.push_updated();
                     act.push_customer(Event::RepLeft { name });
                 }
                 SessionRepLost::Requeued(q) => {
+                    act.hub
+                        .metrics
+                        .queues
+                        .requeues
+                        .with_label_values(&["rep_connection_lost"])
+                        .inc();
                     act.hub.push_to_rep(
                         &rep,
                         Event::SessionClosed {
@@ -1285,22 +1292,41 @@ async fn start_with_id(
         },
         now_ms(),
     );
-    store::save(
-        hub.store.as_ref(),
-        &customer_token_key(&token),
-        &CustomerToken {
-            session: id.clone(),
-        },
-        Expect::Absent,
+    // Both records are written at once and awaited together, so they share
+    // one group-commit flush instead of waiting for two in a row; the reply
+    // still comes only after both are durable.
+    let token_record = CustomerToken {
+        session: id.clone(),
+    };
+    let token_key = customer_token_key(&token);
+    let (stored_token, stored_session) = futures_util::future::join(
+        store::save(
+            hub.store.as_ref(),
+            &token_key,
+            &token_record,
+            Expect::Absent,
+        ),
+        store::save(
+            hub.store.as_ref(),
+            &session_key(&id),
+            &session,
+            Expect::Absent,
+        ),
     )
-    .await?;
-    let revision = store::save(
-        hub.store.as_ref(),
-        &session_key(&id),
-        &session,
-        Expect::Absent,
-    )
-    .await?;
+    .await;
+    let revision = match (stored_token, stored_session) {
+        (Ok(_), Ok(revision)) => revision,
+        (Err(e), Ok(revision)) => {
+            // A session nobody can resume must not come back after a
+            // restart: take its record away again.
+            let _ = hub
+                .store
+                .delete(&session_key(&id), Expect::Revision(revision))
+                .await;
+            return Err(e.into());
+        }
+        (_, Err(e)) => return Err(e.into()),
+    };
     let summary = SessionSummary::of(&session);
     let addr = SessionActor::new(hub.clone(), session, revision).start();
     tracing::info!(session = %id, path = path.as_str(), %queue, "session started");

@@ -17,7 +17,7 @@ use crate::domain::queue::{InvitationSummary, SessionSummary};
 use crate::domain::rep_state::RepState;
 use crate::domain::rep_state::RepStatus;
 use crate::domain::routing::{self, Candidate};
-use crate::domain::rules::{self, QueueRules, Routing, Waiting};
+use crate::domain::rules::{self, Due, QueueRules, Routing, Waiting};
 use crate::domain::session::{Session, SessionState};
 use crate::error::AppResult;
 use crate::error::{AppError, ErrorCode};
@@ -166,11 +166,15 @@ pub struct Supervisor {
     /// Reps who declined (or let expire) an offer of each session.
     declined: HashMap<SessionId, HashSet<RepId>>,
     ticking: bool,
+    /// After a start, reps get the rep grace period to reconnect before
+    /// the no-rep-available rule may fire.
+    started: std::time::Instant,
 }
 
 #[derive(Debug, Clone)]
 struct Offer {
     rep: RepId,
+    queue: QueueId,
     expires_at: Millis,
 }
 
@@ -181,6 +185,22 @@ impl Supervisor {
             offers: HashMap::new(),
             declined: HashMap::new(),
             ticking: false,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// A rule may only move a session into a queue that exists now.
+    fn checked(&self, due: Due) -> Due {
+        let exists = |q: &QueueId| {
+            self.hub.catalog().check_queue(q).is_ok() && self.hub.directory.has_queue(q)
+        };
+        match due {
+            Due::Overflow { step, to } if !exists(&to) => Due::SkipStep {
+                step,
+                why: "the overflow queue does not exist",
+            },
+            Due::NoRep { rule, to: Some(to) } if !exists(&to) => Due::NoRep { rule, to: None },
+            other => other,
         }
     }
 
@@ -205,11 +225,13 @@ impl Supervisor {
         now: Millis,
     ) {
         let watchers = self.hub.catalog().watchers(queue);
-        let reps_available = watchers.iter().any(|r| {
-            self.hub
-                .presence(r)
-                .is_some_and(|p| p.consoles > 0 && p.status == RepStatus::Available)
-        });
+        let grace = std::time::Duration::from_millis(self.hub.supervisor.rep_grace_ms);
+        let reps_available = self.started.elapsed() < grace
+            || watchers.iter().any(|r| {
+                self.hub
+                    .presence(r)
+                    .is_some_and(|p| p.consoles > 0 && p.status == RepStatus::Available)
+            });
         for s in waiting {
             let w = Waiting {
                 queue: queue.clone(),
@@ -224,7 +246,7 @@ impl Supervisor {
                     addr.do_send(ApplyRule {
                         queue: queue.clone(),
                         steps_done: w.steps_done,
-                        due,
+                        due: self.checked(due),
                     });
                 }
             }
@@ -292,14 +314,20 @@ impl Supervisor {
                     expires_at,
                 },
             );
-            self.offers
-                .insert(s.session.clone(), Offer { rep, expires_at });
+            self.offers.insert(
+                s.session.clone(),
+                Offer {
+                    rep,
+                    queue: queue.clone(),
+                    expires_at,
+                },
+            );
         }
     }
 
     /// Expired offers count as declined; offers of sessions no longer
-    /// waiting are withdrawn.
-    fn tidy_offers(&mut self, still_waiting: &HashSet<SessionId>, now: Millis) {
+    /// waiting in the queue they were offered from are withdrawn.
+    fn tidy_offers(&mut self, waiting_in: &HashMap<SessionId, QueueId>, now: Millis) {
         let expired: Vec<(SessionId, RepId)> = self
             .offers
             .iter()
@@ -316,13 +344,13 @@ impl Supervisor {
         let gone: Vec<SessionId> = self
             .offers
             .keys()
-            .filter(|s| !still_waiting.contains(*s))
+            .filter(|s| waiting_in.get(*s) != self.offers.get(*s).map(|o| &o.queue))
             .cloned()
             .collect();
         for session in gone {
             self.withdraw(&session, "no longer waiting");
         }
-        self.declined.retain(|s, _| still_waiting.contains(s));
+        self.declined.retain(|s, _| waiting_in.contains_key(s));
     }
 }
 
@@ -371,12 +399,12 @@ impl Handler<Tick> for Supervisor {
         ctx.spawn(gather.into_actor(self).map(|queues, act, _| {
             act.ticking = false;
             let now = now_ms();
-            let mut still_waiting = HashSet::new();
+            let mut waiting_in = HashMap::new();
             for (queue, rules, waiting) in &queues {
-                still_waiting.extend(waiting.iter().map(|s| s.session.clone()));
+                waiting_in.extend(waiting.iter().map(|s| (s.session.clone(), queue.clone())));
                 act.run_queue(queue, rules, waiting, now);
             }
-            act.tidy_offers(&still_waiting, now);
+            act.tidy_offers(&waiting_in, now);
         }));
     }
 }

@@ -32,7 +32,10 @@ impl<E: Clone> Outbox<E> {
         Outbox {
             stream: random_id(),
             next_seq: 1,
-            ring: VecDeque::with_capacity(capacity.min(64)),
+            // Allocated on the first push, not here: most customer streams
+            // hold a handful of events, and an idle waiting session should
+            // not carry room for 64 (each `Event` is a few hundred bytes).
+            ring: VecDeque::new(),
             capacity: capacity.max(1),
         }
     }

@@ -88,6 +88,17 @@ impl crate::store::Record for QueueRules {
 impl QueueRules {
     pub const MAX_RULE_MOVES: u32 = 3;
 
+    /// The queues these rules may move sessions into.
+    pub fn targets(&self) -> impl Iterator<Item = &QueueId> {
+        self.overdue
+            .iter()
+            .filter_map(|s| match s {
+                OverdueAction::Transfer { to, .. } => Some(to),
+                OverdueAction::Mark { .. } => None,
+            })
+            .chain(self.no_rep_available.as_ref().and_then(|n| n.to.as_ref()))
+    }
+
     /// Checks what an admin or config file supplied.
     pub fn validate(&self) -> Result<(), String> {
         let mut last = 0;

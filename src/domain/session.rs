@@ -349,6 +349,7 @@ impl Session {
             joined_at: now,
         }];
         self.invitations.clear();
+        self.requeued = None;
         let waited = now.saturating_sub(self.wait_start);
         self.record(
             now,
@@ -603,6 +604,9 @@ impl Session {
             }
             return RepLost::Left;
         }
+        // The lost rep's own personal queue is no place to wait: only they
+        // would see it.
+        let own = QueueId::rep(rep);
         let target = [
             Some(&self.last_queue),
             Some(&self.entered_through),
@@ -610,7 +614,7 @@ impl Session {
         ]
         .into_iter()
         .flatten()
-        .find(|q| exists(q))
+        .find(|q| **q != own && exists(q))
         .cloned();
         match target {
             Some(q) => {
@@ -799,11 +803,12 @@ mod tests {
         // Alone: back to the last queue it waited in.
         let mut s = waiting(ClientKind::Desktop);
         s.accept("alice", 2000).unwrap();
-        s.transfer("alice", QueueId::rep("bob"), 5, 2100).unwrap();
+        s.transfer("alice", QueueId::team("billing"), 5, 2100)
+            .unwrap();
         s.accept("bob", 2200).unwrap();
         assert_eq!(
             s.rep_lost("bob", all, None, 9, 3000),
-            RepLost::Requeued(QueueId::rep("bob"))
+            RepLost::Requeued(QueueId::team("billing"))
         );
         assert_eq!(
             s.requeued.as_deref(),
@@ -820,6 +825,21 @@ mod tests {
             s.rep_lost("bob", gone, None, 9, 3000),
             RepLost::Requeued(QueueId::team("net"))
         );
+        // The lost rep's own personal queue is skipped even though it exists.
+        let mut s = waiting(ClientKind::Desktop);
+        s.accept("alice", 2000).unwrap();
+        s.transfer("alice", QueueId::rep("bob"), 5, 2100).unwrap();
+        s.accept("bob", 2200).unwrap();
+        assert_eq!(
+            s.rep_lost("bob", all, None, 9, 3000),
+            RepLost::Requeued(QueueId::team("net"))
+        );
+        assert_eq!(
+            s.requeued.as_deref(),
+            Some("requeued: representative connection lost")
+        );
+        s.accept("alice", 4000).unwrap();
+        assert_eq!(s.requeued, None, "an accept clears the requeue note");
         let mut s = waiting(ClientKind::Desktop);
         s.accept("alice", 2000).unwrap();
         let fallback = QueueId::team("fallback");
