@@ -362,6 +362,41 @@ impl Connection {
         self.send(&frame).await;
     }
 
+    /// After attaching to a stream: queue the events missed since the
+    /// client's resume point, or (when the gap cannot be filled) a snapshot,
+    /// to follow the reply.
+    async fn follow_resume<F, Fut>(
+        &mut self,
+        stream: &str,
+        seq: u64,
+        resume: crate::domain::outbox::Resume<crate::protocol::Event>,
+        snapshot: F,
+    ) -> Result<(), AppError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<crate::protocol::Snapshot, AppError>>,
+    {
+        match resume {
+            crate::domain::outbox::Resume::Replay(events) => {
+                for (seq, event) in events {
+                    self.pending.push(ServerFrame::Event {
+                        stream: stream.to_string(),
+                        seq,
+                        event,
+                    });
+                }
+            }
+            crate::domain::outbox::Resume::Snapshot => {
+                self.pending.push(ServerFrame::Snapshot {
+                    stream: stream.to_string(),
+                    seq,
+                    snapshot: snapshot().await?,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Sends what the handler queued to follow its reply.
     async fn after_reply(&mut self) {
         for f in std::mem::take(&mut self.pending) {

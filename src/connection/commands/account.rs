@@ -2,10 +2,9 @@
 use super::super::{Answer, Connection, Phase};
 use crate::actors::rep::Attach;
 use crate::domain::ids::Role;
-use crate::domain::outbox::Resume;
 use crate::error::{AppError, ErrorCode};
 use crate::flows;
-use crate::protocol::{Reply, ResumeFrom, ServerFrame};
+use crate::protocol::{Reply, ResumeFrom};
 
 pub async fn login(
     conn: &mut Connection,
@@ -64,25 +63,25 @@ pub async fn login(
         conn: handle,
     };
     conn.count(Some((Role::Rep, client)));
-    match attached.resume {
-        Resume::Replay(events) => {
-            for (seq, event) in events {
-                conn.pending.push(ServerFrame::Event {
-                    stream: attached.stream.clone(),
-                    seq,
-                    event,
-                });
-            }
-        }
-        Resume::Snapshot => {
-            let snapshot = flows::rep_snapshot(&hub, &rep.id).await?;
-            conn.pending.push(ServerFrame::Snapshot {
-                stream: attached.stream.clone(),
-                seq: attached.seq,
-                snapshot,
-            });
-        }
+    let rep_id = rep.id.clone();
+    let follow = conn
+        .follow_resume(
+            &attached.stream,
+            attached.seq,
+            attached.resume,
+            || async move { flows::rep_snapshot(&hub, &rep_id).await },
+        )
+        .await;
+    if let Err(e) = follow {
+        // Not logged in after all: the console tries again.
+        conn.detach();
+        conn.phase = Phase::Greeted {
+            role: Role::Rep,
+            client,
+        };
+        return Err(e);
     }
+    let hub = conn.hub.clone();
     Ok(Reply::LoggedIn {
         rep: flows::rep_info(&hub, &rep),
         token,

@@ -3,9 +3,8 @@ use super::super::{Answer, Connection, Phase};
 use crate::actors::session::{self, AttachCustomer};
 use crate::auth::{customer_token_key, CustomerToken};
 use crate::domain::ids::{ClientKind, Role};
-use crate::domain::outbox::Resume;
 use crate::error::{AppError, ErrorCode};
-use crate::protocol::{Entry, Reply, ResumeFrom, ServerFrame, Snapshot};
+use crate::protocol::{Entry, Reply, ResumeFrom, Snapshot};
 use crate::store;
 
 fn client(conn: &Connection) -> ClientKind {
@@ -81,27 +80,23 @@ async fn attach(
         conn: handle,
     };
     conn.count(Some((Role::Customer, client)));
-    match attached.resume {
-        Resume::Replay(events) => {
-            for (seq, event) in events {
-                conn.pending.push(ServerFrame::Event {
-                    stream: view.stream.clone(),
-                    seq,
-                    event,
-                });
-            }
-        }
-        Resume::Snapshot => {
-            let chat = session::load_chat(&hub, &view.session).await?;
-            conn.pending.push(ServerFrame::Snapshot {
-                stream: view.stream.clone(),
-                seq: view.seq,
-                snapshot: Snapshot::Customer {
-                    view: view.clone(),
-                    chat,
-                },
-            });
-        }
+    let (id, snapshot_view) = (view.session.clone(), view.clone());
+    let follow = conn
+        .follow_resume(&view.stream, view.seq, attached.resume, || async move {
+            let chat = session::load_chat(&hub, &id).await?;
+            Ok(Snapshot::Customer {
+                view: snapshot_view,
+                chat,
+            })
+        })
+        .await;
+    if let Err(e) = follow {
+        conn.detach();
+        conn.phase = Phase::Greeted {
+            role: Role::Customer,
+            client,
+        };
+        return Err(e);
     }
     Ok(Reply::SessionStarted(view))
 }
