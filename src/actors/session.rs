@@ -65,6 +65,8 @@ pub struct SessionActor {
     /// Armed while no customer connection is attached: when it fires the
     /// session ends as abandoned.
     customer_timer: Option<SpawnHandle>,
+    /// A customer connection has attached since this actor started.
+    customer_seen: bool,
 }
 
 /// Everything about a session for its reps and the REST API.
@@ -112,6 +114,7 @@ impl SessionActor {
             customer_conns: Vec::new(),
             position: None,
             customer_timer: None,
+            customer_seen: false,
         }
     }
 
@@ -777,7 +780,10 @@ impl Handler<ApplyRule> for SessionActor {
     type Result = Reply<()>;
     fn handle(&mut self, msg: ApplyRule, _: &mut Context<Self>) -> Self::Result {
         let s = &self.session;
-        if s.waiting_in() != Some(&msg.queue) || s.overdue_steps != msg.steps_done {
+        // A pass that read the queue before the last firing was stored
+        // would fire the no-rep rule again: it fires once per queue.
+        let told_already = matches!(msg.due, Due::NoRep { .. }) && s.no_rep_handled;
+        if s.waiting_in() != Some(&msg.queue) || s.overdue_steps != msg.steps_done || told_already {
             return fail(AppError::new(ErrorCode::NotWaiting, "the session moved on"));
         }
         let now = now_ms();
@@ -1021,8 +1027,16 @@ impl Handler<AttachCustomer> for SessionActor {
     fn handle(&mut self, msg: AttachCustomer, ctx: &mut Context<Self>) -> CustomerAttached {
         let resume = match &msg.resume {
             Some(r) => self.customer.resume(&r.stream, r.after),
+            // The first connection since the actor started also gets what
+            // was pushed before it attached (a rule can fire between the
+            // session's start and the customer's attach).
+            None if !self.customer_seen => {
+                let stream = self.customer.stream().to_string();
+                self.customer.resume(&stream, 0)
+            }
             None => Resume::Replay(Vec::new()),
         };
+        self.customer_seen = true;
         self.customer_conns.push(msg.conn);
         self.watch_customer(ctx);
         CustomerAttached {
@@ -1071,6 +1085,22 @@ impl Handler<PositionChanged> for SessionActor {
             position: msg.position,
             estimated_wait_secs: msg.estimated_wait_secs,
         });
+    }
+}
+
+/// A new session's first place, for the customer's first view: not pushed
+/// as an event (the first attach replays what was pushed before it, and
+/// the view already shows this).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StartPosition(PositionChanged);
+
+impl Handler<StartPosition> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, StartPosition(msg): StartPosition, _: &mut Context<Self>) {
+        if self.session.waiting_in().is_some() && self.position.is_none() {
+            self.position = Some((msg.queue_name, msg.position, msg.estimated_wait_secs));
+        }
     }
 }
 
@@ -1347,11 +1377,11 @@ async fn start_with_id(
     // So the customer's first view already shows their place. (The name is
     // read first: the catalog lock must not be held across the await.)
     let queue_name = hub.catalog().queue_name(&queue);
-    addr.send(PositionChanged {
+    addr.send(StartPosition(PositionChanged {
         queue_name,
         position,
         estimated_wait_secs,
-    })
+    }))
     .await?;
     Ok((addr, token, (position, estimated_wait_secs)))
 }

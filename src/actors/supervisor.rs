@@ -400,11 +400,15 @@ impl Handler<Tick> for Supervisor {
             act.ticking = false;
             let now = now_ms();
             let mut waiting_in = HashMap::new();
-            for (queue, rules, waiting) in &queues {
+            for (queue, _, waiting) in &queues {
                 waiting_in.extend(waiting.iter().map(|s| (s.session.clone(), queue.clone())));
+            }
+            // Offers of sessions taken meanwhile, or expired, go first: a rep
+            // holding a stale offer is free for this pass's routing.
+            act.tidy_offers(&waiting_in, now);
+            for (queue, rules, waiting) in &queues {
                 act.run_queue(queue, rules, waiting, now);
             }
-            act.tidy_offers(&waiting_in, now);
         }));
     }
 }

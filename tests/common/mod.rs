@@ -249,3 +249,103 @@ pub fn start_capturing_log(
     let port = read_port(stdout);
     (ServerProcess { child, port }, lines)
 }
+
+// --- Helpers of the supervisor tests (rules, fallback, routing, recovery). ---
+
+/// One REST call to the server on `port`: the status and the JSON body
+/// (`null` when empty).
+pub async fn rest_json(
+    port: u16,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().request(method, format!("http://127.0.0.1:{port}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("server answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let value = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"))
+    };
+    (status, value)
+}
+
+/// A REST bearer token for a demo rep (`<username>-demo`).
+pub async fn rest_login(port: u16, user: &str) -> String {
+    let (status, body) = rest_json(
+        port,
+        reqwest::Method::POST,
+        "/api/login",
+        None,
+        Some(serde_json::json!({"username": user, "password": format!("{user}-demo")})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().expect("a token").to_string()
+}
+
+/// The reply to `body`, or a panic naming the request.
+pub async fn reply_of(c: &Client, body: RequestBody) -> Reply {
+    let name = body.type_name();
+    c.request(body)
+        .await
+        .unwrap_or_else(|e| panic!("{name} failed: {e}"))
+}
+
+/// A queue as `c` (a rep who sees it) views it, in queue order.
+pub async fn queue_of(c: &Client, queue: &str) -> switchboard::protocol::QueueView {
+    match reply_of(
+        c,
+        RequestBody::ViewQueue {
+            queue: queue.parse().expect("a queue id"),
+            sort: Default::default(),
+        },
+    )
+    .await
+    {
+        Reply::QueueView(v) => v,
+        other => panic!("expected a queue view, got {other:?}"),
+    }
+}
+
+/// A session's details as `c` sees them.
+pub async fn details_of(c: &Client, session: &str) -> switchboard::protocol::SessionDetails {
+    session_of(
+        &reply_of(
+            c,
+            RequestBody::SessionDetails {
+                session: session.into(),
+            },
+        )
+        .await,
+    )
+    .clone()
+}
+
+/// Polls `check` every 25 ms until it answers `Some`; panics after
+/// `within`, naming `what`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

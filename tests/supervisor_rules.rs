@@ -1,0 +1,724 @@
+//! Waiting-session rules over the real protocol: overdue steps (mark, then
+//! transfer to an overflow queue), the no-rep-available rule, persistent
+//! queues, bounce prevention, rules set through the admin API, and rules
+//! that fall due while the server is down (kill -9) firing right after the
+//! restart. Timers are shortened by configuration: the supervisor ticks
+//! every 50 ms and steps are due after a second or two.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use switchboard::client::Client;
+use switchboard::config::{SeedTarget, SeedTeam, Settings};
+use switchboard::domain::ids::{ClientKind, QueueId, Role};
+use switchboard::domain::rules::{NoRepRule, OverdueAction, QueueRules};
+use switchboard::domain::session::{HistoryEvent, SessionState};
+use switchboard::protocol::{Entry, Event, RequestBody, SessionDetails};
+
+fn mark(after_secs: u64) -> OverdueAction {
+    OverdueAction::Mark { after_secs }
+}
+
+fn overflow(after_secs: u64, to: &str) -> OverdueAction {
+    OverdueAction::Transfer {
+        after_secs,
+        to: QueueId::team(to),
+    }
+}
+
+fn steps(overdue: Vec<OverdueAction>) -> QueueRules {
+    QueueRules {
+        overdue,
+        ..QueueRules::default()
+    }
+}
+
+/// A server whose supervisor ticks every 50 ms, with `rules` per team.
+async fn app_with(rules: Vec<(&str, QueueRules)>, more: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_with(dir, move |s| {
+        s.supervisor.rule_tick_ms = 50;
+        // After a start, reps have the rep grace to come back before the
+        // no-rep-available rule may fire: keep it short.
+        s.supervisor.rep_grace_ms = 200;
+        for (team, r) in rules {
+            s.rules.teams.insert(team.to_string(), r);
+        }
+        more(s);
+    })
+    .await
+}
+
+/// The details of every `rule_fired` history entry, in order.
+fn rule_lines(d: &SessionDetails) -> Vec<String> {
+    d.history
+        .iter()
+        .filter(|h| h.event == HistoryEvent::RuleFired)
+        .map(|h| h.detail.clone())
+        .collect()
+}
+
+fn waiting_in(d: &SessionDetails) -> Option<String> {
+    match &d.state {
+        SessionState::Waiting { queue } => Some(queue.to_string()),
+        _ => None,
+    }
+}
+
+fn in_queue(v: &switchboard::protocol::QueueView, session: &str) -> bool {
+    v.items.iter().any(|i| i.summary.session == session)
+}
+
+/// A session's details through the admin REST API.
+async fn rest_details(port: u16, token: &str, session: &str) -> SessionDetails {
+    let (status, body) = rest_json(
+        port,
+        Method::GET,
+        &format!("/api/sessions/{session}"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).expect("session details")
+}
+
+#[actix_web::test]
+async fn overdue_session_is_marked_then_moved_to_the_overflow_queue() {
+    let app = app_with(
+        vec![("network", steps(vec![mark(1), overflow(2, "escalations")]))],
+        |_| {},
+    )
+    .await;
+    let mut alice = app.rep("alice").await; // network and escalations
+    let mut bob = app.rep("bob").await; // network only
+    let mut admin = app.rep("admin").await; // escalations only
+    let mut customer = app.customer(ClientKind::Desktop).await;
+
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    let started = Instant::now();
+    let id = view.session.clone();
+    let first = alert_for(&mut bob, &id).await;
+    let Event::QueueEntered { session: first, .. } = first else {
+        unreachable!()
+    };
+    assert!(!first.overdue, "not overdue on arrival");
+    let wait_start = first.wait_start;
+
+    // Step 1 (after 1 s): marked overdue, and the team is alerted again.
+    let again = bob
+        .wait_event(WAIT, |e| {
+            matches!(e, Event::QueueEntered { session, .. } if session.session == id && session.overdue)
+        })
+        .await
+        .expect("bob is alerted again when the session becomes overdue");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the mark came after {:?}, before its step was due",
+        started.elapsed()
+    );
+    let Event::QueueEntered { queue, .. } = again else {
+        unreachable!()
+    };
+    assert_eq!(queue, QueueId::team("network"));
+    alice
+        .wait_event(WAIT, |e| {
+            matches!(e, Event::QueueEntered { session, queue, .. }
+                if session.session == id && session.overdue && *queue == QueueId::team("network"))
+        })
+        .await
+        .expect("every rep of the team is alerted again");
+    let shown = queue_of(&bob, "team:network").await;
+    let item = shown
+        .items
+        .iter()
+        .find(|i| i.summary.session == id)
+        .expect("still waiting in network");
+    assert!(item.summary.overdue, "view_queue shows it overdue");
+    assert_eq!(item.summary.wait_start, wait_start);
+    let d = details_of(&bob, &id).await;
+    assert_eq!(rule_lines(&d), ["overdue step 1: marked overdue"]);
+    assert!(
+        !in_queue(&queue_of(&admin, "team:escalations").await, &id),
+        "not moved before step 2 is due"
+    );
+
+    // Step 2 (after 2 s): moved to the overflow queue.
+    let moved = admin
+        .wait_event(WAIT, |e| {
+            matches!(e, Event::QueueEntered { session, queue, .. }
+                if session.session == id && *queue == QueueId::team("escalations"))
+        })
+        .await
+        .expect("the overflow team is alerted");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "moved after {:?}, before step 2 was due",
+        started.elapsed()
+    );
+    let Event::QueueEntered { session: moved, .. } = moved else {
+        unreachable!()
+    };
+    assert_eq!(moved.wait_start, wait_start, "the wait start is kept");
+    assert!(!moved.overdue, "a new queue starts its own steps");
+    customer
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Escalations"),
+        )
+        .await
+        .expect("the customer is told about the move");
+    bob.wait_event(WAIT, |e| {
+        matches!(e, Event::QueueLeft { session, reason: switchboard::protocol::LeftQueueReason::Moved, .. } if *session == id)
+    })
+    .await
+    .expect("network's reps see it leave");
+    alice
+        .wait_event(WAIT, |e| {
+            matches!(e, Event::QueueEntered { session, queue, .. }
+                if session.session == id && *queue == QueueId::team("escalations"))
+        })
+        .await
+        .expect("alice, also in escalations, is alerted there");
+
+    assert!(!in_queue(&queue_of(&bob, "team:network").await, &id));
+    let esc = queue_of(&admin, "team:escalations").await;
+    let item = esc
+        .items
+        .iter()
+        .find(|i| i.summary.session == id)
+        .expect("waits in escalations");
+    assert_eq!(item.summary.wait_start, wait_start);
+    let d = details_of(&admin, &id).await;
+    assert_eq!(waiting_in(&d).as_deref(), Some("team:escalations"));
+    assert_eq!(d.summary.wait_start, wait_start);
+    assert_eq!(
+        rule_lines(&d),
+        [
+            "overdue step 1: marked overdue",
+            "overdue step 2: moved from team:network to team:escalations"
+        ]
+    );
+    let last = d.history.last().expect("history");
+    assert_eq!(last.event, HistoryEvent::EnteredQueue);
+    assert_eq!(last.detail, "team:escalations");
+}
+
+#[actix_web::test]
+async fn no_rep_available_tells_the_customer_and_moves_the_session() {
+    let rule = QueueRules {
+        no_rep_available: Some(NoRepRule {
+            message: "All network reps are away".into(),
+            redirect_url: Some("https://example.test/hours".into()),
+            to: Some(QueueId::team("billing")),
+        }),
+        ..QueueRules::default()
+    };
+    let app = app_with(vec![("network", rule)], |_| {}).await;
+    let mut carol = app.rep("carol").await; // billing; no network rep is logged in
+    let mut customer = app.customer(ClientKind::Desktop).await;
+
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    let id = view.session.clone();
+    let told = customer
+        .wait_event(WAIT, |e| matches!(e, Event::NoRepAvailable { .. }))
+        .await
+        .expect("the customer is told nobody is available");
+    assert_eq!(
+        told,
+        Event::NoRepAvailable {
+            message: "All network reps are away".into(),
+            redirect_url: Some("https://example.test/hours".into()),
+        }
+    );
+    customer
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Billing"),
+        )
+        .await
+        .expect("and about the move");
+    alert_for(&mut carol, &id).await;
+    assert!(in_queue(&queue_of(&carol, "team:billing").await, &id));
+    let d = details_of(&carol, &id).await;
+    assert_eq!(waiting_in(&d).as_deref(), Some("team:billing"));
+    assert_eq!(d.summary.wait_start, view_wait_start(&d));
+    assert_eq!(
+        rule_lines(&d),
+        [
+            "no rep available: customer told",
+            "no rep available: moved from team:network to team:billing"
+        ]
+    );
+    assert!(
+        stays_quiet(&mut customer, |e| matches!(e, Event::NoRepAvailable { .. })).await,
+        "told once"
+    );
+}
+
+/// The wait start as the session was created (the `created` history line).
+fn view_wait_start(d: &SessionDetails) -> u64 {
+    d.history
+        .iter()
+        .find(|h| h.event == HistoryEvent::Created)
+        .expect("created")
+        .at
+}
+
+#[actix_web::test]
+async fn no_rep_available_in_a_persistent_queue_keeps_the_session() {
+    let rule = QueueRules {
+        persistent: true,
+        no_rep_available: Some(NoRepRule {
+            message: "Nobody is here right now".into(),
+            redirect_url: None,
+            to: Some(QueueId::team("billing")),
+        }),
+        ..QueueRules::default()
+    };
+    // The fastest tick: a rule must fire once even when the next pass
+    // comes before the first firing is stored.
+    let app = app_with(vec![("network", rule)], |s| s.supervisor.rule_tick_ms = 10).await;
+    // Alice is logged in but away: she can look, but nobody is available.
+    let mut alice = app.rep("alice").await;
+    reply_of(
+        &alice,
+        RequestBody::SetStatus {
+            status: switchboard::domain::rep_state::RepStatus::Away,
+        },
+    )
+    .await;
+    let carol = app.rep("carol").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    let id = view.session.clone();
+    let told = customer
+        .wait_event(WAIT, |e| matches!(e, Event::NoRepAvailable { .. }))
+        .await
+        .expect("the customer is told nobody is available");
+    assert_eq!(
+        told,
+        Event::NoRepAvailable {
+            message: "Nobody is here right now".into(),
+            redirect_url: None,
+        }
+    );
+    assert!(
+        stays_quiet(&mut customer, |e| matches!(
+            e,
+            Event::Transferred { .. } | Event::NoRepAvailable { .. }
+        ))
+        .await,
+        "a persistent queue keeps the session, and the customer is told once"
+    );
+    assert!(in_queue(&queue_of(&alice, "team:network").await, &id));
+    assert!(!in_queue(&queue_of(&carol, "team:billing").await, &id));
+    let d = details_of(&alice, &id).await;
+    assert_eq!(rule_lines(&d), ["no rep available: customer told"]);
+    let _ = alice.drain();
+}
+
+#[actix_web::test]
+async fn a_persistent_queue_is_not_left_by_a_transfer_step() {
+    let rule = QueueRules {
+        persistent: true,
+        overdue: vec![mark(1), overflow(2, "escalations")],
+        ..QueueRules::default()
+    };
+    let app = app_with(vec![("network", rule)], |_| {}).await;
+    let bob = app.rep("bob").await;
+    let admin = app.rep("admin").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    let id = view.session.clone();
+
+    let d = eventually(
+        Duration::from_secs(10),
+        "the transfer step to be skipped",
+        || async {
+            let d = details_of(&bob, &id).await;
+            (rule_lines(&d).len() == 2).then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(
+        rule_lines(&d),
+        [
+            "overdue step 1: marked overdue",
+            "overdue step 2: stays (persistent queue)"
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let d = details_of(&bob, &id).await;
+    assert_eq!(waiting_in(&d).as_deref(), Some("team:network"));
+    assert_eq!(rule_lines(&d).len(), 2, "nothing more fires");
+    let net = queue_of(&bob, "team:network").await;
+    let item = net
+        .items
+        .iter()
+        .find(|i| i.summary.session == id)
+        .expect("still in network");
+    assert!(
+        item.summary.overdue,
+        "marking still happens in a persistent queue"
+    );
+    assert!(!in_queue(&queue_of(&admin, "team:escalations").await, &id));
+    assert!(stays_quiet(&mut customer, |e| matches!(e, Event::Transferred { .. })).await);
+}
+
+#[actix_web::test]
+async fn queues_overflowing_into_each_other_do_not_bounce_a_session() {
+    let app = app_with(
+        vec![
+            ("network", steps(vec![overflow(1, "billing")])),
+            (
+                "billing",
+                steps(vec![overflow(1, "network"), overflow(2, "network")]),
+            ),
+        ],
+        |_| {},
+    )
+    .await;
+    let mut bob = app.rep("bob").await;
+    let mut carol = app.rep("carol").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    let id = view.session.clone();
+    alert_for(&mut bob, &id).await;
+    alert_for(&mut carol, &id).await;
+
+    let d = eventually(
+        Duration::from_secs(10),
+        "both billing steps to be skipped",
+        || async {
+            let d = details_of(&carol, &id).await;
+            (rule_lines(&d).len() == 3).then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(
+        rule_lines(&d),
+        [
+            "overdue step 1: moved from team:network to team:billing",
+            "overdue step 1: stays (would bounce back)",
+            "overdue step 2: stays (would bounce back)"
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = details_of(&carol, &id).await;
+    assert_eq!(waiting_in(&d).as_deref(), Some("team:billing"));
+    assert_eq!(rule_lines(&d).len(), 3);
+    let moves = d
+        .history
+        .iter()
+        .filter(|h| h.event == HistoryEvent::EnteredQueue)
+        .count();
+    assert_eq!(moves, 2, "entered network, then billing once");
+    assert!(in_queue(&queue_of(&carol, "team:billing").await, &id));
+    assert!(!in_queue(&queue_of(&bob, "team:network").await, &id));
+    assert!(
+        stays_quiet(
+            &mut bob,
+            |e| matches!(e, Event::QueueEntered { session, .. } if session.session == id)
+        )
+        .await,
+        "network never sees it again"
+    );
+}
+
+#[actix_web::test]
+async fn rules_move_a_session_at_most_three_times() {
+    let chain = ["t1", "t2", "t3", "t4", "t5"];
+    let rules: Vec<(&str, QueueRules)> = chain
+        .windows(2)
+        .map(|w| (w[0], steps(vec![overflow(1, w[1])])))
+        .collect();
+    let app = app_with(rules, |s| {
+        for t in chain {
+            s.seed.teams.push(SeedTeam {
+                id: t.into(),
+                name: format!("Team {t}"),
+            });
+        }
+        s.seed.support_buttons.push(SeedTarget {
+            id: "first".into(),
+            name: "First in the chain".into(),
+            queue: QueueId::team("t1"),
+        });
+    })
+    .await;
+    let token = rest_login(app.port, "admin").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = customer
+        .start_session(
+            Entry::SupportButton {
+                button: "first".into(),
+            },
+            "Dana",
+            "Acme",
+            "",
+        )
+        .await
+        .expect("session starts");
+    let id = view.session.clone();
+    let d = eventually(
+        Duration::from_secs(15),
+        "the move limit to stop the chain",
+        || async {
+            let d = rest_details(app.port, &token, &id).await;
+            (rule_lines(&d).len() == 4).then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(
+        rule_lines(&d),
+        [
+            "overdue step 1: moved from team:t1 to team:t2",
+            "overdue step 1: moved from team:t2 to team:t3",
+            "overdue step 1: moved from team:t3 to team:t4",
+            "overdue step 1: stays (moved by rules too often)"
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let d = rest_details(app.port, &token, &id).await;
+    assert_eq!(waiting_in(&d).as_deref(), Some("team:t4"));
+    assert_eq!(rule_lines(&d).len(), 4);
+}
+
+#[actix_web::test]
+async fn rules_set_through_the_admin_api_take_effect_and_revert() {
+    // The configuration gives network a slow mark; the API overrides it.
+    let app = app_with(vec![("network", steps(vec![mark(600)]))], |_| {}).await;
+    let port = app.port;
+    let token = rest_login(port, "admin").await;
+    let (status, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(
+        all["teams"]["network"]["overdue"],
+        json!([{"action": "mark", "after_secs": 600}])
+    );
+
+    let fast = json!({
+        "overdue": [
+            {"action": "mark", "after_secs": 1},
+            {"action": "transfer", "after_secs": 30, "to": "team:escalations"}
+        ],
+        "routing": "none"
+    });
+    let (status, echoed) = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/rules/network",
+        Some(&token),
+        Some(fast.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{echoed}");
+    assert_eq!(echoed["overdue"], fast["overdue"]);
+    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    assert_eq!(all["teams"]["network"]["overdue"], fast["overdue"]);
+
+    // In force: a new session is marked after one second.
+    let mut bob = app.rep("bob").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let first = start_issue(&mut customer, "vpn", "Dana").await;
+    bob.wait_event(WAIT, |e| {
+        matches!(e, Event::QueueEntered { session, .. } if session.session == first.session && session.overdue)
+    })
+    .await
+    .expect("the API's rule marks the session");
+
+    // Refused: steps out of order, an unknown overflow queue, an unknown
+    // team, an unknown field, and a rep without the admin permission.
+    let bad_order = json!({"overdue": [
+        {"action": "mark", "after_secs": 5},
+        {"action": "mark", "after_secs": 2}
+    ]});
+    let answer = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/rules/network",
+        Some(&token),
+        Some(bad_order),
+    )
+    .await;
+    assert_eq!(answer.0, 400, "{}", answer.1);
+    assert_eq!(answer.1["code"], "invalid_request", "{}", answer.1);
+    let unknown_queue =
+        json!({"overdue": [{"action": "transfer", "after_secs": 5, "to": "team:nowhere"}]});
+    let answer = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/rules/network",
+        Some(&token),
+        Some(unknown_queue),
+    )
+    .await;
+    assert_eq!(answer.0, 404, "{}", answer.1);
+    assert_eq!(answer.1["code"], "not_found", "{}", answer.1);
+    let unknown_no_rep = json!({"no_rep_available": {"message": "x", "to": "team:nowhere"}});
+    let answer = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/rules/network",
+        Some(&token),
+        Some(unknown_no_rep),
+    )
+    .await;
+    assert_eq!(answer.0, 404, "{}", answer.1);
+    let answer = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/rules/nowhere",
+        Some(&token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(answer.0, 404, "{}", answer.1);
+    let answer = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/rules/network",
+        Some(&token),
+        Some(json!({"overdue": [], "colour": "red"})),
+    )
+    .await;
+    assert_eq!(answer.0, 400, "{}", answer.1);
+    let bob_token = rest_login(port, "bob").await;
+    let answer = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/rules/network",
+        Some(&bob_token),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(answer.0, 403, "{}", answer.1);
+    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    assert_eq!(
+        all["teams"]["network"]["overdue"], fast["overdue"],
+        "refused changes change nothing"
+    );
+
+    // DELETE goes back to the configuration's rules.
+    let (status, _) = rest_json(
+        port,
+        Method::DELETE,
+        "/api/admin/rules/network",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    assert_eq!(
+        all["teams"]["network"]["overdue"],
+        json!([{"action": "mark", "after_secs": 600}])
+    );
+    let mut customer2 = app.customer(ClientKind::Desktop).await;
+    let second = start_issue(&mut customer2, "wifi", "Eve").await;
+    alert_for(&mut bob, &second.session).await;
+    assert!(
+        bob.wait_event(Duration::from_millis(1800), |e| {
+            matches!(e, Event::QueueEntered { session, .. } if session.session == second.session && session.overdue)
+        })
+        .await
+        .is_none(),
+        "after DELETE the one-second mark no longer applies"
+    );
+
+    // Rules of a team without configured ones: set, then DELETE removes them.
+    let (status, _) = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/rules/billing",
+        Some(&token),
+        Some(json!({"persistent": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    assert_eq!(all["teams"]["billing"]["persistent"], true);
+    let (status, _) = rest_json(
+        port,
+        Method::DELETE,
+        "/api/admin/rules/billing",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    assert_eq!(all["teams"].get("billing"), None::<&Value>, "{all}");
+}
+
+#[actix_web::test]
+async fn a_step_due_while_the_server_was_down_fires_right_after_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [("SWITCHBOARD_RULE_TICK_MS", "50")];
+    let mut server = ServerProcess::start(dir.path(), &env);
+    let token = rest_login(server.port, "admin").await;
+    let rule = json!({"overdue": [{"action": "transfer", "after_secs": 3, "to": "team:billing"}]});
+    let (status, body) = rest_json(
+        server.port,
+        Method::PUT,
+        "/api/admin/rules/network",
+        Some(&token),
+        Some(rule),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut customer = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Desktop)
+        .await
+        .expect("customer connects");
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    let created = Instant::now();
+    let before = rest_details(server.port, &token, &view.session).await;
+    assert_eq!(waiting_in(&before).as_deref(), Some("team:network"));
+    server.kill9();
+    drop(customer);
+
+    // The step falls due while the server is down.
+    tokio::time::sleep(Duration::from_millis(3500).saturating_sub(created.elapsed())).await;
+    let server = ServerProcess::start(dir.path(), &env);
+    let up = Instant::now();
+    let after = eventually(
+        Duration::from_secs(10),
+        "the overdue transfer after restart",
+        || async {
+            let d = rest_details(server.port, &token, &view.session).await;
+            (waiting_in(&d).as_deref() == Some("team:billing")).then_some(d)
+        },
+    )
+    .await;
+    let took = up.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "the step fired {took:?} after the restart; expected within a couple of ticks"
+    );
+    assert_eq!(
+        rule_lines(&after),
+        ["overdue step 1: moved from team:network to team:billing"]
+    );
+    assert_eq!(
+        after.summary.wait_start, before.summary.wait_start,
+        "the wait start survives"
+    );
+    let (_, rules) = rest_json(
+        server.port,
+        Method::GET,
+        "/api/admin/rules",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        rules["teams"]["network"]["overdue"][0]["to"], "team:billing",
+        "API rules survive a restart"
+    );
+}
