@@ -364,3 +364,45 @@ async fn a_thousand_waiting_and_a_hundred_active_sessions_survive_kill_9() {
     );
     let _ = bob.drain();
 }
+
+/// Even when the rep grace is shorter than the start-up itself, a rep who
+/// never comes back loses their sessions to the fallback order.
+#[actix_web::test]
+async fn a_rep_grace_shorter_than_the_restart_still_requeues() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("SWITCHBOARD_RULE_TICK_MS", "50"),
+        ("SWITCHBOARD_REP_GRACE_MS", "1"),
+    ];
+    let mut server = ServerProcess::start(dir.path(), &env);
+    let token = rest_login(server.port, "admin").await;
+    let (alice, _) = login(&server.ws_url(), "alice").await;
+    let ids = start_many(&server.ws_url(), &["vpn"; 3]).await;
+    for id in &ids {
+        accept(&alice, id).await.expect("accepted");
+    }
+    // Sessions to restore, so the start-up takes longer than the grace.
+    start_many(&server.ws_url(), &["invoice"; 300]).await;
+    server.kill9();
+    drop(alice);
+
+    let server = ServerProcess::start(dir.path(), &env);
+    for id in &ids {
+        let d = eventually(
+            Duration::from_secs(10),
+            "the lost rep's session to be requeued",
+            || async {
+                let d = details_rest(server.port, &token, id).await;
+                (d.state != SessionState::Active).then_some(d)
+            },
+        )
+        .await;
+        assert_eq!(
+            d.state,
+            SessionState::Waiting {
+                queue: "team:network".parse().unwrap()
+            }
+        );
+        assert_eq!(d.summary.requeued.as_deref(), Some(WHY));
+    }
+}

@@ -73,15 +73,20 @@ impl RepActor {
         match (lost, self.lost_timer.is_some()) {
             (true, false) => {
                 let grace = std::time::Duration::from_millis(self.hub.supervisor.rep_grace_ms);
-                self.lost_timer = Some(ctx.run_later(grace, |act, _| {
+                self.lost_timer = Some(ctx.run_later(grace, |act, ctx| {
                     act.lost_timer = None;
                     if act.consoles.is_empty() && !act.sessions.is_empty() {
-                        tracing::info!(rep = %act.id, sessions = act.sessions.len(), "rep connection lost past the grace period");
-                        if let Some(sup) = act.hub.directory.supervisor() {
-                            sup.do_send(super::supervisor::RepConnectionLost {
-                                rep: act.id.clone(),
-                                sessions: act.sessions.iter().cloned().collect(),
-                            });
+                        match act.hub.directory.supervisor() {
+                            Some(sup) => {
+                                tracing::info!(rep = %act.id, sessions = act.sessions.len(), "rep connection lost past the grace period");
+                                sup.do_send(super::supervisor::RepConnectionLost {
+                                    rep: act.id.clone(),
+                                    sessions: act.sessions.iter().cloned().collect(),
+                                });
+                            }
+                            // Still starting up (restoring sessions): the
+                            // rep gets another grace period once it runs.
+                            None => act.watch_connection(ctx),
                         }
                     }
                 }));
