@@ -343,8 +343,8 @@ impl Handler<PostTeamChat> for QueueActor {
                 .map(move |res, act, _| {
                     res.map_err(AppError::from)?;
                     act.chat_lines += 1;
-                    for rep in act.hub.catalog().watchers(&act.id) {
-                        if let Ok(addr) = act.hub.directory.rep(&rep) {
+                    for rep in act.hub.watchers(&act.id).iter() {
+                        if let Ok(addr) = act.hub.directory.rep(rep) {
                             addr.do_send(TeamChatPosted {
                                 team: team.clone(),
                                 line: line.clone(),
