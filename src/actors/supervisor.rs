@@ -374,6 +374,11 @@ impl Handler<Tick> for Supervisor {
             return; // the previous pass is still gathering
         }
         self.ticking = true;
+        // With no offer open and none declined, a queue whose rules are
+        // inert has nothing to do this pass: asking for its waiting list
+        // would copy every waiting session once a second for nothing (the
+        // largest part of an idle server's CPU with thousands waiting).
+        let quiet = self.offers.is_empty() && self.declined.is_empty();
         let hub = self.hub.clone();
         let gather = async move {
             let teams: Vec<QueueId> = hub
@@ -387,6 +392,9 @@ impl Handler<Tick> for Supervisor {
                 let Some(rules) = hub.rules_for(&queue) else {
                     continue;
                 };
+                if quiet && rules.inert() {
+                    continue;
+                }
                 let Ok(addr) = hub.directory.queue(&queue) else {
                     continue;
                 };

@@ -88,6 +88,12 @@ impl crate::store::Record for QueueRules {
 impl QueueRules {
     pub const MAX_RULE_MOVES: u32 = 3;
 
+    /// Rules that never act on a waiting session: no overdue steps, no
+    /// no-rep rule, no routing (the default).
+    pub fn inert(&self) -> bool {
+        self.overdue.is_empty() && self.no_rep_available.is_none() && self.routing == Routing::None
+    }
+
     /// The queues these rules may move sessions into.
     pub fn targets(&self) -> impl Iterator<Item = &QueueId> {
         self.overdue
