@@ -136,6 +136,8 @@ async fn a_lost_reps_session_goes_back_to_its_last_queue_after_the_grace() {
     let view = active_session(&alice, &mut customer, "vpn").await;
     let id = view.session.clone();
     let wait_start = details_of(&alice, &id).await.summary.wait_start;
+    // The alert of the session's arrival, before the requeue's.
+    alert_for(&mut bob, &id).await;
     let _ = bob.drain();
 
     alice.close().await;
@@ -209,6 +211,8 @@ async fn a_rep_back_within_the_grace_keeps_the_session() {
     let mut customer = app.customer(ClientKind::Desktop).await;
     let view = active_session(&alice, &mut customer, "vpn").await;
     let id = view.session.clone();
+    // The alert of the session's arrival: any later one is a requeue.
+    alert_for(&mut bob, &id).await;
     let _ = bob.drain();
 
     // A reconnect (drop the socket, log in with the token, resume).
@@ -220,10 +224,24 @@ async fn a_rep_back_within_the_grace_keeps_the_session() {
     assert_eq!(d.owner.as_deref(), Some("alice"));
     assert!(events(&d, HistoryEvent::Requeued).is_empty());
 
-    // Gone for half the grace, then a fresh login.
+    // Gone for a third of the grace, then a new connection logs in with a
+    // token (obtained beforehand: a password check can be slow).
+    let token = rest_login(app.port, "alice").await;
     alice.close().await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let alice = app.rep("alice").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let alice = Client::connect(&app.ws_url(), Role::Rep, ClientKind::Desktop)
+        .await
+        .expect("connects");
+    reply_of(
+        &alice,
+        RequestBody::Login {
+            username: None,
+            password: None,
+            token: Some(token),
+            resume: None,
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let d = details_of(&alice, &id).await;
     assert_eq!(d.state, SessionState::Active, "{:?}", d.history);
@@ -405,6 +423,8 @@ async fn a_session_whose_last_queue_is_gone_falls_back_to_its_entry_queue() {
     )
     .await;
     assert_eq!(status, 204, "{body}");
+    // The alert of the session's arrival in network, before the requeue's.
+    alert_for(&mut bob, &id).await;
     let _ = bob.drain();
     dave.close().await;
     let alert = bob
@@ -446,6 +466,8 @@ async fn a_lost_reps_own_personal_queue_is_skipped() {
     alert_for(&mut bob, &id).await;
     accept(&bob, &id).await.expect("bob accepts");
     let mut alice = alice;
+    // The alert of the session's arrival in network, before the requeue's.
+    alert_for(&mut alice, &id).await;
     let _ = alice.drain();
     // Bob's personal queue was the last one, but only bob sees it.
     bob.close().await;
@@ -839,6 +861,8 @@ async fn a_mobile_session_stays_view_only_after_a_lost_rep_requeue() {
     let mut customer = app.customer(ClientKind::Mobile).await;
     let view = active_session(&alice, &mut customer, "vpn").await;
     let id = view.session.clone();
+    // The alert of the session's arrival: any later one is a requeue.
+    alert_for(&mut bob, &id).await;
     let _ = bob.drain();
     alice.close().await;
     let Event::QueueEntered { session, .. } = bob
