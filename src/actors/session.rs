@@ -835,9 +835,15 @@ impl Handler<ApplyRule> for SessionActor {
             }
             match moved {
                 Some((from, to)) => act.moved(Some(from), &to, "rule"),
-                // Marked or skipped: the queue shows the new state; a mark
-                // alerts the queue's reps again.
-                None => act.enter_queue(&msg.queue),
+                // Marked or skipped: the queue shows the new state; only a
+                // mark alerts the queue's reps again.
+                None => act.tell_queue(
+                    &msg.queue,
+                    Enter {
+                        summary: SessionSummary::of(&act.session),
+                        alert: action == "mark",
+                    },
+                ),
             }
         })
     }
