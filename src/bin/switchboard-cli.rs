@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use switchboard::client::{Client, Pushed};
 use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::domain::queue::SortBy;
+use switchboard::domain::rep_state::RepStatus;
 use switchboard::protocol::{Entry, RequestBody};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -68,7 +69,8 @@ enum Via {
 const REP_HELP: &str = "commands: queues | view <queue> [wait|name|issue] | details <session> | accept <session> | next \
 | transfer <session> <queue> | invite <session> <queue> | join <session> | leave <session> | end <session> \
 | chat <session> <text> | history <session> | control <session> <input> | look <session> | mine | star <queue> \
-| unstar <queue> | teamchat <team> <text> | teamlog <team> | read <team> | key <seconds> | teams | reps | quit\n\
+| unstar <queue> | teamchat <team> <text> | teamlog <team> | read <team> | key <seconds> | teams | reps \
+| status available|busy|away | auto on|off | decline <session> | quit\n\
 queues are team:<id> or rep:<id>";
 const CUSTOMER_HELP: &str = "commands: chat <text> | history | reps | end | quit";
 
@@ -282,6 +284,24 @@ fn parse(role: Role, line: &str) -> Result<RequestBody, String> {
                 .parse()
                 .map_err(|_| "seconds must be a number".to_string())?,
             portal: None,
+        },
+        "status" => RequestBody::SetStatus {
+            status: match a.as_deref() {
+                Some("available") => RepStatus::Available,
+                Some("busy") => RepStatus::Busy,
+                Some("away") => RepStatus::Away,
+                _ => return Err("'status' needs available, busy or away".into()),
+            },
+        },
+        "auto" => RequestBody::SetAutoAssign {
+            enabled: match a.as_deref() {
+                Some("on") => true,
+                Some("off") => false,
+                _ => return Err("'auto' needs on or off".into()),
+            },
+        },
+        "decline" => RequestBody::DeclineOffer {
+            session: need(a, "a session")?,
         },
         "teams" => RequestBody::ListTeams,
         "reps" => RequestBody::ListReps,
