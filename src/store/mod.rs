@@ -1,7 +1,7 @@
 //! Storage behind one trait.
 //!
 //! Every backend stores opaque values under string keys, each with a
-//! *revision* that grows by one on every write. Writers can make a write
+//! *revision* that grows on every write. Writers can make a write
 //! conditional on the revision they read ([`Expect`]), which is how two nodes
 //! (or two actors) never overwrite each other's changes. A write that returns
 //! `Ok` is durable: it survives `kill -9`.
@@ -23,7 +23,9 @@ use async_trait::async_trait;
 /// A stored value with its revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
-    /// Starts at 1 on creation and grows by one with every write.
+    /// Grows with every write of the key. Only its order means anything:
+    /// sled counts per key from 1, a NATS KV backend would use stream
+    /// sequence numbers.
     pub revision: u64,
     pub value: Vec<u8>,
 }
