@@ -15,16 +15,6 @@ use switchboard::error::ErrorCode;
 use switchboard::protocol::{CustomerView, Entry, Event, Reply, RequestBody};
 use switchboard::store::{self, Expect};
 
-async fn ok(c: &Client, body: RequestBody) -> Reply {
-    c.request(body).await.expect("request succeeds")
-}
-
-async fn refused(c: &Client, body: RequestBody) -> ErrorCode {
-    let e = c.request(body).await.expect_err("request is refused");
-    e.code()
-        .unwrap_or_else(|| panic!("not a server error: {e}"))
-}
-
 async fn enter(
     app: &TestApp,
     kind: ClientKind,

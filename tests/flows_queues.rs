@@ -17,16 +17,6 @@ use switchboard::protocol::{
     Entry, Event, LeftQueueReason, QueueInfo, QueueKind, QueueView, Reply, RequestBody,
 };
 
-async fn ok(c: &Client, body: RequestBody) -> Reply {
-    c.request(body).await.expect("request succeeds")
-}
-
-async fn refused(c: &Client, body: RequestBody) -> ErrorCode {
-    let e = c.request(body).await.expect_err("request is refused");
-    e.code()
-        .unwrap_or_else(|| panic!("not a server error: {e}"))
-}
-
 async fn queues(c: &Client) -> Vec<QueueInfo> {
     match ok(c, RequestBody::ListQueues).await {
         Reply::Queues { queues } => queues,

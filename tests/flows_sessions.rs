@@ -11,16 +11,6 @@ use switchboard::domain::session::HistoryEvent;
 use switchboard::error::ErrorCode;
 use switchboard::protocol::{Event, LeftQueueReason, Reply, RequestBody, SessionDetails};
 
-async fn ok(c: &Client, body: RequestBody) -> Reply {
-    c.request(body).await.expect("request succeeds")
-}
-
-async fn refused(c: &Client, body: RequestBody) -> ErrorCode {
-    let e = c.request(body).await.expect_err("request is refused");
-    e.code()
-        .unwrap_or_else(|| panic!("not a server error: {e}"))
-}
-
 async fn details(c: &Client, session: &str) -> SessionDetails {
     session_of(
         &ok(

@@ -16,13 +16,6 @@ use switchboard::domain::ids::{ClientKind, QueueId, Role};
 use switchboard::error::ErrorCode;
 use switchboard::protocol::{CustomerView, Entry, QueueView, Reply, RequestBody};
 
-async fn ok(c: &Client, body: RequestBody) -> Reply {
-    let name = body.type_name();
-    c.request(body)
-        .await
-        .unwrap_or_else(|e| panic!("{name} failed: {e}"))
-}
-
 async fn queue(c: &Client, q: &str) -> QueueView {
     match ok(
         c,

@@ -349,3 +349,18 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A request that must succeed; panics with the request's type otherwise.
+pub async fn ok(c: &Client, body: RequestBody) -> Reply {
+    let name = body.type_name();
+    c.request(body)
+        .await
+        .unwrap_or_else(|e| panic!("{name} failed: {e}"))
+}
+
+/// A request that must be refused by the server; answers its error code.
+pub async fn refused(c: &Client, body: RequestBody) -> switchboard::error::ErrorCode {
+    let e = c.request(body).await.expect_err("request is refused");
+    e.code()
+        .unwrap_or_else(|| panic!("not a server error: {e}"))
+}
