@@ -17,7 +17,7 @@ use serde_json::json;
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::domain::session::{HistoryEvent, SessionState};
-use switchboard::protocol::{Entry, QueueView, Reply, RequestBody, SessionDetails};
+use switchboard::protocol::{Entry, QueueView, Reply, RequestBody};
 
 const WAITING: usize = 1000;
 const ACTIVE: usize = 100;
@@ -74,19 +74,6 @@ async fn queue_rest(port: u16, token: &str, queue: &str) -> QueueView {
     .await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_value(body).expect("a queue view")
-}
-
-async fn details_rest(port: u16, token: &str, session: &str) -> SessionDetails {
-    let (status, body) = rest_json(
-        port,
-        Method::GET,
-        &format!("/api/sessions/{session}"),
-        Some(token),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).expect("session details")
 }
 
 /// What must survive of a queue, in queue order (the view is sorted by
@@ -326,7 +313,7 @@ async fn a_thousand_waiting_and_a_hundred_active_sessions_survive_kill_9() {
         bobs.iter().cloned().collect(),
         "bob reconnected {bob_back:?} after the restart and keeps his sessions"
     );
-    let sample = details_rest(port, &token, &bobs[0]).await;
+    let sample = rest_details(port, &token, &bobs[0]).await;
     assert!(sample
         .history
         .iter()
@@ -344,7 +331,7 @@ async fn a_thousand_waiting_and_a_hundred_active_sessions_survive_kill_9() {
     .await;
     assert_eq!(esc.items.len(), SOON);
     for id in &soon {
-        let d = details_rest(port, &token, id).await;
+        let d = rest_details(port, &token, id).await;
         let fired: Vec<_> = d
             .history
             .iter()
@@ -392,7 +379,7 @@ async fn a_rep_grace_shorter_than_the_restart_still_requeues() {
             Duration::from_secs(10),
             "the lost rep's session to be requeued",
             || async {
-                let d = details_rest(server.port, &token, id).await;
+                let d = rest_details(server.port, &token, id).await;
                 (d.state != SessionState::Active).then_some(d)
             },
         )

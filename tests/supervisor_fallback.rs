@@ -73,19 +73,6 @@ async fn active_session(rep: &Client, customer: &mut Client, issue: &str) -> Cus
     view
 }
 
-async fn rest_details(port: u16, token: &str, session: &str) -> SessionDetails {
-    let (status, body) = rest_json(
-        port,
-        Method::GET,
-        &format!("/api/sessions/{session}"),
-        Some(token),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).expect("session details")
-}
-
 /// Creates (or replaces) rep `id` through the admin API; password `<id>-demo`.
 async fn put_rep(port: u16, token: &str, id: &str, teams: &[&str], public: bool) {
     let (status, body) = rest_json(

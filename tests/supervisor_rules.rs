@@ -72,20 +72,6 @@ fn in_queue(v: &switchboard::protocol::QueueView, session: &str) -> bool {
     v.items.iter().any(|i| i.summary.session == session)
 }
 
-/// A session's details through the admin REST API.
-async fn rest_details(port: u16, token: &str, session: &str) -> SessionDetails {
-    let (status, body) = rest_json(
-        port,
-        Method::GET,
-        &format!("/api/sessions/{session}"),
-        Some(token),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_value(body).expect("session details")
-}
-
 #[actix_web::test]
 async fn overdue_session_is_marked_then_moved_to_the_overflow_queue() {
     let app = app_with(

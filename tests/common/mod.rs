@@ -364,3 +364,21 @@ pub async fn refused(c: &Client, body: RequestBody) -> switchboard::error::Error
     e.code()
         .unwrap_or_else(|| panic!("not a server error: {e}"))
 }
+
+/// A session's details (with history) through the REST API.
+pub async fn rest_details(
+    port: u16,
+    token: &str,
+    session: &str,
+) -> switchboard::protocol::SessionDetails {
+    let (status, body) = rest_json(
+        port,
+        reqwest::Method::GET,
+        &format!("/api/sessions/{session}"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).expect("session details")
+}
