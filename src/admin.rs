@@ -292,6 +292,11 @@ where
 
 /// Deletes a catalog entry that nothing else refers to.
 pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()> {
+    let queue = match kind {
+        Kind::Team => Some(QueueId::team(id)),
+        Kind::Rep => Some(QueueId::rep(id)),
+        _ => None,
+    };
     {
         let c = hub.catalog();
         let exists = match kind {
@@ -306,11 +311,6 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
             return Err(AppError::not_found(kind.noun(), id));
         }
         // A team or rep is also a queue: nothing may still point at it.
-        let queue = match kind {
-            Kind::Team => Some(QueueId::team(id)),
-            Kind::Rep => Some(QueueId::rep(id)),
-            _ => None,
-        };
         if let Some(q) = &queue {
             let used = (kind == Kind::Team
                 && (c.reps.values().any(|r| r.teams.iter().any(|t| t == id))
@@ -329,8 +329,7 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
         }
     }
     // Waiting-session rules that move sessions into it would strand them.
-    if kind == Kind::Team {
-        let queue = QueueId::team(id);
+    if let (Kind::Team, Some(queue)) = (kind, &queue) {
         let rules = hub.rules();
         let used = std::iter::once(&rules.default)
             .chain(
@@ -340,7 +339,7 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
                     .filter(|(t, _)| t.as_str() != id)
                     .map(|(_, r)| r),
             )
-            .any(|r| r.targets().any(|q| *q == queue));
+            .any(|r| r.targets().any(|q| q == queue));
         if used {
             return Err(AppError::new(
                 ErrorCode::Conflict,
@@ -351,12 +350,8 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
         hub.set_team_rules(id, None);
     }
     // Customers still waiting there would be stranded.
-    if let Some(q) = match kind {
-        Kind::Team => Some(QueueId::team(id)),
-        Kind::Rep => Some(QueueId::rep(id)),
-        _ => None,
-    } {
-        if let Ok(addr) = hub.directory.queue(&q) {
+    if let Some(q) = &queue {
+        if let Ok(addr) = hub.directory.queue(q) {
             let stats = addr.send(crate::actors::queue::Stats).await?;
             if stats.waiting > 0 {
                 return Err(AppError::new(

@@ -179,10 +179,7 @@ pub async fn session_details(
             return d;
         }
     }
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(AppError::not_found("session", id));
-    }
-    let (s, _) = store::load::<Session>(hub.store.as_ref(), &session_actor::session_key(id))
+    let s = stored_session(hub, id)
         .await?
         .ok_or_else(|| AppError::not_found("session", id))?;
     if let Some(rep) = viewer {
@@ -216,6 +213,20 @@ pub async fn my_sessions(hub: &Hub, rep: &str) -> AppResult<Vec<SessionDetails>>
     Ok(out)
 }
 
+/// A session as stored, ended ones included. Ids that cannot be ours
+/// (clients send anything) are not looked up.
+async fn stored_session(hub: &Hub, id: &str) -> AppResult<Option<Session>> {
+    let ours = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !ours {
+        return Ok(None);
+    }
+    Ok(
+        store::load::<Session>(hub.store.as_ref(), &session_actor::session_key(id))
+            .await?
+            .map(|(s, _)| s),
+    )
+}
+
 /// A live session's actor. An ended session answers `session_ended`, one
 /// that never existed `not_found`.
 pub async fn live_session(
@@ -225,12 +236,7 @@ pub async fn live_session(
     if let Ok(addr) = hub.directory.session(id) {
         return Ok(addr);
     }
-    let valid = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
-    if valid
-        && store::load::<Session>(hub.store.as_ref(), &session_actor::session_key(id))
-            .await?
-            .is_some_and(|(s, _)| s.is_ended())
-    {
+    if stored_session(hub, id).await?.is_some_and(|s| s.is_ended()) {
         return Err(AppError::new(
             ErrorCode::SessionEnded,
             format!("session {id} has ended"),
