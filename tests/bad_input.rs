@@ -2,11 +2,10 @@
 //! error frame with its stable code and a sentence, the connection keeps
 //! working (a `ping` on the same socket gets its `pong`), other clients are
 //! still served, nothing stored changes, and the error counter moves.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use switchboard::client::{Client, Pushed};

@@ -1,11 +1,10 @@
 //! switchboard-cli, the terminal client, against a real server: what the
 //! README's tour types.
-mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// Runs the CLI with `lines` on its standard input (one command a line,
 /// with a pause before each so replies and events interleave as typed).

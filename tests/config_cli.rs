@@ -1,10 +1,9 @@
 //! Configuration at start: a bad value stops the server with a message
 //! naming the key and what is allowed, before anything is opened.
-mod common;
 
 use std::process::{Command, Output};
 
-use common::config_path;
+use crate::common::config_path;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,7 @@
 //! The main path end to end: a customer files the issue form, the team's
 //! reps are alerted, one accepts, they chat, the rep ends the session.
-mod common;
 
-use common::*;
+use crate::common::*;
 use switchboard::domain::ids::ClientKind;
 use switchboard::protocol::{Event, Reply, RequestBody};
 

@@ -1,11 +1,10 @@
 //! How customers get in: one-time session keys (and their portal URL), the
 //! public rep list, support buttons, the issue form, browser help links;
 //! and what a mobile customer's session allows.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use switchboard::actors::session::key_record_key;
 use switchboard::client::Client;
 use switchboard::domain::ids::{now_ms, ClientKind, EntryPath, QueueId};

@@ -1,12 +1,11 @@
 //! Queues as reps see them: which queues each rep sees and is alerted for,
 //! favorites and team chat, the queue view and its sorts, the accept race,
 //! get next, and the position updates waiting customers receive.
-mod common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use switchboard::admin::RepInput;
 use switchboard::client::Client;
 use switchboard::domain::catalog::Permissions;

@@ -1,9 +1,8 @@
 //! Sessions once accepted: transfer to a team or a rep, sharing (invite,
 //! join, leave, ownership), ordered and kept chat, ending by the customer,
 //! and the history the REST API shows.
-mod common;
 
-use common::*;
+use crate::common::*;
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, QueueId};
 use switchboard::domain::queue::SortBy;

@@ -1,10 +1,9 @@
 //! Logs: with `log.format = json` every line is a JSON object, and lines
 //! about a connection or a session carry the rep's and the session's ids.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, Role};

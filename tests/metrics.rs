@@ -1,11 +1,10 @@
 //! GET /metrics: the exposition passes `promtool check metrics`, and after
 //! a scripted scenario every counter and gauge says exactly what happened.
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, QueueId, Role};

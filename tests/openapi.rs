@@ -2,13 +2,12 @@
 //! matches the code: every route is documented, every documented operation
 //! is routed, and schemathesis finds every response conforming (status
 //! codes documented, bodies matching their schemas, no server errors).
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const DOC: &str = include_str!("../docs/openapi.json");

@@ -1,12 +1,11 @@
 //! The files SREs deploy with: the Grafana dashboard queries only metrics
 //! the server exposes (and covers every one), and the Dockerfile has the
 //! shape the operations issue asks for. (Docker itself does not run here.)
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use switchboard::domain::ids::ClientKind;
 

@@ -5,12 +5,11 @@
 //! its original wait start; pending rules must still be pending, and fire
 //! when due; active sessions of a rep who reconnects within the grace stay
 //! theirs, those of a rep who does not go back to their last queue.
-mod common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::json;

@@ -3,9 +3,8 @@
 //! catalog routes (and that their changes take effect over the WebSocket
 //! protocol), errors as `{code, message}` with the code's status, and the
 //! health routes.
-mod common;
 
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::client::Client;

@@ -4,11 +4,10 @@
 //! sessions in the same queues, order and wait start; active sessions with
 //! their owner and transcript; favorites; team chat; unused session keys;
 //! customers' resume tokens; session history over REST.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use switchboard::client::Client;
 use switchboard::domain::chat::ChatLine;

@@ -2,11 +2,10 @@
 //! back with `resume` and gets exactly the events they missed, in order and
 //! with the numbering continuing; when the gap is too old, or the stream is
 //! from another run of the server, they get a snapshot instead.
-mod common;
 
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use switchboard::client::{Client, Pushed};
 use switchboard::domain::ids::{ClientKind, QueueId, Role};
 use switchboard::error::ErrorCode;

@@ -2,12 +2,11 @@
 //! closes, new connections are refused, the process exits 0, and after a
 //! restart on the same data directory everything that was acknowledged
 //! before the shutdown is there.
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use switchboard::client::{Client, ClientError, Pushed};
 use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::protocol::{Entry, Reply, RequestBody};

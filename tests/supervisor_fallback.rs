@@ -7,11 +7,10 @@
 //! abandons the session, also across a kill -9. And mobile customers'
 //! sessions stay view-only through transfers, requeues, sharing and
 //! restarts. Grace periods are shortened by configuration.
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::json;
 use switchboard::client::Client;

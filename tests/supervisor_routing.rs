@@ -3,11 +3,10 @@
 //! maximum of concurrent sessions, least-busy and skills routing with
 //! offers that are accepted, declined or left to expire, priorities, and
 //! manual accept / get next working alongside routing.
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::client::{Client, Pushed};

@@ -4,11 +4,10 @@
 //! that fall due while the server is down (kill -9) firing right after the
 //! restart. Timers are shortened by configuration: the supervisor ticks
 //! every 50 ms and steps are due after a second or two.
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::client::Client;
