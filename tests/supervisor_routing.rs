@@ -302,6 +302,14 @@ async fn least_busy_offers_to_the_rep_with_fewer_sessions() {
     );
     let taken = accept(&bob, &s2).await.expect("bob takes the offer");
     assert_eq!(session_of(&taken).owner.as_deref(), Some("bob"));
+    assert!(
+        stays_quiet(
+            &mut bob,
+            |e| matches!(e, Event::OfferWithdrawn { session, .. } if *session == s2)
+        )
+        .await,
+        "the rep who accepted their own offer is not told it was withdrawn"
+    );
 
     // Right after an accept, the next session goes to the rep with fewer
     // sessions again (bob and alice have one each: the tie goes to

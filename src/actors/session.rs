@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use super::queue::{Enter, Invite as QueueInvite, Leave as QueueLeave, Withdraw};
 use super::rep::InSession;
+use super::supervisor::SessionAccepted;
 use super::{ConnHandle, Hub};
 use crate::auth::{customer_token_key, CustomerToken};
 use crate::domain::chat::{check_text, session_chat_key, ChatLine};
@@ -437,6 +438,12 @@ impl Handler<Accept> for SessionActor {
                     addr.do_send(InSession {
                         session: act.session.id.clone(),
                         joined: true,
+                    });
+                }
+                if let Some(supervisor) = act.hub.directory.supervisor() {
+                    supervisor.do_send(SessionAccepted {
+                        rep: rep.clone(),
+                        session: act.session.id.clone(),
                     });
                 }
                 act.hub.metrics.queues.accepts.inc();

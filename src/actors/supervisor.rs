@@ -451,6 +451,30 @@ impl Handler<RepConnectionLost> for Supervisor {
     }
 }
 
+/// A session was accepted. The offered rep who took it has nothing to be
+/// told; anyone else holding an offer of it learns at once rather than on
+/// the next tick.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionAccepted {
+    pub rep: RepId,
+    pub session: SessionId,
+}
+
+impl Handler<SessionAccepted> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: SessionAccepted, _: &mut Context<Self>) {
+        self.declined.remove(&msg.session);
+        match self.offers.get(&msg.session) {
+            Some(o) if o.rep == msg.rep => {
+                self.offers.remove(&msg.session);
+            }
+            Some(_) => self.withdraw(&msg.session, "no longer waiting"),
+            None => {}
+        }
+    }
+}
+
 /// A rep turns down a routing offer.
 #[derive(Message)]
 #[rtype(result = "AppResult<()>")]
