@@ -417,7 +417,18 @@ pub async fn rep_snapshot(hub: &Arc<Hub>, rep: &str) -> AppResult<Snapshot> {
         sessions: my_sessions(hub, rep).await?,
         favorites: view.state.favorites.iter().cloned().collect(),
         chat_unread,
+        status: view.state.status,
+        auto_assign: view.state.auto_assign,
     })
+}
+
+/// The rep's status and auto-assign flag, for `logged_in`.
+pub async fn rep_availability(
+    hub: &Hub,
+    rep: &str,
+) -> AppResult<(crate::domain::rep_state::RepStatus, bool)> {
+    let view = rep_view(hub, rep).await?;
+    Ok((view.state.status, view.state.auto_assign))
 }
 
 /// Whose a session key is, when it expires, and whether it can still start

@@ -11,11 +11,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::client::{Client, Pushed};
 use switchboard::config::Settings;
-use switchboard::domain::ids::{ClientKind, QueueId};
+use switchboard::domain::ids::{ClientKind, QueueId, Role};
 use switchboard::domain::rep_state::RepStatus;
 use switchboard::domain::rules::{QueueRules, Routing};
 use switchboard::error::ErrorCode;
-use switchboard::protocol::{Event, Reply, RequestBody};
+use switchboard::protocol::{Event, Reply, RequestBody, ResumeFrom, Snapshot};
 
 /// A server ticking every 50 ms whose network queue routes with `routing`.
 async fn app_routing(routing: Routing, more: impl FnOnce(&mut Settings)) -> TestApp {
@@ -208,6 +208,57 @@ async fn status_and_auto_assign_are_answered_and_shown_on_every_console() {
             }
         );
     }
+    // A console that logs in later is told the availability at once, in
+    // `logged_in` and in a snapshot.
+    reply_of(
+        &desk,
+        RequestBody::SetStatus {
+            status: RepStatus::Busy,
+        },
+    )
+    .await;
+    reply_of(&desk, RequestBody::SetAutoAssign { enabled: false }).await;
+    let mut later = Client::connect(&app.ws_url(), Role::Rep, ClientKind::Mobile)
+        .await
+        .expect("connects");
+    let Reply::LoggedIn {
+        token,
+        status,
+        auto_assign,
+        ..
+    } = later.login("alice", "alice-demo").await.expect("logs in")
+    else {
+        panic!("not logged_in")
+    };
+    assert_eq!((status, auto_assign), (RepStatus::Busy, false));
+    let mut resumed = Client::connect(&app.ws_url(), Role::Rep, ClientKind::Desktop)
+        .await
+        .expect("connects");
+    resumed
+        .request(RequestBody::Login {
+            username: None,
+            password: None,
+            token: Some(token),
+            resume: Some(ResumeFrom {
+                stream: "a stream from before".into(),
+                after: 3,
+            }),
+        })
+        .await
+        .expect("logs in with the token");
+    match resumed.next_pushed(WAIT).await {
+        Some(Pushed::Snapshot {
+            snapshot:
+                Snapshot::Rep {
+                    status,
+                    auto_assign,
+                    ..
+                },
+            ..
+        }) => assert_eq!((status, auto_assign), (RepStatus::Busy, false)),
+        other => panic!("expected a rep snapshot, got {other:?}"),
+    }
+
     // Only reps have an availability.
     let customer = app.customer(ClientKind::Desktop).await;
     let err = customer

@@ -333,6 +333,10 @@ pub enum Reply {
         /// Events up to this number are reflected in what the rep fetches
         /// or in the replay that follows.
         seq: u64,
+        /// The rep's availability as the server keeps it: a console that
+        /// reconnects shows what routing will do without asking.
+        status: RepStatus,
+        auto_assign: bool,
     },
     Queues {
         queues: Vec<QueueInfo>,
@@ -471,6 +475,8 @@ pub enum Snapshot {
         favorites: Vec<QueueId>,
         /// team id -> unread flag.
         chat_unread: std::collections::BTreeMap<TeamId, bool>,
+        status: RepStatus,
+        auto_assign: bool,
     },
     Customer {
         view: CustomerView,
