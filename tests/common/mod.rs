@@ -153,16 +153,8 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> ServerProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.env("SWITCHBOARD_CONFIG", config_path())
-            .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
-            .env("SWITCHBOARD_DATA_DIR", data_dir)
-            .env("SWITCHBOARD_LOG_LEVEL", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
+        let mut cmd = server_command(data_dir, extra_env);
+        cmd.stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("server binary starts");
         let stdout = child.stdout.take().expect("stdout");
         let port = read_port(stdout);
@@ -193,6 +185,22 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The server binary on a free port of 127.0.0.1 with the demo catalog,
+/// data in `data_dir`, `warn` logging and `extra_env` on top; its stdout
+/// (where it prints its port) piped. The caller decides where stderr goes.
+fn server_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.env("SWITCHBOARD_CONFIG", config_path())
+        .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_DATA_DIR", data_dir)
+        .env("SWITCHBOARD_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 pub fn config_path() -> PathBuf {
@@ -226,16 +234,8 @@ pub fn start_capturing_log(
     extra_env: &[(&str, &str)],
 ) -> (ServerProcess, LogLines) {
     use std::io::{BufRead, BufReader};
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    cmd.env("SWITCHBOARD_CONFIG", config_path())
-        .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
-        .env("SWITCHBOARD_DATA_DIR", data_dir)
-        .env("SWITCHBOARD_LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
+    let mut cmd = server_command(data_dir, extra_env);
+    cmd.stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("server binary starts");
     let lines: LogLines = Default::default();
     let stderr = child.stderr.take().expect("stderr");
