@@ -351,11 +351,9 @@ where
 }
 
 /// A request that must succeed; panics with the request's type otherwise.
+/// (The same as [`reply_of`], under the name the flows tests use.)
 pub async fn ok(c: &Client, body: RequestBody) -> Reply {
-    let name = body.type_name();
-    c.request(body)
-        .await
-        .unwrap_or_else(|e| panic!("{name} failed: {e}"))
+    reply_of(c, body).await
 }
 
 /// A request that must be refused by the server; answers its error code.
