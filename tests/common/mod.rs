@@ -380,3 +380,77 @@ pub async fn rest_details(
     assert_eq!(status, 200, "{body}");
     serde_json::from_value(body).expect("session details")
 }
+
+// --- What a session's details say. ---
+
+/// The queue a session waits in (`team:network`, `rep:bob`), or `None`
+/// when it is not waiting.
+pub fn waiting_in(d: &switchboard::protocol::SessionDetails) -> Option<String> {
+    match &d.state {
+        switchboard::domain::session::SessionState::Waiting { queue } => Some(queue.to_string()),
+        _ => None,
+    }
+}
+
+// --- Requests of a rep in a session, for `ok`, `reply_of` and `refused`. ---
+
+/// Transfer `session` to the queue `to` (`team:billing`, `rep:bob`).
+pub fn transfer(session: &str, to: &str) -> RequestBody {
+    RequestBody::Transfer {
+        session: session.into(),
+        to: to.parse().unwrap(),
+    }
+}
+
+/// Invite the queue `to` (a rep's personal queue or a team queue) to share
+/// `session`.
+pub fn invite(session: &str, to: &str) -> RequestBody {
+    RequestBody::Invite {
+        session: session.into(),
+        to: to.parse().unwrap(),
+    }
+}
+
+/// Join `session` on an invitation.
+pub fn join(session: &str) -> RequestBody {
+    RequestBody::Join {
+        session: session.into(),
+    }
+}
+
+/// Leave a shared `session`.
+pub fn leave(session: &str) -> RequestBody {
+    RequestBody::Leave {
+        session: session.into(),
+    }
+}
+
+/// End `session` for everyone (a rep's request; a customer sends
+/// `EndSession { session: None }`).
+pub fn end_session(session: &str) -> RequestBody {
+    RequestBody::EndSession {
+        session: Some(session.into()),
+    }
+}
+
+/// Sends the chat line `text`: a rep names the session, a customer sends
+/// `None`. Panics if the server refuses it.
+pub async fn chat(c: &Client, session: Option<&str>, text: &str) {
+    reply_of(
+        c,
+        RequestBody::Chat {
+            session: session.map(str::to_string),
+            text: text.into(),
+        },
+    )
+    .await;
+}
+
+/// Waits for the chat line `text` to reach `c`; `None` after [`WAIT`].
+pub async fn hears(c: &mut Client, text: &str) -> Option<Event> {
+    c.wait_event(
+        WAIT,
+        |e| matches!(e, Event::Chat { line, .. } if line.text == text),
+    )
+    .await
+}
