@@ -454,3 +454,27 @@ pub async fn hears(c: &mut Client, text: &str) -> Option<Event> {
     )
     .await
 }
+
+/// Waits for the popup alert of `session` on `rep`'s console: the queue it
+/// entered (`team:network`) and the session as the alert shows it.
+pub async fn alert_queue(
+    rep: &mut Client,
+    session: &str,
+) -> (String, switchboard::domain::queue::SessionSummary) {
+    match alert_for(rep, session).await {
+        Event::QueueEntered { queue, session, .. } => (queue.to_string(), session),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Waits for a customer to be told their session now waits in the queue
+/// named `queue_name` (after a transfer, a rule's move or a requeue);
+/// `None` after [`WAIT`].
+pub async fn told_transferred(customer: &mut Client, queue_name: &str) -> Option<Event> {
+    customer
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::Transferred { queue_name: q } if q == queue_name),
+        )
+        .await
+}
