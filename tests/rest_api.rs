@@ -12,7 +12,7 @@ use switchboard::domain::ids::{ClientKind, QueueId, Role};
 use switchboard::error::ErrorCode;
 use switchboard::protocol::{Entry, Event, RequestBody};
 
-/// One HTTP call: the status and the JSON body (`null` when empty).
+/// One HTTP call to `app`: the status and the JSON body (`null` when empty).
 async fn call(
     app: &TestApp,
     method: Method,
@@ -20,22 +20,7 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, app.http(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("server answers");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"))
-    };
-    (status, value)
+    rest_json(app.port, method, path, token, body).await
 }
 
 async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
@@ -59,19 +44,6 @@ fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
         "an error carries a sentence: {}",
         answer.1
     );
-}
-
-async fn token(app: &TestApp, user: &str) -> String {
-    let (status, body) = call(
-        app,
-        Method::POST,
-        "/api/login",
-        None,
-        Some(json!({"username": user, "password": format!("{user}-demo")})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["token"].as_str().expect("a token").to_string()
 }
 
 fn ids(list: &Value, field: &str) -> Vec<String> {
@@ -158,8 +130,8 @@ async fn login_and_bearer_tokens() {
 #[actix_web::test]
 async fn session_keys_from_the_command_api() {
     let app = spawn_app().await;
-    let alice = token(&app, "alice").await;
-    let carol = token(&app, "carol").await;
+    let alice = rest_login(app.port, "alice").await;
+    let carol = rest_login(app.port, "carol").await;
 
     let (status, body) = call(
         &app,
@@ -269,9 +241,9 @@ async fn session_keys_from_the_command_api() {
 #[actix_web::test]
 async fn queues_and_session_history() {
     let app = spawn_app().await;
-    let alice = token(&app, "alice").await;
-    let carol = token(&app, "carol").await;
-    let admin = token(&app, "admin").await;
+    let alice = rest_login(app.port, "alice").await;
+    let carol = rest_login(app.port, "carol").await;
+    let admin = rest_login(app.port, "admin").await;
     let mut alice_ws = app.rep("alice").await;
 
     let mut c1 = app.customer(ClientKind::Desktop).await;
@@ -377,7 +349,7 @@ async fn queues_and_session_history() {
 #[actix_web::test]
 async fn public_lists_and_health() {
     let app = spawn_app().await;
-    let alice = token(&app, "alice").await;
+    let alice = rest_login(app.port, "alice").await;
 
     let (status, reps) = call(&app, Method::GET, "/api/public/reps", None, None).await;
     assert_eq!(status, 200);
@@ -411,8 +383,8 @@ async fn public_lists_and_health() {
 #[actix_web::test]
 async fn admin_catalog_changes_take_effect() {
     let app = spawn_app().await;
-    let admin = token(&app, "admin").await;
-    let alice = token(&app, "alice").await;
+    let admin = rest_login(app.port, "admin").await;
+    let alice = rest_login(app.port, "alice").await;
 
     // Non-admins get nothing.
     for (method, path) in [
@@ -574,94 +546,60 @@ async fn admin_catalog_changes_take_effect() {
         409,
         "conflict",
     );
-    assert_error(
-        &put(
-            &app,
+    for (path, body, status, code) in [
+        (
             "/api/admin/issue-types/ghostly",
-            &admin,
             json!({"id": "ghostly", "name": "Ghost", "team": "ghost"}),
-        )
-        .await,
-        404,
-        "not_found",
-    );
-    assert_error(
-        &put(
-            &app,
+            404,
+            "not_found",
+        ),
+        (
             "/api/admin/reps/erin",
-            &admin,
             json!({"username": "erin", "display_name": "Erin", "password": "erin-demo", "teams": ["ghost"]}),
-        )
-        .await,
-        404,
-        "not_found",
-    );
-    assert_error(
-        &put(
-            &app,
+            404,
+            "not_found",
+        ),
+        (
             "/api/admin/reps/erin",
-            &admin,
             json!({"username": "alice", "display_name": "Erin", "password": "erin-demo"}),
-        )
-        .await,
-        409,
-        "conflict",
-    );
-    assert_error(
-        &put(
-            &app,
+            409,
+            "conflict",
+        ),
+        (
             "/api/admin/reps/erin",
-            &admin,
             json!({"username": "erin", "display_name": "Erin"}),
-        )
-        .await,
-        400,
-        "invalid_request",
-    );
-    assert_error(
-        &put(
-            &app,
+            400,
+            "invalid_request",
+        ),
+        (
             "/api/admin/teams/a%20b",
-            &admin,
             json!({"id": "a b", "name": "Spaces"}),
-        )
-        .await,
-        400,
-        "invalid_request",
-    );
-    assert_error(
-        &put(
-            &app,
+            400,
+            "invalid_request",
+        ),
+        (
             "/api/admin/reps/a%20b",
-            &admin,
             json!({"username": "ab", "display_name": "AB", "password": "erin-demo"}),
-        )
-        .await,
-        400,
-        "invalid_request",
-    );
-    assert_error(
-        &put(
-            &app,
+            400,
+            "invalid_request",
+        ),
+        (
             "/api/admin/teams/other",
-            &admin,
             json!({"id": "printers", "name": "Sneaky"}),
-        )
-        .await,
-        400,
-        "invalid_request",
-    );
-    assert_error(
-        &put(
-            &app,
+            400,
+            "invalid_request",
+        ),
+        (
             "/api/admin/support-buttons/bad-button",
-            &admin,
             json!({"id": "bad-button", "name": "Bad", "queue": "somewhere"}),
-        )
-        .await,
-        400,
-        "invalid_request",
-    );
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let answer = put(&app, path, &admin, body).await;
+        assert_eq!(answer.0, status, "PUT {path}: {}", answer.1);
+        assert_error(&answer, status, code);
+    }
     let raw = reqwest::Client::new()
         .put(app.http("/api/admin/teams/broken"))
         .bearer_auth(&admin)
