@@ -108,19 +108,6 @@ fn the_error_codes_are_the_servers() {
     );
 }
 
-async fn login(http: &reqwest::Client, port: u16) -> String {
-    let resp: Value = http
-        .post(format!("http://127.0.0.1:{port}/api/login"))
-        .json(&serde_json::json!({"username": "admin", "password": "admin-demo"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    resp["token"].as_str().expect("token").to_string()
-}
-
 /// The schemathesis command (the console script, or the module through
 /// python3 where the script is not on PATH).
 fn schemathesis() -> Command {
@@ -196,7 +183,7 @@ async fn schemathesis_finds_every_response_conforming() {
 
     // Every documented operation reaches a handler (the fallback for
     // unknown routes answers "no route for ...").
-    let token = login(&http, port).await;
+    let token = rest_login(port, "admin").await;
     for (method, path) in documented() {
         if path == "/api/logout" {
             continue;
@@ -238,7 +225,7 @@ async fn schemathesis_finds_every_response_conforming() {
         &["--exclude-operation-id-regex", risky],
         reports.path(),
     );
-    let token = login(&http, port).await;
+    let token = rest_login(port, "admin").await;
     run_schemathesis(
         port,
         &token,

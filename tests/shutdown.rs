@@ -186,25 +186,14 @@ async fn sigterm_mid_traffic_loses_nothing_acknowledged() {
     // Restart on the same data: every acknowledged session and line is back.
     let server = ServerProcess::start(dir.path(), &[]);
     let alice = rep_at(&server.ws_url(), "alice").await;
-    let http = reqwest::Client::new();
-    let token = login_token(&http, server.port).await;
+    let token = rest_login(server.port, "admin").await;
     for a in &acked {
         let session = a.session.as_ref().expect("session acknowledged");
-        let got = http
-            .get(format!(
-                "http://127.0.0.1:{}/api/sessions/{session}",
-                server.port
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let (status, details) = stored_session(server.port, &token, session).await;
         assert!(
-            got.status().is_success(),
-            "session {session}: {}",
-            got.status()
+            (200..300).contains(&status),
+            "session {session}: {status} {details}"
         );
-        let details: serde_json::Value = got.json().await.unwrap();
         let stored = details["chat_lines"].as_u64().unwrap() as usize;
         assert!(
             stored >= a.lines.len(),
@@ -229,32 +218,23 @@ async fn sigterm_mid_traffic_loses_nothing_acknowledged() {
         );
     }
     for session in &arrived {
-        let got = http
-            .get(format!(
-                "http://127.0.0.1:{}/api/sessions/{session}",
-                server.port
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let (status, details) = stored_session(server.port, &token, session).await;
         assert!(
-            got.status().is_success(),
-            "arrival {session}: {}",
-            got.status()
+            (200..300).contains(&status),
+            "arrival {session}: {status} {details}"
         );
     }
 }
 
-async fn login_token(http: &reqwest::Client, port: u16) -> String {
-    let resp: serde_json::Value = http
-        .post(format!("http://127.0.0.1:{port}/api/login"))
-        .json(&serde_json::json!({"username": "admin", "password": "admin-demo"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    resp["token"].as_str().expect("token").to_string()
+/// A session as the restarted server has it stored (REST, admin token):
+/// the status and the details.
+async fn stored_session(port: u16, token: &str, session: &str) -> (u16, serde_json::Value) {
+    rest_json(
+        port,
+        reqwest::Method::GET,
+        &format!("/api/sessions/{session}"),
+        Some(token),
+        None,
+    )
+    .await
 }
