@@ -35,30 +35,12 @@ async fn app_with(more: impl FnOnce(&mut Settings)) -> TestApp {
     .await
 }
 
-fn waiting_in(d: &SessionDetails) -> Option<String> {
-    match &d.state {
-        SessionState::Waiting { queue } => Some(queue.to_string()),
-        _ => None,
-    }
-}
-
 fn events(d: &SessionDetails, kind: HistoryEvent) -> Vec<String> {
     d.history
         .iter()
         .filter(|h| h.event == kind)
         .map(|h| h.detail.clone())
         .collect()
-}
-
-async fn chat(c: &Client, session: Option<&str>, text: &str) {
-    reply_of(
-        c,
-        RequestBody::Chat {
-            session: session.map(str::to_string),
-            text: text.into(),
-        },
-    )
-    .await;
 }
 
 /// A session started by `customer` and accepted by `rep`.
@@ -70,6 +52,49 @@ async fn active_session(rep: &Client, customer: &mut Client, issue: &str) -> Cus
         .await
         .expect("customer sees the rep join");
     view
+}
+
+/// Alice serving a `kind` customer's vpn session while bob (also in
+/// network) has had the session's first alert and nothing since: any
+/// alert bob gets from now on is a requeue.
+struct ServedByAlice {
+    alice: Client,
+    bob: Client,
+    customer: Client,
+    view: CustomerView,
+}
+
+async fn served_by_alice_watched_by_bob(app: &TestApp, kind: ClientKind) -> ServedByAlice {
+    let alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+    let mut customer = app.customer(kind).await;
+    let view = active_session(&alice, &mut customer, "vpn").await;
+    alert_for(&mut bob, &view.session).await;
+    let _ = bob.drain();
+    ServedByAlice {
+        alice,
+        bob,
+        customer,
+        view,
+    }
+}
+
+/// `from` transfers `session` to the queue `to`, where `taker` gets the
+/// alert and accepts it: the session's details as accepted.
+async fn transferred_and_accepted(
+    from: &Client,
+    session: &str,
+    to: &str,
+    taker: &mut Client,
+) -> SessionDetails {
+    reply_of(from, transfer(session, to)).await;
+    alert_for(taker, session).await;
+    session_of(
+        &accept(taker, session)
+            .await
+            .expect("the transfer is accepted"),
+    )
+    .clone()
 }
 
 /// Creates (or replaces) rep `id` through the admin API; password `<id>-demo`.
@@ -116,34 +141,25 @@ fn control(session: &str) -> RequestBody {
 #[actix_web::test]
 async fn a_lost_reps_session_goes_back_to_its_last_queue_after_the_grace() {
     let app = app_with(|_| {}).await;
-    let alice = app.rep("alice").await;
-    let mut bob = app.rep("bob").await;
-    let mut customer = app.customer(ClientKind::Desktop).await;
-    let view = active_session(&alice, &mut customer, "vpn").await;
+    let ServedByAlice {
+        alice,
+        mut bob,
+        mut customer,
+        view,
+    } = served_by_alice_watched_by_bob(&app, ClientKind::Desktop).await;
     let id = view.session.clone();
     let wait_start = details_of(&alice, &id).await.summary.wait_start;
-    // The alert of the session's arrival, before the requeue's.
-    alert_for(&mut bob, &id).await;
-    let _ = bob.drain();
 
     alice.close().await;
     let dropped = Instant::now();
-    let alert = bob
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::QueueEntered { session, .. } if session.session == id),
-        )
-        .await
-        .expect("the team is alerted when the session comes back");
+    // The team is alerted when the session comes back.
+    let (queue, session) = alert_queue(&mut bob, &id).await;
     assert!(
         dropped.elapsed() >= Duration::from_millis(250),
         "requeued after {:?}, before the 300 ms grace",
         dropped.elapsed()
     );
-    let Event::QueueEntered { queue, session, .. } = alert else {
-        unreachable!()
-    };
-    assert_eq!(queue, QueueId::team("network"));
+    assert_eq!(queue, "team:network");
     assert_eq!(session.requeued.as_deref(), Some(WHY));
     assert_eq!(
         session.wait_start, wait_start,
@@ -156,11 +172,7 @@ async fn a_lost_reps_session_goes_back_to_its_last_queue_after_the_grace() {
         )
         .await
         .expect("the customer is told the rep left");
-    customer
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Network Support"),
-        )
+    told_transferred(&mut customer, "Network Support")
         .await
         .expect("and where the session waits now");
 
@@ -192,14 +204,13 @@ async fn a_lost_reps_session_goes_back_to_its_last_queue_after_the_grace() {
 #[actix_web::test]
 async fn a_rep_back_within_the_grace_keeps_the_session() {
     let app = app_with(|_| {}).await;
-    let mut alice = app.rep("alice").await;
-    let mut bob = app.rep("bob").await;
-    let mut customer = app.customer(ClientKind::Desktop).await;
-    let view = active_session(&alice, &mut customer, "vpn").await;
+    let ServedByAlice {
+        mut alice,
+        mut bob,
+        mut customer,
+        view,
+    } = served_by_alice_watched_by_bob(&app, ClientKind::Desktop).await;
     let id = view.session.clone();
-    // The alert of the session's arrival: any later one is a requeue.
-    alert_for(&mut bob, &id).await;
-    let _ = bob.drain();
 
     // A reconnect (drop the socket, log in with the token, resume).
     let again = alice.reconnect().await.expect("reconnects");
@@ -249,11 +260,7 @@ async fn a_rep_back_within_the_grace_keeps_the_session() {
         .await
     );
     chat(&alice, Some(&id), "still here").await;
-    customer
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Chat { line, .. } if line.text == "still here"),
-        )
+    hears(&mut customer, "still here")
         .await
         .expect("the session works as before");
 }
@@ -273,11 +280,7 @@ async fn losing_one_of_two_consoles_keeps_everything() {
     assert_eq!(d.owner.as_deref(), Some("alice"));
     assert!(events(&d, HistoryEvent::Requeued).is_empty());
     chat(&customer, None, "hello?").await;
-    phone
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Chat { line, .. } if line.text == "hello?"),
-        )
+    hears(&mut phone, "hello?")
         .await
         .expect("the remaining console gets the session's events");
     assert!(stays_quiet(&mut customer, |e| matches!(e, Event::RepLeft { .. })).await);
@@ -293,31 +296,12 @@ async fn a_lost_owner_of_a_shared_session_hands_it_to_the_longest_present_rep() 
     let view = active_session(&alice, &mut customer, "vpn").await;
     let id = view.session.clone();
     for to in ["rep:carol", "rep:bob"] {
-        reply_of(
-            &alice,
-            RequestBody::Invite {
-                session: id.clone(),
-                to: to.parse().unwrap(),
-            },
-        )
-        .await;
+        reply_of(&alice, invite(&id, to)).await;
     }
     // Carol joins first, so she has been in the session longest after alice.
-    reply_of(
-        &carol,
-        RequestBody::Join {
-            session: id.clone(),
-        },
-    )
-    .await;
+    reply_of(&carol, join(&id)).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    reply_of(
-        &bob,
-        RequestBody::Join {
-            session: id.clone(),
-        },
-    )
-    .await;
+    reply_of(&bob, join(&id)).await;
     let _ = bob.drain();
     let _ = carol.drain();
 
@@ -354,13 +338,7 @@ async fn a_lost_owner_of_a_shared_session_hands_it_to_the_longest_present_rep() 
     assert_eq!(events(&d, HistoryEvent::OwnerChanged), ["rep:carol"]);
     assert!(events(&d, HistoryEvent::Requeued).is_empty());
     // The new owner can do what owners do.
-    reply_of(
-        &carol,
-        RequestBody::EndSession {
-            session: Some(id.clone()),
-        },
-    )
-    .await;
+    reply_of(&carol, end_session(&id)).await;
 }
 
 #[actix_web::test]
@@ -384,16 +362,7 @@ async fn a_session_whose_last_queue_is_gone_falls_back_to_its_entry_queue() {
     let mut customer = app.customer(ClientKind::Desktop).await;
     let view = active_session(&alice, &mut customer, "vpn").await;
     let id = view.session.clone();
-    reply_of(
-        &alice,
-        RequestBody::Transfer {
-            session: id.clone(),
-            to: QueueId::team("temp"),
-        },
-    )
-    .await;
-    alert_for(&mut dave, &id).await;
-    let d = session_of(&accept(&dave, &id).await.expect("dave accepts")).clone();
+    let d = transferred_and_accepted(&alice, &id, "team:temp", &mut dave).await;
     assert_eq!(d.last_queue, QueueId::team("temp"));
     assert_eq!(d.entered_through, QueueId::team("network"));
 
@@ -413,17 +382,9 @@ async fn a_session_whose_last_queue_is_gone_falls_back_to_its_entry_queue() {
     alert_for(&mut bob, &id).await;
     let _ = bob.drain();
     dave.close().await;
-    let alert = bob
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::QueueEntered { session, .. } if session.session == id),
-        )
-        .await
-        .expect("the entry queue gets the session");
-    let Event::QueueEntered { queue, session, .. } = alert else {
-        unreachable!()
-    };
-    assert_eq!(queue, QueueId::team("network"));
+    // The entry queue gets the session.
+    let (queue, session) = alert_queue(&mut bob, &id).await;
+    assert_eq!(queue, "team:network");
     assert_eq!(session.requeued.as_deref(), Some(WHY));
     let d = details_of(&bob, &id).await;
     assert_eq!(waiting_in(&d).as_deref(), Some("team:network"));
@@ -441,33 +402,16 @@ async fn a_lost_reps_own_personal_queue_is_skipped() {
     let mut customer = app.customer(ClientKind::Desktop).await;
     let view = active_session(&alice, &mut customer, "vpn").await;
     let id = view.session.clone();
-    reply_of(
-        &alice,
-        RequestBody::Transfer {
-            session: id.clone(),
-            to: QueueId::rep("bob"),
-        },
-    )
-    .await;
-    alert_for(&mut bob, &id).await;
-    accept(&bob, &id).await.expect("bob accepts");
+    transferred_and_accepted(&alice, &id, "rep:bob", &mut bob).await;
     let mut alice = alice;
     // The alert of the session's arrival in network, before the requeue's.
     alert_for(&mut alice, &id).await;
     let _ = alice.drain();
     // Bob's personal queue was the last one, but only bob sees it.
     bob.close().await;
-    let alert = alice
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::QueueEntered { session, .. } if session.session == id),
-        )
-        .await
-        .expect("the entry queue gets the session");
-    let Event::QueueEntered { queue, .. } = alert else {
-        unreachable!()
-    };
-    assert_eq!(queue, QueueId::team("network"));
+    // The entry queue gets the session.
+    let (queue, _) = alert_queue(&mut alice, &id).await;
+    assert_eq!(queue, "team:network");
     let d = details_of(&alice, &id).await;
     assert_eq!(d.last_queue, QueueId::team("network"));
     assert_eq!(
@@ -501,23 +445,11 @@ async fn with_neither_queue_left_the_site_fallback_queue_takes_the_session() {
     let token = rest_login(app.port, "admin").await;
     let mut admin = app.rep("admin").await;
     let (mut customer, id) = orphan_of_a_deleted_rep(&app, &token).await;
-    let alert = admin
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::QueueEntered { session, .. } if session.session == id),
-        )
-        .await
-        .expect("the fallback queue's team is alerted");
-    let Event::QueueEntered { queue, session, .. } = alert else {
-        unreachable!()
-    };
-    assert_eq!(queue, QueueId::team("escalations"));
+    // The fallback queue's team is alerted.
+    let (queue, session) = alert_queue(&mut admin, &id).await;
+    assert_eq!(queue, "team:escalations");
     assert_eq!(session.requeued.as_deref(), Some(WHY));
-    customer
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Escalations"),
-        )
+    told_transferred(&mut customer, "Escalations")
         .await
         .expect("the customer is told");
     let d = details_of(&admin, &id).await;
@@ -604,12 +536,9 @@ async fn a_customer_back_within_the_grace_gets_what_was_missed() {
     };
     assert_eq!(again.session, id);
     assert_eq!(again.state, "active");
-    back.wait_event(
-        WAIT,
-        |e| matches!(e, Event::Chat { line, .. } if line.text == "are you still there?"),
-    )
-    .await
-    .expect("the missed chat line is replayed");
+    hears(&mut back, "are you still there?")
+        .await
+        .expect("the missed chat line is replayed");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         stays_quiet(&mut alice, |e| matches!(e, Event::SessionEnded { .. })).await,
@@ -618,11 +547,7 @@ async fn a_customer_back_within_the_grace_gets_what_was_missed() {
     let d = details_of(&alice, &id).await;
     assert_eq!(d.state, SessionState::Active);
     chat(&back, None, "yes").await;
-    alice
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Chat { line, .. } if line.text == "yes"),
-        )
+    hears(&mut alice, "yes")
         .await
         .expect("the session carries on");
 }
@@ -779,9 +704,7 @@ async fn a_mobile_session_is_view_only_through_sharing_and_transfer() {
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     let id = view.session.clone();
     assert!(view.view_only, "the customer sees the mark");
-    let Event::QueueEntered { session, .. } = alert_for(&mut bob, &id).await else {
-        unreachable!()
-    };
+    let (_, session) = alert_queue(&mut bob, &id).await;
     assert!(session.view_only, "the queue shows the mark");
     let d = details_of(&bob, &id).await;
     assert_eq!(
@@ -801,36 +724,14 @@ async fn a_mobile_session_is_view_only_through_sharing_and_transfer() {
     .await;
 
     // Sharing: the invitee cannot control either.
-    reply_of(
-        &alice,
-        RequestBody::Invite {
-            session: id.clone(),
-            to: QueueId::rep("bob"),
-        },
-    )
-    .await;
-    reply_of(
-        &bob,
-        RequestBody::Join {
-            session: id.clone(),
-        },
-    )
-    .await;
+    reply_of(&alice, invite(&id, "rep:bob")).await;
+    reply_of(&bob, join(&id)).await;
     let err = bob.request(control(&id)).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ViewOnly));
 
     // Transfer: the mark goes with the session.
-    reply_of(
-        &alice,
-        RequestBody::Transfer {
-            session: id.clone(),
-            to: QueueId::team("escalations"),
-        },
-    )
-    .await;
-    let Event::QueueEntered { session, .. } = alert_for(&mut admin, &id).await else {
-        unreachable!()
-    };
+    reply_of(&alice, transfer(&id, "team:escalations")).await;
+    let (_, session) = alert_queue(&mut admin, &id).await;
     assert!(session.view_only);
     accept(&admin, &id).await.expect("admin accepts");
     let err = admin.request(control(&id)).await.unwrap_err();
@@ -842,25 +743,16 @@ async fn a_mobile_session_is_view_only_through_sharing_and_transfer() {
 #[actix_web::test]
 async fn a_mobile_session_stays_view_only_after_a_lost_rep_requeue() {
     let app = app_with(|_| {}).await;
-    let alice = app.rep("alice").await;
-    let mut bob = app.rep("bob").await;
-    let mut customer = app.customer(ClientKind::Mobile).await;
-    let view = active_session(&alice, &mut customer, "vpn").await;
+    let ServedByAlice {
+        alice,
+        mut bob,
+        customer: _customer,
+        view,
+    } = served_by_alice_watched_by_bob(&app, ClientKind::Mobile).await;
     let id = view.session.clone();
-    // The alert of the session's arrival: any later one is a requeue.
-    alert_for(&mut bob, &id).await;
-    let _ = bob.drain();
     alice.close().await;
-    let Event::QueueEntered { session, .. } = bob
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::QueueEntered { session, .. } if session.session == id),
-        )
-        .await
-        .expect("requeued")
-    else {
-        unreachable!()
-    };
+    // Requeued.
+    let (_, session) = alert_queue(&mut bob, &id).await;
     assert!(session.view_only);
     assert_eq!(session.requeued.as_deref(), Some(WHY));
     accept(&bob, &id).await.expect("bob accepts");
