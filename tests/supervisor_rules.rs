@@ -14,7 +14,7 @@ use switchboard::client::Client;
 use switchboard::config::{SeedTarget, SeedTeam, Settings};
 use switchboard::domain::ids::{ClientKind, QueueId, Role};
 use switchboard::domain::rules::{NoRepRule, OverdueAction, QueueRules};
-use switchboard::domain::session::{HistoryEvent, SessionState};
+use switchboard::domain::session::HistoryEvent;
 use switchboard::protocol::{Entry, Event, RequestBody, SessionDetails};
 
 fn mark(after_secs: u64) -> OverdueAction {
@@ -60,11 +60,46 @@ fn rule_lines(d: &SessionDetails) -> Vec<String> {
         .collect()
 }
 
-fn waiting_in(d: &SessionDetails) -> Option<String> {
-    match &d.state {
-        SessionState::Waiting { queue } => Some(queue.to_string()),
-        _ => None,
-    }
+/// Waits (up to 10 s) until `rep` sees `n` rule firings in `session`'s
+/// history, naming `what` if they do not come: the details then.
+async fn after_rules_fired(rep: &Client, session: &str, n: usize, what: &str) -> SessionDetails {
+    eventually(Duration::from_secs(10), what, || async {
+        let d = details_of(rep, session).await;
+        (rule_lines(&d).len() == n).then_some(d)
+    })
+    .await
+}
+
+/// Every team's rules in force, as `GET /api/admin/rules` shows them.
+async fn rules_in_force(port: u16, token: &str) -> Value {
+    let (status, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(token), None).await;
+    assert_eq!(status, 200, "{all}");
+    all
+}
+
+/// `PUT /api/admin/rules/{team}` with `rules`: the status and the body.
+async fn put_rules(port: u16, token: &str, team: &str, rules: Value) -> (u16, Value) {
+    rest_json(
+        port,
+        Method::PUT,
+        &format!("/api/admin/rules/{team}"),
+        Some(token),
+        Some(rules),
+    )
+    .await
+}
+
+/// `DELETE /api/admin/rules/{team}`: back to the configuration's rules.
+async fn delete_rules(port: u16, token: &str, team: &str) -> u16 {
+    rest_json(
+        port,
+        Method::DELETE,
+        &format!("/api/admin/rules/{team}"),
+        Some(token),
+        None,
+    )
+    .await
+    .0
 }
 
 fn in_queue(v: &switchboard::protocol::QueueView, session: &str) -> bool {
@@ -321,15 +356,7 @@ async fn a_persistent_queue_is_not_left_by_a_transfer_step() {
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     let id = view.session.clone();
 
-    let d = eventually(
-        Duration::from_secs(10),
-        "the transfer step to be skipped",
-        || async {
-            let d = details_of(&bob, &id).await;
-            (rule_lines(&d).len() == 2).then_some(d)
-        },
-    )
-    .await;
+    let d = after_rules_fired(&bob, &id, 2, "the transfer step to be skipped").await;
     assert_eq!(
         rule_lines(&d),
         [
@@ -376,15 +403,7 @@ async fn queues_overflowing_into_each_other_do_not_bounce_a_session() {
     alert_for(&mut bob, &id).await;
     alert_for(&mut carol, &id).await;
 
-    let d = eventually(
-        Duration::from_secs(10),
-        "both billing steps to be skipped",
-        || async {
-            let d = details_of(&carol, &id).await;
-            (rule_lines(&d).len() == 3).then_some(d)
-        },
-    )
-    .await;
+    let d = after_rules_fired(&carol, &id, 3, "both billing steps to be skipped").await;
     assert_eq!(
         rule_lines(&d),
         [
@@ -480,8 +499,7 @@ async fn rules_set_through_the_admin_api_take_effect_and_revert() {
     let app = app_with(vec![("network", steps(vec![mark(600)]))], |_| {}).await;
     let port = app.port;
     let token = rest_login(port, "admin").await;
-    let (status, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
-    assert_eq!(status, 200, "{all}");
+    let all = rules_in_force(port, &token).await;
     assert_eq!(
         all["teams"]["network"]["overdue"],
         json!([{"action": "mark", "after_secs": 600}])
@@ -494,17 +512,10 @@ async fn rules_set_through_the_admin_api_take_effect_and_revert() {
         ],
         "routing": "none"
     });
-    let (status, echoed) = rest_json(
-        port,
-        Method::PUT,
-        "/api/admin/rules/network",
-        Some(&token),
-        Some(fast.clone()),
-    )
-    .await;
+    let (status, echoed) = put_rules(port, &token, "network", fast.clone()).await;
     assert_eq!(status, 200, "{echoed}");
     assert_eq!(echoed["overdue"], fast["overdue"]);
-    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    let all = rules_in_force(port, &token).await;
     assert_eq!(all["teams"]["network"]["overdue"], fast["overdue"]);
 
     // In force: a new session is marked after one second.
@@ -523,83 +534,39 @@ async fn rules_set_through_the_admin_api_take_effect_and_revert() {
         {"action": "mark", "after_secs": 5},
         {"action": "mark", "after_secs": 2}
     ]});
-    let answer = rest_json(
-        port,
-        Method::PUT,
-        "/api/admin/rules/network",
-        Some(&token),
-        Some(bad_order),
-    )
-    .await;
+    let answer = put_rules(port, &token, "network", bad_order).await;
     assert_eq!(answer.0, 400, "{}", answer.1);
     assert_eq!(answer.1["code"], "invalid_request", "{}", answer.1);
     let unknown_queue =
         json!({"overdue": [{"action": "transfer", "after_secs": 5, "to": "team:nowhere"}]});
-    let answer = rest_json(
-        port,
-        Method::PUT,
-        "/api/admin/rules/network",
-        Some(&token),
-        Some(unknown_queue),
-    )
-    .await;
+    let answer = put_rules(port, &token, "network", unknown_queue).await;
     assert_eq!(answer.0, 404, "{}", answer.1);
     assert_eq!(answer.1["code"], "not_found", "{}", answer.1);
     let unknown_no_rep = json!({"no_rep_available": {"message": "x", "to": "team:nowhere"}});
-    let answer = rest_json(
-        port,
-        Method::PUT,
-        "/api/admin/rules/network",
-        Some(&token),
-        Some(unknown_no_rep),
-    )
-    .await;
+    let answer = put_rules(port, &token, "network", unknown_no_rep).await;
     assert_eq!(answer.0, 404, "{}", answer.1);
-    let answer = rest_json(
-        port,
-        Method::PUT,
-        "/api/admin/rules/nowhere",
-        Some(&token),
-        Some(json!({})),
-    )
-    .await;
+    let answer = put_rules(port, &token, "nowhere", json!({})).await;
     assert_eq!(answer.0, 404, "{}", answer.1);
-    let answer = rest_json(
+    let answer = put_rules(
         port,
-        Method::PUT,
-        "/api/admin/rules/network",
-        Some(&token),
-        Some(json!({"overdue": [], "colour": "red"})),
+        &token,
+        "network",
+        json!({"overdue": [], "colour": "red"}),
     )
     .await;
     assert_eq!(answer.0, 400, "{}", answer.1);
     let bob_token = rest_login(port, "bob").await;
-    let answer = rest_json(
-        port,
-        Method::PUT,
-        "/api/admin/rules/network",
-        Some(&bob_token),
-        Some(json!({})),
-    )
-    .await;
+    let answer = put_rules(port, &bob_token, "network", json!({})).await;
     assert_eq!(answer.0, 403, "{}", answer.1);
-    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    let all = rules_in_force(port, &token).await;
     assert_eq!(
         all["teams"]["network"]["overdue"], fast["overdue"],
         "refused changes change nothing"
     );
 
     // DELETE goes back to the configuration's rules.
-    let (status, _) = rest_json(
-        port,
-        Method::DELETE,
-        "/api/admin/rules/network",
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
-    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    assert_eq!(delete_rules(port, &token, "network").await, 204);
+    let all = rules_in_force(port, &token).await;
     assert_eq!(
         all["teams"]["network"]["overdue"],
         json!([{"action": "mark", "after_secs": 600}])
@@ -617,27 +584,12 @@ async fn rules_set_through_the_admin_api_take_effect_and_revert() {
     );
 
     // Rules of a team without configured ones: set, then DELETE removes them.
-    let (status, _) = rest_json(
-        port,
-        Method::PUT,
-        "/api/admin/rules/billing",
-        Some(&token),
-        Some(json!({"persistent": true})),
-    )
-    .await;
+    let (status, _) = put_rules(port, &token, "billing", json!({"persistent": true})).await;
     assert_eq!(status, 200);
-    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    let all = rules_in_force(port, &token).await;
     assert_eq!(all["teams"]["billing"]["persistent"], true);
-    let (status, _) = rest_json(
-        port,
-        Method::DELETE,
-        "/api/admin/rules/billing",
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(status, 204);
-    let (_, all) = rest_json(port, Method::GET, "/api/admin/rules", Some(&token), None).await;
+    assert_eq!(delete_rules(port, &token, "billing").await, 204);
+    let all = rules_in_force(port, &token).await;
     assert_eq!(all["teams"].get("billing"), None::<&Value>, "{all}");
 }
 
@@ -648,14 +600,7 @@ async fn a_step_due_while_the_server_was_down_fires_right_after_restart() {
     let mut server = ServerProcess::start(dir.path(), &env);
     let token = rest_login(server.port, "admin").await;
     let rule = json!({"overdue": [{"action": "transfer", "after_secs": 3, "to": "team:billing"}]});
-    let (status, body) = rest_json(
-        server.port,
-        Method::PUT,
-        "/api/admin/rules/network",
-        Some(&token),
-        Some(rule),
-    )
-    .await;
+    let (status, body) = put_rules(server.port, &token, "network", rule).await;
     assert_eq!(status, 200, "{body}");
 
     let mut customer = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Desktop)
@@ -694,14 +639,7 @@ async fn a_step_due_while_the_server_was_down_fires_right_after_restart() {
         after.summary.wait_start, before.summary.wait_start,
         "the wait start survives"
     );
-    let (_, rules) = rest_json(
-        server.port,
-        Method::GET,
-        "/api/admin/rules",
-        Some(&token),
-        None,
-    )
-    .await;
+    let rules = rules_in_force(server.port, &token).await;
     assert_eq!(
         rules["teams"]["network"]["overdue"][0]["to"], "team:billing",
         "API rules survive a restart"
