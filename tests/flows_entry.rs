@@ -7,9 +7,8 @@ use std::time::Duration;
 use crate::common::*;
 use switchboard::actors::session::key_record_key;
 use switchboard::client::Client;
-use switchboard::domain::ids::{now_ms, ClientKind, EntryPath, QueueId};
+use switchboard::domain::ids::{now_ms, ClientKind, EntryPath};
 use switchboard::domain::keys::SessionKey;
-use switchboard::domain::queue::SortBy;
 use switchboard::error::ErrorCode;
 use switchboard::protocol::{CustomerView, Entry, Event, Reply, RequestBody};
 use switchboard::store::{self, Expect};
@@ -45,16 +44,6 @@ async fn entry_refused(app: &TestApp, entry: Entry, name: &str) -> ErrorCode {
 
 fn key_entry(key: &str) -> Entry {
     Entry::SessionKey { key: key.into() }
-}
-
-async fn alert_queue(
-    rep: &mut Client,
-    session: &str,
-) -> (String, switchboard::domain::queue::SessionSummary) {
-    match alert_for(rep, session).await {
-        Event::QueueEntered { queue, session, .. } => (queue.to_string(), session),
-        other => panic!("{other:?}"),
-    }
 }
 
 async fn http_get(url: &str) -> (u16, serde_json::Value) {
@@ -206,19 +195,8 @@ async fn a_started_session_outlives_its_keys_period() {
     );
     let accepted = accept(&alice, &v.session).await.expect("still acceptable");
     assert_eq!(session_of(&accepted).owner.as_deref(), Some("alice"));
-    ok(
-        &alice,
-        RequestBody::Chat {
-            session: Some(v.session.clone()),
-            text: "still here".into(),
-        },
-    )
-    .await;
-    customer
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Chat { line, .. } if line.text == "still here"),
-        )
+    chat(&alice, Some(&v.session), "still here").await;
+    hears(&mut customer, "still here")
         .await
         .expect("the session works after the key's period");
 }
@@ -338,18 +316,7 @@ async fn buttons_issue_form_and_help_links_route_to_their_queues() {
     assert_eq!(summary.display_name, "[Browser] Dee");
     assert_eq!(summary.customer_name, "Dee");
     assert_eq!(summary.entry, EntryPath::BrowserLink);
-    let view = match ok(
-        &carol,
-        RequestBody::ViewQueue {
-            queue: QueueId::team("billing"),
-            sort: SortBy::Wait,
-        },
-    )
-    .await
-    {
-        Reply::QueueView(v) => v,
-        other => panic!("{other:?}"),
-    };
+    let view = queue_of(&carol, "team:billing").await;
     let names: Vec<_> = view
         .items
         .iter()
@@ -450,19 +417,8 @@ async fn mobile_sessions_are_view_only() {
         )
         .await
         .expect("the phone is asked to share its screen");
-    ok(
-        &alice,
-        RequestBody::Chat {
-            session: Some(v.session.clone()),
-            text: "tap settings".into(),
-        },
-    )
-    .await;
-    phone
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Chat { line, .. } if line.text == "tap settings"),
-        )
+    chat(&alice, Some(&v.session), "tap settings").await;
+    hears(&mut phone, "tap settings")
         .await
         .expect("chat works on mobile");
     assert!(stays_quiet(&mut phone, |e| matches!(e, Event::ControlInput { .. })).await);

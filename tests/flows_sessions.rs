@@ -5,52 +5,24 @@
 use crate::common::*;
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, QueueId};
-use switchboard::domain::queue::SortBy;
 use switchboard::domain::session::HistoryEvent;
 use switchboard::error::ErrorCode;
 use switchboard::protocol::{Event, LeftQueueReason, Reply, RequestBody, SessionDetails};
-
-async fn details(c: &Client, session: &str) -> SessionDetails {
-    session_of(
-        &ok(
-            c,
-            RequestBody::SessionDetails {
-                session: session.into(),
-            },
-        )
-        .await,
-    )
-    .clone()
-}
 
 fn events(d: &SessionDetails) -> Vec<HistoryEvent> {
     d.history.iter().map(|h| h.event).collect()
 }
 
-fn transfer(session: &str, to: &str) -> RequestBody {
-    RequestBody::Transfer {
-        session: session.into(),
-        to: to.parse().unwrap(),
-    }
-}
-
-fn invite(session: &str, to: &str) -> RequestBody {
-    RequestBody::Invite {
-        session: session.into(),
-        to: to.parse().unwrap(),
-    }
-}
-
-fn join(session: &str) -> RequestBody {
-    RequestBody::Join {
-        session: session.into(),
-    }
-}
-
-fn leave(session: &str) -> RequestBody {
-    RequestBody::Leave {
-        session: session.into(),
-    }
+/// `GET /api/sessions/{id}` as the holder of `token`: the status and body.
+async fn rest_session(app: &TestApp, token: &str, id: &str) -> (u16, serde_json::Value) {
+    rest_json(
+        app.port,
+        reqwest::Method::GET,
+        &format!("/api/sessions/{id}"),
+        Some(token),
+        None,
+    )
+    .await
 }
 
 /// A vpn customer waiting in team:network, accepted by `rep`.
@@ -59,29 +31,6 @@ async fn accepted_by(app: &TestApp, rep: &Client, name: &str) -> (Client, String
     let v = start_issue(&mut c, "vpn", name).await;
     accept(rep, &v.session).await.expect("accepted");
     (c, v.session)
-}
-
-async fn rest_token(app: &TestApp, user: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(app.http("/api/login"))
-        .json(&serde_json::json!({"username": user, "password": format!("{user}-demo")}))
-        .send()
-        .await
-        .expect("login over HTTP");
-    assert_eq!(r.status().as_u16(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
-    body["token"].as_str().expect("a token").to_string()
-}
-
-async fn rest_session(app: &TestApp, token: &str, id: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .get(app.http(&format!("/api/sessions/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET session");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("JSON"))
 }
 
 #[actix_web::test]
@@ -124,7 +73,7 @@ async fn transfer_to_a_team_and_to_a_rep() {
 
     let (mut customer, s) = accepted_by(&app, &alice, "Dana").await;
     alert_for(&mut bob, &s).await; // its first arrival, in team:network
-    let before = details(&alice, &s).await;
+    let before = details_of(&alice, &s).await;
 
     // Only the owner may transfer, only to a queue that exists.
     assert_eq!(
@@ -159,33 +108,18 @@ async fn transfer_to_a_team_and_to_a_rep() {
         )
         .await
         .expect("alice is out of the session");
-    customer
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Billing"),
-        )
+    told_transferred(&mut customer, "Billing")
         .await
         .expect("the customer is told");
     assert!(stays_quiet(&mut bob, |e| matches!(e, Event::QueueEntered { .. })).await);
 
-    let d = details(&carol, &s).await;
+    let d = details_of(&carol, &s).await;
     assert_eq!(d.owner, None);
     assert!(d.participants.is_empty());
     assert_eq!(d.last_queue, QueueId::team("billing"));
     assert_eq!(d.entered_through, QueueId::team("network"));
     assert_eq!(d.summary.wait_start, before.summary.wait_start);
-    let view = match ok(
-        &carol,
-        RequestBody::ViewQueue {
-            queue: QueueId::team("billing"),
-            sort: SortBy::Wait,
-        },
-    )
-    .await
-    {
-        Reply::QueueView(v) => v,
-        other => panic!("{other:?}"),
-    };
+    let view = queue_of(&carol, "team:billing").await;
     assert_eq!(view.items.len(), 1);
     assert_eq!(view.items[0].summary.session, s);
     // Alice handed it on: it is no longer hers.
@@ -212,15 +146,11 @@ async fn transfer_to_a_team_and_to_a_rep() {
         Event::QueueEntered { queue, .. } => assert_eq!(queue.to_string(), "rep:bob"),
         other => panic!("{other:?}"),
     }
-    customer
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Bob Network"),
-        )
+    told_transferred(&mut customer, "Bob Network")
         .await
         .expect("told about the second transfer");
     accept(&bob, &s).await.expect("bob accepts");
-    let d = details(&bob, &s).await;
+    let d = details_of(&bob, &s).await;
     assert_eq!(
         events(&d),
         [
@@ -295,18 +225,7 @@ async fn sharing_a_session_invite_join_leave_end() {
         }
         other => panic!("bob not invited: {other:?}"),
     }
-    let bobs = match ok(
-        &bob,
-        RequestBody::ViewQueue {
-            queue: QueueId::rep("bob"),
-            sort: SortBy::Wait,
-        },
-    )
-    .await
-    {
-        Reply::QueueView(v) => v,
-        other => panic!("{other:?}"),
-    };
+    let bobs = queue_of(&bob, "rep:bob").await;
     assert!(bobs.items.is_empty());
     assert_eq!(bobs.invitations.len(), 1);
     assert_eq!(bobs.invitations[0].session, s);
@@ -321,7 +240,7 @@ async fn sharing_a_session_invite_join_leave_end() {
         other => panic!("{other:?}"),
     }
     // The invitee may look before joining.
-    assert_eq!(details(&bob, &s).await.summary.session, s);
+    assert_eq!(details_of(&bob, &s).await.summary.session, s);
 
     let joined = session_of(&ok(&bob, join(&s)).await).clone();
     assert_eq!(joined.owner.as_deref(), Some("alice"));
@@ -382,7 +301,7 @@ async fn sharing_a_session_invite_join_leave_end() {
     })
     .await
     .expect("bob is told he owns it");
-    let d = details(&carol, &s).await;
+    let d = details_of(&carol, &s).await;
     assert_eq!(d.owner.as_deref(), Some("bob"));
     assert_eq!(
         refused(&carol, transfer(&s, "team:network")).await,
@@ -396,13 +315,7 @@ async fn sharing_a_session_invite_join_leave_end() {
     // Bring carol back, then the owner ends it for everyone.
     ok(&bob, invite(&s, "rep:carol")).await;
     ok(&carol, join(&s)).await;
-    ok(
-        &bob,
-        RequestBody::EndSession {
-            session: Some(s.clone()),
-        },
-    )
-    .await;
+    ok(&bob, end_session(&s)).await;
     for rep in [&mut bob, &mut carol] {
         rep.wait_event(
             WAIT,
@@ -416,7 +329,7 @@ async fn sharing_a_session_invite_join_leave_end() {
         .await
         .expect("the customer told it ended");
 
-    let d = details(&alice, &s).await;
+    let d = details_of(&alice, &s).await;
     assert_eq!(
         events(&d),
         [
@@ -447,31 +360,14 @@ async fn ending_withdraws_open_invitations() {
     bob.wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
         .await
         .expect("invited");
-    ok(
-        &alice,
-        RequestBody::EndSession {
-            session: Some(s.clone()),
-        },
-    )
-    .await;
+    ok(&alice, end_session(&s)).await;
     bob.wait_event(
         WAIT,
         |e| matches!(e, Event::InvitationWithdrawn { session, .. } if *session == s),
     )
     .await
     .expect("the invitation goes away with the session");
-    let bobs = match ok(
-        &bob,
-        RequestBody::ViewQueue {
-            queue: QueueId::rep("bob"),
-            sort: SortBy::Wait,
-        },
-    )
-    .await
-    {
-        Reply::QueueView(v) => v,
-        other => panic!("{other:?}"),
-    };
+    let bobs = queue_of(&bob, "rep:bob").await;
     assert!(bobs.invitations.is_empty());
     assert_eq!(refused(&bob, join(&s)).await, ErrorCode::SessionEnded);
 }
@@ -486,23 +382,9 @@ async fn chat_is_ordered_and_kept() {
     for i in 0..20 {
         let text = format!("line {i}");
         if i % 2 == 0 {
-            ok(
-                &customer,
-                RequestBody::Chat {
-                    session: None,
-                    text: text.clone(),
-                },
-            )
-            .await;
+            chat(&customer, None, &text).await;
         } else {
-            ok(
-                &alice,
-                RequestBody::Chat {
-                    session: Some(s.clone()),
-                    text: text.clone(),
-                },
-            )
-            .await;
+            chat(&alice, Some(&s), &text).await;
         }
         sent.push(text);
     }
@@ -547,7 +429,7 @@ async fn chat_is_ordered_and_kept() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(details(&alice, &s).await.chat_lines, 20);
+    assert_eq!(details_of(&alice, &s).await.chat_lines, 20);
 
     // Empty lines are refused and change nothing.
     assert_eq!(
@@ -562,13 +444,7 @@ async fn chat_is_ordered_and_kept() {
         ErrorCode::InvalidRequest
     );
     // Kept after the end, for the reps who were in it.
-    ok(
-        &alice,
-        RequestBody::EndSession {
-            session: Some(s.clone()),
-        },
-    )
-    .await;
+    ok(&alice, end_session(&s)).await;
     match ok(
         &alice,
         RequestBody::ChatHistory {
@@ -641,12 +517,12 @@ async fn customer_ends_the_session_and_history_is_in_the_api() {
         other => panic!("{other:?}"),
     }
 
-    let d = details(&alice, &s).await;
+    let d = details_of(&alice, &s).await;
     let last = d.history.last().unwrap();
     assert_eq!(last.event, HistoryEvent::Ended);
     assert_eq!(last.actor, "customer");
 
-    let token = rest_token(&app, "alice").await;
+    let token = rest_login(app.port, "alice").await;
     let (status, body) = rest_session(&app, &token, &s).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["session"], s.as_str());
@@ -677,7 +553,7 @@ async fn customer_ends_the_session_and_history_is_in_the_api() {
     assert_eq!(history, expect);
 
     // Someone who had no part in it is refused; nobody without a token.
-    let carol = rest_token(&app, "carol").await;
+    let carol = rest_login(app.port, "carol").await;
     let (status, body) = rest_session(&app, &carol, &s).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["code"], "not_your_session");
@@ -685,7 +561,7 @@ async fn customer_ends_the_session_and_history_is_in_the_api() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let admin = rest_token(&app, "admin").await;
+    let admin = rest_login(app.port, "admin").await;
     let (status, _) = rest_session(&app, &admin, &s).await;
     assert_eq!(status, 200);
 }
@@ -718,7 +594,7 @@ async fn a_waiting_customer_can_give_up() {
         .await,
         ErrorCode::NotYourSession
     );
-    let admin = rest_token(&app, "admin").await;
+    let admin = rest_login(app.port, "admin").await;
     let (status, body) = rest_session(&app, &admin, &v.session).await;
     assert_eq!(status, 200, "{body}");
     let history: Vec<_> = body["history"]
