@@ -50,9 +50,7 @@ impl TestApp {
     }
 
     pub async fn customer(&self, kind: ClientKind) -> Client {
-        Client::connect(&self.ws_url(), Role::Customer, kind)
-            .await
-            .expect("customer connects")
+        customer_at(&self.ws_url(), kind).await
     }
 }
 
@@ -87,6 +85,13 @@ pub async fn rep_at(url: &str, username: &str) -> Client {
         .await
         .expect("rep logs in");
     c
+}
+
+/// A customer's connection (not yet in a session).
+pub async fn customer_at(url: &str, kind: ClientKind) -> Client {
+    Client::connect(url, Role::Customer, kind)
+        .await
+        .expect("customer connects")
 }
 
 /// A customer who filed the issue form (issue type `vpn` goes to team
@@ -163,6 +168,16 @@ impl ServerProcess {
 
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// A demo rep logged in to this server.
+    pub async fn rep(&self, username: &str) -> Client {
+        rep_at(&self.ws_url(), username).await
+    }
+
+    /// A customer's connection to this server.
+    pub async fn customer(&self, kind: ClientKind) -> Client {
+        customer_at(&self.ws_url(), kind).await
     }
 
     pub fn kill9(&mut self) {
