@@ -129,6 +129,19 @@ async fn delete_rep(port: u16, token: &str, id: &str) {
     assert_eq!(status, 204, "{body}");
 }
 
+/// A customer's new connection `c` resumes the session of `token` from
+/// the start: the reply.
+async fn resumed(c: &Client, token: &str) -> Reply {
+    reply_of(
+        c,
+        RequestBody::ResumeSession {
+            token: token.into(),
+            resume: None,
+        },
+    )
+    .await
+}
+
 fn control(session: &str) -> RequestBody {
     RequestBody::Control {
         session: session.into(),
@@ -629,30 +642,17 @@ async fn after_a_restart_customers_who_do_not_come_back_abandon() {
     ];
     let mut server = ServerProcess::start(dir.path(), &env);
     let token = rest_login(server.port, "admin").await;
-    let mut leaver = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Desktop)
-        .await
-        .expect("connects");
+    let mut leaver = server.customer(ClientKind::Desktop).await;
     let left = start_issue(&mut leaver, "vpn", "Dana").await;
-    let mut stayer = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Desktop)
-        .await
-        .expect("connects");
+    let mut stayer = server.customer(ClientKind::Desktop).await;
     let stays = start_issue(&mut stayer, "invoice", "Eve").await;
     server.kill9();
     drop((leaver, stayer));
 
     let server = ServerProcess::start(dir.path(), &env);
     let up = Instant::now();
-    let back = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Desktop)
-        .await
-        .expect("connects");
-    let reply = reply_of(
-        &back,
-        RequestBody::ResumeSession {
-            token: stays.token.clone(),
-            resume: None,
-        },
-    )
-    .await;
+    let back = server.customer(ClientKind::Desktop).await;
+    let reply = resumed(&back, &stays.token).await;
     assert!(
         matches!(reply, Reply::SessionStarted(ref v) if v.state == "waiting"),
         "{reply:?}"
@@ -764,16 +764,14 @@ async fn a_mobile_session_stays_view_only_after_a_lost_rep_requeue() {
 async fn a_mobile_session_stays_view_only_after_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut server = ServerProcess::start(dir.path(), &[]);
-    let mut customer = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Mobile)
-        .await
-        .expect("connects");
+    let mut customer = server.customer(ClientKind::Mobile).await;
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     assert!(view.view_only);
     server.kill9();
     drop(customer);
 
     let server = ServerProcess::start(dir.path(), &[]);
-    let bob = rep_at(&server.ws_url(), "bob").await;
+    let bob = server.rep("bob").await;
     let shown = queue_of(&bob, "team:network").await;
     let item = shown
         .items
@@ -790,17 +788,8 @@ async fn a_mobile_session_stays_view_only_after_kill_9() {
         ["mobile customer client"]
     );
     // The customer comes back on the phone and is still view-only.
-    let phone = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Mobile)
-        .await
-        .expect("connects");
-    let reply = reply_of(
-        &phone,
-        RequestBody::ResumeSession {
-            token: view.token.clone(),
-            resume: None,
-        },
-    )
-    .await;
+    let phone = server.customer(ClientKind::Mobile).await;
+    let reply = resumed(&phone, &view.token).await;
     assert!(
         matches!(reply, Reply::SessionStarted(ref v) if v.view_only),
         "{reply:?}"
