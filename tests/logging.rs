@@ -111,7 +111,7 @@ async fn json_log_lines_carry_rep_and_session_ids() {
 async fn text_logs_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, log) = start_capturing_log(dir.path(), &[("SWITCHBOARD_LOG_LEVEL", "info")]);
-    let _alice = rep_at(&server.ws_url(), "alice").await;
+    let _alice = server.rep("alice").await;
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let lines = log.lock().unwrap().clone();

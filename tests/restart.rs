@@ -344,7 +344,7 @@ async fn chat_lines_acknowledged_before_kill_9_survive() {
         server.kill9();
     }
     let server = ServerProcess::start(dir.path(), &[]);
-    let alice = rep_at(&server.ws_url(), "alice").await;
+    let alice = server.rep("alice").await;
     let lines = history(&alice, Some(&view.session)).await;
     let texts: Vec<_> = lines.iter().map(|l| l.text.clone()).collect();
     assert_eq!(texts.len(), 60);

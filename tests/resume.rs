@@ -65,15 +65,6 @@ fn has(ps: &[Pushed], want: impl Fn(&Event) -> bool) -> bool {
         .any(|p| matches!(p, Pushed::Event { event, .. } if want(event)))
 }
 
-async fn chat(c: &Client, session: Option<&str>, text: &str) {
-    c.request(RequestBody::Chat {
-        session: session.map(str::to_string),
-        text: text.into(),
-    })
-    .await
-    .expect("chat sent");
-}
-
 #[actix_web::test]
 async fn a_rep_gets_exactly_the_missed_events_in_order() {
     let app = spawn_app().await;
@@ -325,9 +316,7 @@ async fn resuming_a_stream_from_before_a_restart_gets_a_snapshot() {
         Reply::LoggedIn { token, .. } => token,
         other => panic!("{other:?}"),
     };
-    let mut customer = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Desktop)
-        .await
-        .unwrap();
+    let mut customer = server.customer(ClientKind::Desktop).await;
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     alert_for(&mut alice, &view.session).await;
     let old = alice.position().unwrap();
@@ -368,9 +357,7 @@ async fn resuming_a_stream_from_before_a_restart_gets_a_snapshot() {
         other => panic!("expected a snapshot, got {other:?}"),
     }
     // The customer's stream is new too: their resume gets a snapshot.
-    let mut c = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Desktop)
-        .await
-        .unwrap();
+    let mut c = server.customer(ClientKind::Desktop).await;
     let reply = c
         .request(RequestBody::ResumeSession {
             token: view.token.clone(),
@@ -439,13 +426,7 @@ async fn a_customer_gets_the_missed_lines_in_order() {
 
     // The customer carries on on the resumed connection.
     chat(&customer, None, "done").await;
-    alice
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Chat { line, .. } if line.text == "done"),
-        )
-        .await
-        .expect("alice hears it");
+    hears(&mut alice, "done").await.expect("alice hears it");
     match customer.next_pushed(WAIT).await {
         Some(Pushed::Event {
             seq,

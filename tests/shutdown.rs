@@ -185,7 +185,7 @@ async fn sigterm_mid_traffic_loses_nothing_acknowledged() {
 
     // Restart on the same data: every acknowledged session and line is back.
     let server = ServerProcess::start(dir.path(), &[]);
-    let alice = rep_at(&server.ws_url(), "alice").await;
+    let alice = server.rep("alice").await;
     let token = rest_login(server.port, "admin").await;
     for a in &acked {
         let session = a.session.as_ref().expect("session acknowledged");

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::client::Client;
 use switchboard::config::{SeedTarget, SeedTeam, Settings};
-use switchboard::domain::ids::{ClientKind, QueueId, Role};
+use switchboard::domain::ids::{ClientKind, QueueId};
 use switchboard::domain::rules::{NoRepRule, OverdueAction, QueueRules};
 use switchboard::domain::session::HistoryEvent;
 use switchboard::protocol::{Entry, Event, RequestBody, SessionDetails};
@@ -603,9 +603,7 @@ async fn a_step_due_while_the_server_was_down_fires_right_after_restart() {
     let (status, body) = put_rules(server.port, &token, "network", rule).await;
     assert_eq!(status, 200, "{body}");
 
-    let mut customer = Client::connect(&server.ws_url(), Role::Customer, ClientKind::Desktop)
-        .await
-        .expect("customer connects");
+    let mut customer = server.customer(ClientKind::Desktop).await;
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     let created = Instant::now();
     let before = rest_details(server.port, &token, &view.session).await;
