@@ -496,8 +496,10 @@ async fn away_reps_and_reps_without_auto_assign_get_no_offers() {
 
 // --- skills ------------------------------------------------------------------------------
 
-#[actix_web::test]
-async fn skills_routing_prefers_the_rep_with_the_preferred_skill() {
+/// A skills-routing server where a vpn issue needs the skills `network` and
+/// `vpn`, with alice's and bob's skills set to `alice_skills` and
+/// `bob_skills`: the server and their logged-in consoles.
+async fn skills_app(alice_skills: Value, bob_skills: Value) -> (TestApp, Client, Client) {
     let app = app_routing(Routing::Skills, |_| {}).await;
     let token = rest_login(app.port, "admin").await;
     put_issue_type(
@@ -509,31 +511,40 @@ async fn skills_routing_prefers_the_rep_with_the_preferred_skill() {
         json!(["network", "vpn"]),
     )
     .await;
-    put_demo_rep(
-        app.port,
-        &token,
-        "alice",
-        json!({"skills": {"network": "preferred", "vpn": "less_preferred"}}),
-    )
-    .await;
-    put_demo_rep(
-        app.port,
-        &token,
-        "bob",
-        json!({"skills": {"network": "preferred", "vpn": "preferred"}}),
-    )
-    .await;
-    let mut alice = app.rep("alice").await;
-    let mut bob = app.rep("bob").await;
-    // Bob is the busier one: least busy alone would pick alice.
-    set_auto(&alice, false).await;
-    let (_c0, s0) = new_session(&app, "wifi", "Zed").await;
-    offer_for(&mut bob, &s0).await;
-    accept(&bob, &s0).await.expect("bob takes the wifi session");
-    set_auto(&alice, true).await;
+    put_demo_rep(app.port, &token, "alice", json!({ "skills": alice_skills })).await;
+    put_demo_rep(app.port, &token, "bob", json!({ "skills": bob_skills })).await;
+    let alice = app.rep("alice").await;
+    let bob = app.rep("bob").await;
+    (app, alice, bob)
+}
+
+/// Makes `busier` the busier of the two reps: with `other` opted out of
+/// auto-assign, `busier` is offered a wifi session and accepts it; then
+/// `other` opts back in and both consoles are drained. The wifi customer's
+/// connection is returned so the session stays.
+async fn make_busier(app: &TestApp, busier: &mut Client, other: &mut Client) -> Client {
+    set_auto(other, false).await;
+    let (customer, s0) = new_session(app, "wifi", "Zed").await;
+    offer_for(busier, &s0).await;
+    accept(busier, &s0)
+        .await
+        .expect("the busier rep takes the wifi session");
+    set_auto(other, true).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = alice.drain();
-    let _ = bob.drain();
+    let _ = busier.drain();
+    let _ = other.drain();
+    customer
+}
+
+#[actix_web::test]
+async fn skills_routing_prefers_the_rep_with_the_preferred_skill() {
+    let (app, mut alice, mut bob) = skills_app(
+        json!({"network": "preferred", "vpn": "less_preferred"}),
+        json!({"network": "preferred", "vpn": "preferred"}),
+    )
+    .await;
+    // Bob is the busier one: least busy alone would pick alice.
+    let _c0 = make_busier(&app, &mut bob, &mut alice).await;
 
     let (_c1, s1) = new_session(&app, "vpn", "Dana").await;
     let Event::Offer { session, .. } = offer_for(&mut bob, &s1).await else {
@@ -551,45 +562,11 @@ async fn skills_routing_prefers_the_rep_with_the_preferred_skill() {
 
 #[actix_web::test]
 async fn skills_routing_falls_back_to_the_general_skill() {
-    let app = app_routing(Routing::Skills, |_| {}).await;
-    let token = rest_login(app.port, "admin").await;
-    put_issue_type(
-        app.port,
-        &token,
-        "vpn",
-        "VPN will not connect",
-        0,
-        json!(["network", "vpn"]),
-    )
-    .await;
     // Nobody has vpn (bob has it, but as ignored); only alice has network.
-    put_demo_rep(
-        app.port,
-        &token,
-        "alice",
-        json!({"skills": {"network": "preferred"}}),
-    )
-    .await;
-    put_demo_rep(
-        app.port,
-        &token,
-        "bob",
-        json!({"skills": {"vpn": "ignored"}}),
-    )
-    .await;
-    let mut alice = app.rep("alice").await;
-    let mut bob = app.rep("bob").await;
+    let (app, mut alice, mut bob) =
+        skills_app(json!({"network": "preferred"}), json!({"vpn": "ignored"})).await;
     // Alice is the busier one: least busy alone would pick bob.
-    set_auto(&bob, false).await;
-    let (_c0, s0) = new_session(&app, "wifi", "Zed").await;
-    offer_for(&mut alice, &s0).await;
-    accept(&alice, &s0)
-        .await
-        .expect("alice takes the wifi session");
-    set_auto(&bob, true).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = alice.drain();
-    let _ = bob.drain();
+    let _c0 = make_busier(&app, &mut alice, &mut bob).await;
 
     let (_c1, s1) = new_session(&app, "vpn", "Dana").await;
     offer_for(&mut alice, &s1).await;
