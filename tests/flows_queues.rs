@@ -13,7 +13,8 @@ use switchboard::domain::ids::{ClientKind, EntryPath, QueueId};
 use switchboard::domain::queue::SortBy;
 use switchboard::error::ErrorCode;
 use switchboard::protocol::{
-    Entry, Event, LeftQueueReason, QueueInfo, QueueKind, QueueView, Reply, RequestBody,
+    CustomerView, Entry, Event, LeftQueueReason, QueueInfo, QueueKind, QueueView, Reply,
+    RequestBody,
 };
 
 async fn queues(c: &Client) -> Vec<QueueInfo> {
@@ -45,6 +46,37 @@ async fn view(c: &Client, queue: &str, sort: SortBy) -> QueueView {
     {
         Reply::QueueView(v) => v,
         other => panic!("expected a queue view, got {other:?}"),
+    }
+}
+
+/// A `kind` customer who filed the issue form for `issue_type` with
+/// `[name, company, description]`: the connection (keep it, or the
+/// session ends) and the session.
+async fn filed_issue(
+    app: &TestApp,
+    kind: ClientKind,
+    issue_type: &str,
+    [name, company, description]: [&str; 3],
+) -> (Client, CustomerView) {
+    let mut c = app.customer(kind).await;
+    let v = c
+        .start_session(
+            Entry::IssueForm {
+                issue_type: issue_type.into(),
+            },
+            name,
+            company,
+            description,
+        )
+        .await
+        .unwrap();
+    (c, v)
+}
+
+/// Star `queue` (`team:network`, `rep:alice`) as a favorite.
+fn star(queue: &str) -> RequestBody {
+    RequestBody::Star {
+        queue: queue.parse().unwrap(),
     }
 }
 
@@ -144,15 +176,7 @@ async fn favorites_are_kept_per_rep_and_shared_between_consoles() {
     let mut alice_phone = app.rep("alice").await;
     let bob = app.rep("bob").await;
 
-    let favs = favorites_of(
-        ok(
-            &alice,
-            RequestBody::Star {
-                queue: QueueId::team("network"),
-            },
-        )
-        .await,
-    );
+    let favs = favorites_of(ok(&alice, star("team:network")).await);
     assert_eq!(favs, ["team:network"]);
     match alice_phone
         .wait_event(WAIT, |e| matches!(e, Event::Favorites { .. }))
@@ -163,15 +187,7 @@ async fn favorites_are_kept_per_rep_and_shared_between_consoles() {
         }
         other => panic!("no favorites event on the other console: {other:?}"),
     }
-    let favs = favorites_of(
-        ok(
-            &alice,
-            RequestBody::Star {
-                queue: QueueId::rep("alice"),
-            },
-        )
-        .await,
-    );
+    let favs = favorites_of(ok(&alice, star("rep:alice")).await);
     assert_eq!(
         favs.iter().collect::<BTreeSet<_>>(),
         ["rep:alice", "team:network"]
@@ -190,23 +206,11 @@ async fn favorites_are_kept_per_rep_and_shared_between_consoles() {
     assert!(!find(&queues(&bob).await, "team:network").favorite);
 
     assert_eq!(
-        refused(
-            &alice,
-            RequestBody::Star {
-                queue: QueueId::team("billing"),
-            },
-        )
-        .await,
+        refused(&alice, star("team:billing")).await,
         ErrorCode::PermissionDenied
     );
     assert_eq!(
-        refused(
-            &alice,
-            RequestBody::Star {
-                queue: QueueId::rep("bob"),
-            },
-        )
-        .await,
+        refused(&alice, star("rep:bob")).await,
         ErrorCode::PermissionDenied
     );
 
@@ -339,44 +343,23 @@ async fn queue_view_shows_customers_and_sorts() {
     let app = spawn_app().await;
     let alice = app.rep("alice").await;
 
-    let mut zoe = app.customer(ClientKind::Desktop).await;
-    let zoe_s = zoe
-        .start_session(
-            Entry::IssueForm {
-                issue_type: "wifi".into(),
-            },
-            "Zoe",
-            "Zeta Ltd",
-            "no signal upstairs",
-        )
-        .await
-        .unwrap();
+    let (_zoe, zoe_s) = filed_issue(
+        &app,
+        ClientKind::Desktop,
+        "wifi",
+        ["Zoe", "Zeta Ltd", "no signal upstairs"],
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let mut adam = app.customer(ClientKind::Mobile).await;
-    let adam_s = adam
-        .start_session(
-            Entry::IssueForm {
-                issue_type: "vpn".into(),
-            },
-            "adam",
-            "Acme",
-            "tunnel drops",
-        )
-        .await
-        .unwrap();
+    let (_adam, adam_s) = filed_issue(
+        &app,
+        ClientKind::Mobile,
+        "vpn",
+        ["adam", "Acme", "tunnel drops"],
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let mut mia = app.customer(ClientKind::Desktop).await;
-    let mia_s = mia
-        .start_session(
-            Entry::IssueForm {
-                issue_type: "vpn".into(),
-            },
-            "Mia",
-            "Mu",
-            "slow",
-        )
-        .await
-        .unwrap();
+    let (_mia, mia_s) = filed_issue(&app, ClientKind::Desktop, "vpn", ["Mia", "Mu", "slow"]).await;
 
     let v = view(&alice, "team:network", SortBy::Wait).await;
     assert_eq!(v.name, "Network Support");
@@ -545,14 +528,7 @@ async fn get_next_takes_the_longest_waiting_across_teams() {
     // Alice moves the second customer to escalations: their wait started
     // before the third's, so get next picks them from the other team.
     accept(&alice, &ids[1]).await.unwrap();
-    ok(
-        &alice,
-        RequestBody::Transfer {
-            session: ids[1].clone(),
-            to: QueueId::team("escalations"),
-        },
-    )
-    .await;
+    ok(&alice, transfer(&ids[1], "team:escalations")).await;
     // Bob is not in escalations: he gets the third.
     let got = session_of(&ok(&bob, RequestBody::GetNext).await).clone();
     assert_eq!(got.summary.session, ids[2]);
@@ -577,14 +553,7 @@ async fn get_next_takes_the_longest_waiting_across_teams() {
         other => panic!("{other:?}"),
     }
     for id in [&ids[0], &ids[2]] {
-        ok(
-            &bob,
-            RequestBody::Chat {
-                session: Some(id.clone()),
-                text: "with you in a moment".into(),
-            },
-        )
-        .await;
+        chat(&bob, Some(id), "with you in a moment").await;
     }
     for c in customers.iter_mut().step_by(2) {
         c.wait_event(
