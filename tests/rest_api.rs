@@ -31,6 +31,14 @@ async fn put(app: &TestApp, path: &str, token: &str, body: Value) -> (u16, Value
     call(app, Method::PUT, path, Some(token), Some(body)).await
 }
 
+/// A PUT that must succeed (200): the answer; panics with the path and
+/// the answer otherwise.
+async fn put_ok(app: &TestApp, path: &str, token: &str, body: Value) -> Value {
+    let (status, answer) = put(app, path, token, body).await;
+    assert_eq!(status, 200, "PUT {path}: {answer}");
+    answer
+}
+
 async fn delete(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
     call(app, Method::DELETE, path, Some(token), None).await
 }
@@ -191,51 +199,44 @@ async fn session_keys_from_the_command_api() {
     assert_eq!((status, &page["usable"]), (200, &json!(false)));
 
     // carol may not generate keys; bad bodies and periods are refused.
-    let a = call(
-        &app,
-        Method::POST,
-        "/api/session-keys",
-        Some(&carol),
-        Some(json!({"valid_for_secs": 600})),
-    )
-    .await;
-    assert_error(&a, 403, "permission_denied");
-    let a = call(
-        &app,
-        Method::POST,
-        "/api/session-keys",
-        Some(&alice),
-        Some(json!({"valid_for_secs": 1})),
-    )
-    .await;
-    assert_error(&a, 400, "invalid_request");
-    let a = call(
-        &app,
-        Method::POST,
-        "/api/session-keys",
-        Some(&alice),
-        Some(json!({"valid_for_secs": 600, "portal": "ghost"})),
-    )
-    .await;
-    assert_error(&a, 404, "not_found");
-    let a = call(
-        &app,
-        Method::POST,
-        "/api/session-keys",
-        Some(&alice),
-        Some(json!({"valid_for_secs": "soon"})),
-    )
-    .await;
-    assert_error(&a, 400, "invalid_request");
-    let a = call(
-        &app,
-        Method::POST,
-        "/api/session-keys",
-        None,
-        Some(json!({"valid_for_secs": 600})),
-    )
-    .await;
-    assert_error(&a, 401, "login_required");
+    for (token, body, status, code) in [
+        (
+            Some(carol.as_str()),
+            json!({"valid_for_secs": 600}),
+            403,
+            "permission_denied",
+        ),
+        (
+            Some(alice.as_str()),
+            json!({"valid_for_secs": 1}),
+            400,
+            "invalid_request",
+        ),
+        (
+            Some(alice.as_str()),
+            json!({"valid_for_secs": 600, "portal": "ghost"}),
+            404,
+            "not_found",
+        ),
+        (
+            Some(alice.as_str()),
+            json!({"valid_for_secs": "soon"}),
+            400,
+            "invalid_request",
+        ),
+        (None, json!({"valid_for_secs": 600}), 401, "login_required"),
+    ] {
+        let a = call(
+            &app,
+            Method::POST,
+            "/api/session-keys",
+            token,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(a.0, status, "POST /api/session-keys {body}: {}", a.1);
+        assert_error(&a, status, code);
+    }
 }
 
 #[actix_web::test]
@@ -400,25 +401,23 @@ async fn admin_catalog_changes_take_effect() {
     }
 
     // A new team, an issue type routed to it, and a rep in it.
-    let (status, team) = put(
+    put_ok(
         &app,
         "/api/admin/teams/printers",
         &admin,
         json!({"id": "printers", "name": "Printer Support"}),
     )
     .await;
-    assert_eq!(status, 200, "{team}");
     let (_, teams) = get(&app, "/api/admin/teams", &admin).await;
     assert!(ids(&teams, "id").contains(&"printers".to_string()));
-    let (status, it) = put(
+    put_ok(
         &app,
         "/api/admin/issue-types/jam",
         &admin,
         json!({"id": "jam", "name": "Paper jam", "team": "printers"}),
     )
     .await;
-    assert_eq!(status, 200, "{it}");
-    let (status, rep) = put(
+    let rep = put_ok(
         &app,
         "/api/admin/reps/dave",
         &admin,
@@ -426,7 +425,6 @@ async fn admin_catalog_changes_take_effect() {
                "teams": ["printers"], "public": true}),
     )
     .await;
-    assert_eq!(status, 200, "{rep}");
     assert!(!rep.to_string().contains("dave-demo"));
     let (_, reps) = get(&app, "/api/admin/reps", &admin).await;
     assert!(ids(&reps, "id").contains(&"dave".to_string()));
@@ -445,14 +443,13 @@ async fn admin_catalog_changes_take_effect() {
     assert_eq!(ids(&q["items"], "session"), [view.session.as_str()]);
 
     // Replacing: dave's display name changes, his password stays.
-    let (status, _) = put(
+    put_ok(
         &app,
         "/api/admin/reps/dave",
         &admin,
         json!({"username": "dave", "display_name": "David", "teams": ["printers"]}),
     )
     .await;
-    assert_eq!(status, 200);
     app.rep("dave").await; // the old password still works
     let (_, reps) = get(&app, "/api/admin/reps", &admin).await;
     let d = reps
@@ -464,14 +461,13 @@ async fn admin_catalog_changes_take_effect() {
     assert_eq!(d["display_name"], "David");
 
     // Buttons, links and portals.
-    let (status, _) = put(
+    put_ok(
         &app,
         "/api/admin/support-buttons/desk-printers",
         &admin,
         json!({"id": "desk-printers", "name": "Printer help", "queue": "team:printers"}),
     )
     .await;
-    assert_eq!(status, 200);
     let mut c2 = app.customer(ClientKind::Desktop).await;
     let v2 = c2
         .start_session(
@@ -485,14 +481,13 @@ async fn admin_catalog_changes_take_effect() {
         .await
         .expect("the new button works");
     alert_for(&mut dave, &v2.session).await;
-    let (status, _) = put(
+    put_ok(
         &app,
         "/api/admin/help-links/printer-page",
         &admin,
         json!({"id": "printer-page", "name": "Printer page", "queue": "team:printers"}),
     )
     .await;
-    assert_eq!(status, 200);
     let mut c3 = app.customer(ClientKind::Browser).await;
     let v3 = c3
         .start_session(
@@ -507,14 +502,13 @@ async fn admin_catalog_changes_take_effect() {
         .expect("the new link works");
     let alert = alert_for(&mut dave, &v3.session).await;
     assert!(format!("{alert:?}").contains("[Browser] Hal"), "{alert:?}");
-    let (status, _) = put(
+    put_ok(
         &app,
         "/api/admin/portals/printers-portal",
         &admin,
         json!({"id": "printers-portal", "name": "Printers portal"}),
     )
     .await;
-    assert_eq!(status, 200);
     let (_, portals) = get(&app, "/api/admin/portals", &admin).await;
     assert!(ids(&portals, "id").contains(&"printers-portal".to_string()));
     let (status, k) = call(
