@@ -97,6 +97,18 @@ async fn transferred_and_accepted(
     .clone()
 }
 
+/// Asserts, as `rep` sees `session`'s details, that the loss of `lost`
+/// (`rep:dave`) requeued it to `queue` (`team:network`): it waits there
+/// and its history has that one `requeued` line.
+async fn assert_requeued_to(rep: &Client, session: &str, queue: &str, lost: &str) {
+    let d = details_of(rep, session).await;
+    assert_eq!(waiting_in(&d).as_deref(), Some(queue));
+    assert_eq!(
+        events(&d, HistoryEvent::Requeued),
+        [format!("{WHY} ({lost}): to {queue}")]
+    );
+}
+
 /// Creates (or replaces) rep `id` through the admin API; password `<id>-demo`.
 async fn put_rep(port: u16, token: &str, id: &str, teams: &[&str], public: bool) {
     let (status, body) = rest_json(
@@ -200,14 +212,10 @@ async fn a_lost_reps_session_goes_back_to_its_last_queue_after_the_grace() {
         Some(WHY),
         "the details say why"
     );
+    assert_requeued_to(&bob, &id, "team:network", "rep:alice").await;
     let d = details_of(&bob, &id).await;
-    assert_eq!(waiting_in(&d).as_deref(), Some("team:network"));
     assert_eq!(d.owner, None);
     assert!(d.participants.is_empty());
-    assert_eq!(
-        events(&d, HistoryEvent::Requeued),
-        [format!("{WHY} (rep:alice): to team:network")]
-    );
     // And it can be taken again.
     accept(&bob, &id)
         .await
@@ -399,12 +407,7 @@ async fn a_session_whose_last_queue_is_gone_falls_back_to_its_entry_queue() {
     let (queue, session) = alert_queue(&mut bob, &id).await;
     assert_eq!(queue, "team:network");
     assert_eq!(session.requeued.as_deref(), Some(WHY));
-    let d = details_of(&bob, &id).await;
-    assert_eq!(waiting_in(&d).as_deref(), Some("team:network"));
-    assert_eq!(
-        events(&d, HistoryEvent::Requeued),
-        [format!("{WHY} (rep:dave): to team:network")]
-    );
+    assert_requeued_to(&bob, &id, "team:network", "rep:dave").await;
 }
 
 #[actix_web::test]
@@ -465,12 +468,7 @@ async fn with_neither_queue_left_the_site_fallback_queue_takes_the_session() {
     told_transferred(&mut customer, "Escalations")
         .await
         .expect("the customer is told");
-    let d = details_of(&admin, &id).await;
-    assert_eq!(waiting_in(&d).as_deref(), Some("team:escalations"));
-    assert_eq!(
-        events(&d, HistoryEvent::Requeued),
-        [format!("{WHY} (rep:dave): to team:escalations")]
-    );
+    assert_requeued_to(&admin, &id, "team:escalations", "rep:dave").await;
 }
 
 #[actix_web::test]
