@@ -51,6 +51,29 @@ async fn app_with(rules: Vec<(&str, QueueRules)>, more: impl FnOnce(&mut Setting
     .await
 }
 
+/// Network's no-rep-available rule: tell the customer `message` (and
+/// `redirect_url`), and move the session to billing unless the queue is
+/// `persistent`.
+fn no_rep_to_billing(message: &str, redirect_url: Option<&str>, persistent: bool) -> QueueRules {
+    QueueRules {
+        persistent,
+        no_rep_available: Some(NoRepRule {
+            message: message.into(),
+            redirect_url: redirect_url.map(str::to_string),
+            to: Some(QueueId::team("billing")),
+        }),
+        ..QueueRules::default()
+    }
+}
+
+/// Waits for the customer to be told that no rep is available: the event.
+async fn told_nobody_available(customer: &mut Client) -> Event {
+    customer
+        .wait_event(WAIT, |e| matches!(e, Event::NoRepAvailable { .. }))
+        .await
+        .expect("the customer is told nobody is available")
+}
+
 /// The details of every `rule_fired` history entry, in order.
 fn rule_lines(d: &SessionDetails) -> Vec<String> {
     d.history
@@ -184,11 +207,7 @@ async fn overdue_session_is_marked_then_moved_to_the_overflow_queue() {
     };
     assert_eq!(moved.wait_start, wait_start, "the wait start is kept");
     assert!(!moved.overdue, "a new queue starts its own steps");
-    customer
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Escalations"),
-        )
+    told_transferred(&mut customer, "Escalations")
         .await
         .expect("the customer is told about the move");
     bob.wait_event(WAIT, |e| {
@@ -229,24 +248,18 @@ async fn overdue_session_is_marked_then_moved_to_the_overflow_queue() {
 
 #[actix_web::test]
 async fn no_rep_available_tells_the_customer_and_moves_the_session() {
-    let rule = QueueRules {
-        no_rep_available: Some(NoRepRule {
-            message: "All network reps are away".into(),
-            redirect_url: Some("https://example.test/hours".into()),
-            to: Some(QueueId::team("billing")),
-        }),
-        ..QueueRules::default()
-    };
+    let rule = no_rep_to_billing(
+        "All network reps are away",
+        Some("https://example.test/hours"),
+        false,
+    );
     let app = app_with(vec![("network", rule)], |_| {}).await;
     let mut carol = app.rep("carol").await; // billing; no network rep is logged in
     let mut customer = app.customer(ClientKind::Desktop).await;
 
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     let id = view.session.clone();
-    let told = customer
-        .wait_event(WAIT, |e| matches!(e, Event::NoRepAvailable { .. }))
-        .await
-        .expect("the customer is told nobody is available");
+    let told = told_nobody_available(&mut customer).await;
     assert_eq!(
         told,
         Event::NoRepAvailable {
@@ -254,11 +267,7 @@ async fn no_rep_available_tells_the_customer_and_moves_the_session() {
             redirect_url: Some("https://example.test/hours".into()),
         }
     );
-    customer
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::Transferred { queue_name } if queue_name == "Billing"),
-        )
+    told_transferred(&mut customer, "Billing")
         .await
         .expect("and about the move");
     alert_for(&mut carol, &id).await;
@@ -290,15 +299,7 @@ fn view_wait_start(d: &SessionDetails) -> u64 {
 
 #[actix_web::test]
 async fn no_rep_available_in_a_persistent_queue_keeps_the_session() {
-    let rule = QueueRules {
-        persistent: true,
-        no_rep_available: Some(NoRepRule {
-            message: "Nobody is here right now".into(),
-            redirect_url: None,
-            to: Some(QueueId::team("billing")),
-        }),
-        ..QueueRules::default()
-    };
+    let rule = no_rep_to_billing("Nobody is here right now", None, true);
     // The fastest tick: a rule must fire once even when the next pass
     // comes before the first firing is stored.
     let app = app_with(vec![("network", rule)], |s| s.supervisor.rule_tick_ms = 10).await;
@@ -316,10 +317,7 @@ async fn no_rep_available_in_a_persistent_queue_keeps_the_session() {
 
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     let id = view.session.clone();
-    let told = customer
-        .wait_event(WAIT, |e| matches!(e, Event::NoRepAvailable { .. }))
-        .await
-        .expect("the customer is told nobody is available");
+    let told = told_nobody_available(&mut customer).await;
     assert_eq!(
         told,
         Event::NoRepAvailable {
