@@ -512,12 +512,7 @@ async fn requests_about_other_reps_sessions_are_refused() {
                 },
                 ErrorCode::NotYourSession,
             ),
-            (
-                RequestBody::EndSession {
-                    session: Some(s.clone()),
-                },
-                ErrorCode::NotYourSession,
-            ),
+            (end_session(&s), ErrorCode::NotYourSession),
             (
                 RequestBody::Transfer {
                     session: s.clone(),

@@ -75,9 +75,7 @@ async fn issue_form_alert_accept_chat_end() {
         .expect("customer gets the rep's line");
 
     alice
-        .request(RequestBody::EndSession {
-            session: Some(view.session.clone()),
-        })
+        .request(end_session(&view.session))
         .await
         .expect("rep ends");
     customer

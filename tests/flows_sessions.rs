@@ -179,16 +179,7 @@ async fn a_participant_who_is_not_the_owner_cannot_transfer() {
         refused(&bob, transfer(&s, "team:billing")).await,
         ErrorCode::NotOwner
     );
-    assert_eq!(
-        refused(
-            &bob,
-            RequestBody::EndSession {
-                session: Some(s.clone())
-            }
-        )
-        .await,
-        ErrorCode::NotOwner
-    );
+    assert_eq!(refused(&bob, end_session(&s)).await, ErrorCode::NotOwner);
 }
 
 #[actix_web::test]

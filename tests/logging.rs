@@ -7,7 +7,6 @@ use crate::common::*;
 use serde_json::Value;
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, Role};
-use switchboard::protocol::RequestBody;
 
 /// Whether `v` holds `key: want` anywhere (the line's fields, its current
 /// span, or any span in its list).
@@ -40,9 +39,7 @@ async fn json_log_lines_carry_rep_and_session_ids() {
     alert_for(&mut alice, &view.session).await;
     accept(&alice, &view.session).await.expect("alice accepts");
     alice
-        .request(RequestBody::EndSession {
-            session: Some(view.session.clone()),
-        })
+        .request(end_session(&view.session))
         .await
         .expect("alice ends the session");
 

@@ -317,12 +317,7 @@ async fn queues_and_session_history() {
     assert_eq!(s["chat_lines"], 1);
     assert_error(&get(&app, &path, &carol).await, 403, "not_your_session");
     assert_eq!(get(&app, &path, &admin).await.0, 200);
-    alice_ws
-        .request(RequestBody::EndSession {
-            session: Some(net.session.clone()),
-        })
-        .await
-        .unwrap();
+    alice_ws.request(end_session(&net.session)).await.unwrap();
     let (status, s) = get(&app, &path, &alice).await;
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["state"], "ended");

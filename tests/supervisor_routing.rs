@@ -91,13 +91,7 @@ async fn decline(c: &Client, id: &str) {
 }
 
 async fn end(c: &Client, id: &str) {
-    reply_of(
-        c,
-        RequestBody::EndSession {
-            session: Some(id.into()),
-        },
-    )
-    .await;
+    reply_of(c, end_session(id)).await;
 }
 
 async fn new_session(app: &TestApp, issue: &str, name: &str) -> (Client, String) {
