@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use switchboard::client::{Client, Pushed};
 use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::error::ErrorCode;
-use switchboard::protocol::{Reply, RequestBody, SessionDetails};
+use switchboard::protocol::{Reply, RequestBody};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
@@ -176,26 +176,13 @@ async fn error_count(app: &TestApp, code: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn details(rep: &Client, session: &str) -> SessionDetails {
-    match rep
-        .request(RequestBody::SessionDetails {
-            session: session.into(),
-        })
-        .await
-        .expect("details")
-    {
-        Reply::Session { session } => session,
-        other => panic!("expected a session, got {other:?}"),
-    }
-}
-
 #[actix_web::test]
 async fn broken_frames_get_an_error_and_the_connection_stays() {
     let app = spawn_app().await;
     let bob = app.rep("bob").await;
     let mut customer = app.customer(ClientKind::Desktop).await;
     let view = start_issue(&mut customer, "vpn", "Dana").await;
-    let before = details(&bob, &view.session).await;
+    let before = details_of(&bob, &view.session).await;
 
     let mut raw = Raw::connect(&app.ws_url()).await;
     raw.hello("rep").await;
@@ -254,7 +241,7 @@ async fn broken_frames_get_an_error_and_the_connection_stays() {
     pong(&customer).await;
 
     // Nothing stored changed: the session still waits, untouched.
-    assert_eq!(details(&bob, &view.session).await, before);
+    assert_eq!(details_of(&bob, &view.session).await, before);
     assert_eq!(error_count(&app, "malformed_frame").await, 2);
     assert_eq!(error_count(&app, "unknown_type").await, 1);
     assert_eq!(error_count(&app, "invalid_request").await, 7);
@@ -269,7 +256,7 @@ async fn oversized_frames_are_refused_and_huge_ones_close_the_connection() {
     let mut customer = app.customer(ClientKind::Desktop).await;
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     alert_for(&mut alice, &view.session).await;
-    let before = details(&alice, &view.session).await;
+    let before = details_of(&alice, &view.session).await;
 
     // Over max_frame_bytes but under the hard limit: answered, kept open.
     // (A chat line that would otherwise be valid MessagePack.)
@@ -310,7 +297,7 @@ async fn oversized_frames_are_refused_and_huge_ones_close_the_connection() {
     pong(&customer).await;
     let again = app.rep("alice").await;
     pong(&again).await;
-    assert_eq!(details(&again, &view.session).await, before);
+    assert_eq!(details_of(&again, &view.session).await, before);
     assert_eq!(
         customer
             .request(RequestBody::ChatHistory { session: None })
@@ -484,8 +471,8 @@ async fn requests_about_other_reps_sessions_are_refused() {
         })
         .await
         .expect("alice chats");
-    let billing_before = details(&carol, &billing.session).await;
-    let owned_before = details(&alice, &owned.session).await;
+    let billing_before = details_of(&carol, &billing.session).await;
+    let owned_before = details_of(&alice, &owned.session).await;
 
     let mut seen = Vec::new();
     for (session, expect_accept) in [
@@ -556,8 +543,8 @@ async fn requests_about_other_reps_sessions_are_refused() {
     assert_eq!(code, ErrorCode::NotFound);
 
     // Nothing changed for either session or their customers.
-    assert_eq!(details(&carol, &billing.session).await, billing_before);
-    assert_eq!(details(&alice, &owned.session).await, owned_before);
+    assert_eq!(details_of(&carol, &billing.session).await, billing_before);
+    assert_eq!(details_of(&alice, &owned.session).await, owned_before);
     assert_eq!(owned_before.owner.as_deref(), Some("alice"));
     assert_eq!(owned_before.chat_lines, 1);
     match net_customer
