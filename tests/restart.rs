@@ -88,15 +88,18 @@ async fn resume(url: &str, token: &str) -> (Client, CustomerView) {
     }
 }
 
+/// A session's details as the REST API gives them (status 200 asserted).
 async fn rest_session(port: u16, token: &str, session: &str) -> Value {
-    let resp = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/api/sessions/{session}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("REST answers");
-    assert_eq!(resp.status().as_u16(), 200);
-    resp.json().await.expect("JSON")
+    let (status, body) = rest_json(
+        port,
+        reqwest::Method::GET,
+        &format!("/api/sessions/{session}"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 fn rep_token(reply: &Reply) -> String {
