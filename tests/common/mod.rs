@@ -378,20 +378,26 @@ pub async fn refused(c: &Client, body: RequestBody) -> switchboard::error::Error
         .unwrap_or_else(|| panic!("not a server error: {e}"))
 }
 
-/// A session's details (with history) through the REST API.
-pub async fn rest_details(
-    port: u16,
-    token: &str,
-    session: &str,
-) -> switchboard::protocol::SessionDetails {
-    let (status, body) = rest_json(
+/// `GET /api/sessions/{session}` as the holder of `token`: the status and
+/// the JSON body.
+pub async fn rest_session(port: u16, token: &str, session: &str) -> (u16, serde_json::Value) {
+    rest_json(
         port,
         reqwest::Method::GET,
         &format!("/api/sessions/{session}"),
         Some(token),
         None,
     )
-    .await;
+    .await
+}
+
+/// A session's details (with history) through the REST API.
+pub async fn rest_details(
+    port: u16,
+    token: &str,
+    session: &str,
+) -> switchboard::protocol::SessionDetails {
+    let (status, body) = rest_session(port, token, session).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_value(body).expect("session details")
 }
