@@ -13,18 +13,6 @@ fn events(d: &SessionDetails) -> Vec<HistoryEvent> {
     d.history.iter().map(|h| h.event).collect()
 }
 
-/// `GET /api/sessions/{id}` as the holder of `token`: the status and body.
-async fn rest_session(app: &TestApp, token: &str, id: &str) -> (u16, serde_json::Value) {
-    rest_json(
-        app.port,
-        reqwest::Method::GET,
-        &format!("/api/sessions/{id}"),
-        Some(token),
-        None,
-    )
-    .await
-}
-
 /// A vpn customer waiting in team:network, accepted by `rep`.
 async fn accepted_by(app: &TestApp, rep: &Client, name: &str) -> (Client, String) {
     let mut c = app.customer(ClientKind::Desktop).await;
@@ -514,7 +502,7 @@ async fn customer_ends_the_session_and_history_is_in_the_api() {
     assert_eq!(last.actor, "customer");
 
     let token = rest_login(app.port, "alice").await;
-    let (status, body) = rest_session(&app, &token, &s).await;
+    let (status, body) = rest_session(app.port, &token, &s).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["session"], s.as_str());
     assert_eq!(body["state"], "ended");
@@ -545,7 +533,7 @@ async fn customer_ends_the_session_and_history_is_in_the_api() {
 
     // Someone who had no part in it is refused; nobody without a token.
     let carol = rest_login(app.port, "carol").await;
-    let (status, body) = rest_session(&app, &carol, &s).await;
+    let (status, body) = rest_session(app.port, &carol, &s).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["code"], "not_your_session");
     let r = reqwest::get(app.http(&format!("/api/sessions/{s}")))
@@ -553,7 +541,7 @@ async fn customer_ends_the_session_and_history_is_in_the_api() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let admin = rest_login(app.port, "admin").await;
-    let (status, _) = rest_session(&app, &admin, &s).await;
+    let (status, _) = rest_session(app.port, &admin, &s).await;
     assert_eq!(status, 200);
 }
 
@@ -586,7 +574,7 @@ async fn a_waiting_customer_can_give_up() {
         ErrorCode::NotYourSession
     );
     let admin = rest_login(app.port, "admin").await;
-    let (status, body) = rest_session(&app, &admin, &v.session).await;
+    let (status, body) = rest_session(app.port, &admin, &v.session).await;
     assert_eq!(status, 200, "{body}");
     let history: Vec<_> = body["history"]
         .as_array()

@@ -88,16 +88,9 @@ async fn resume(url: &str, token: &str) -> (Client, CustomerView) {
     }
 }
 
-/// A session's details as the REST API gives them (status 200 asserted).
-async fn rest_session(port: u16, token: &str, session: &str) -> Value {
-    let (status, body) = rest_json(
-        port,
-        reqwest::Method::GET,
-        &format!("/api/sessions/{session}"),
-        Some(token),
-        None,
-    )
-    .await;
+/// A session as the REST API gives it, as JSON; the status must be 200.
+async fn session_json(port: u16, token: &str, session: &str) -> Value {
+    let (status, body) = rest_session(port, token, session).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -180,7 +173,7 @@ async fn everything_acknowledged_survives_kill_9() {
     let transcript_before = history(&alice, Some(&active.session)).await;
     assert_eq!(transcript_before.len(), 4);
     let team_before = team_history(&bob, "network").await;
-    let rest_before = rest_session(server.port, &alice_token, &active.session).await;
+    let rest_before = session_json(server.port, &alice_token, &active.session).await;
 
     // The last acknowledged write: an unused session key. Then SIGKILL.
     let key = match ok(
@@ -289,12 +282,12 @@ async fn everything_acknowledged_survives_kill_9() {
             .await
             .unwrap(),
     );
-    let rest_after = rest_session(server.port, &token, &active.session).await;
+    let rest_after = session_json(server.port, &token, &active.session).await;
     assert_eq!(rest_after["history"], rest_before["history"]);
     assert_eq!(rest_after["owner"], "alice");
     assert_eq!(rest_after["state"], "active");
     // The old token was stored too.
-    let old = rest_session(server.port, &alice_token, &active.session).await;
+    let old = session_json(server.port, &alice_token, &active.session).await;
     assert_eq!(old["state"], "active");
 }
 

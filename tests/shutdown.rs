@@ -189,7 +189,7 @@ async fn sigterm_mid_traffic_loses_nothing_acknowledged() {
     let token = rest_login(server.port, "admin").await;
     for a in &acked {
         let session = a.session.as_ref().expect("session acknowledged");
-        let (status, details) = stored_session(server.port, &token, session).await;
+        let (status, details) = rest_session(server.port, &token, session).await;
         assert!(
             (200..300).contains(&status),
             "session {session}: {status} {details}"
@@ -218,23 +218,10 @@ async fn sigterm_mid_traffic_loses_nothing_acknowledged() {
         );
     }
     for session in &arrived {
-        let (status, details) = stored_session(server.port, &token, session).await;
+        let (status, details) = rest_session(server.port, &token, session).await;
         assert!(
             (200..300).contains(&status),
             "arrival {session}: {status} {details}"
         );
     }
-}
-
-/// A session as the restarted server has it stored (REST, admin token):
-/// the status and the details.
-async fn stored_session(port: u16, token: &str, session: &str) -> (u16, serde_json::Value) {
-    rest_json(
-        port,
-        reqwest::Method::GET,
-        &format!("/api/sessions/{session}"),
-        Some(token),
-        None,
-    )
-    .await
 }
