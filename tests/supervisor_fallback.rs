@@ -109,6 +109,25 @@ async fn assert_requeued_to(rep: &Client, session: &str, queue: &str, lost: &str
     );
 }
 
+/// Polls the REST API (as the holder of `token`) until `session` is stored
+/// as ended, naming `what` if it is not within [`WAIT`]: its details then.
+async fn stored_as_ended(port: u16, token: &str, session: &str, what: &str) -> SessionDetails {
+    eventually(WAIT, what, || async {
+        let d = rest_details(port, token, session).await;
+        matches!(d.state, SessionState::Ended { .. }).then_some(d)
+    })
+    .await
+}
+
+/// Asserts the session of `d` ended, for `why`.
+fn assert_ended(d: &SessionDetails, why: EndReason) {
+    assert!(
+        matches!(&d.state, SessionState::Ended { reason, .. } if *reason == why),
+        "expected ended ({why:?}), got {:?}",
+        d.state
+    );
+}
+
 /// Creates (or replaces) rep `id` through the admin API; password `<id>-demo`.
 async fn put_rep(port: u16, token: &str, id: &str, teams: &[&str], public: bool) {
     let (status, body) = rest_json(
@@ -484,22 +503,8 @@ async fn with_no_queue_at_all_the_session_ends() {
         )
         .await
         .expect("the customer is told the session ended");
-    let d = eventually(WAIT, "the session to be stored as ended", || async {
-        let d = rest_details(app.port, &token, &id).await;
-        matches!(d.state, SessionState::Ended { .. }).then_some(d)
-    })
-    .await;
-    assert!(
-        matches!(
-            d.state,
-            SessionState::Ended {
-                reason: EndReason::NoFallback,
-                ..
-            }
-        ),
-        "{:?}",
-        d.state
-    );
+    let d = stored_as_ended(app.port, &token, &id, "the session to be stored as ended").await;
+    assert_ended(&d, EndReason::NoFallback);
     let last = d.history.last().expect("history");
     assert_eq!(last.event, HistoryEvent::Ended);
     assert_eq!(last.detail, "no_fallback");
@@ -592,17 +597,7 @@ async fn a_customer_gone_past_the_grace_abandons_the_session() {
     };
     assert!(reason.contains("abandoned"), "{reason}");
     let d = details_of(&alice, &id).await;
-    assert!(
-        matches!(
-            d.state,
-            SessionState::Ended {
-                reason: EndReason::Abandoned,
-                ..
-            }
-        ),
-        "{:?}",
-        d.state
-    );
+    assert_ended(&d, EndReason::Abandoned);
     let last = d.history.last().expect("history");
     assert_eq!(
         (last.event, last.detail.as_str()),
@@ -656,13 +651,11 @@ async fn after_a_restart_customers_who_do_not_come_back_abandon() {
         "{reply:?}"
     );
 
-    let d = eventually(
-        Duration::from_secs(10),
+    let d = stored_as_ended(
+        server.port,
+        &token,
+        &left.session,
         "the absent customer's session to end",
-        || async {
-            let d = rest_details(server.port, &token, &left.session).await;
-            matches!(d.state, SessionState::Ended { .. }).then_some(d)
-        },
     )
     .await;
     assert!(
@@ -670,17 +663,7 @@ async fn after_a_restart_customers_who_do_not_come_back_abandon() {
         "abandoned {:?} after the restart, before the grace",
         up.elapsed()
     );
-    assert!(
-        matches!(
-            d.state,
-            SessionState::Ended {
-                reason: EndReason::Abandoned,
-                ..
-            }
-        ),
-        "{:?}",
-        d.state
-    );
+    assert_ended(&d, EndReason::Abandoned);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let d = rest_details(server.port, &token, &stays.session).await;
     assert_eq!(
