@@ -56,6 +56,16 @@ pub enum Phase {
     },
 }
 
+/// What woke a connection's run loop.
+enum Wake {
+    Shutdown,
+    /// The outbound queue overflowed: the client reads too slowly.
+    TooSlow,
+    Outbound(Outgoing),
+    Client(Option<Result<AggregatedMessage, actix_ws::ProtocolError>>),
+    Heartbeat,
+}
+
 pub struct Connection {
     hub: Arc<Hub>,
     ws: actix_ws::Session,
@@ -141,68 +151,109 @@ impl Connection {
             .max_continuation_size(hard);
         let mut heartbeat =
             tokio::time::interval(Duration::from_millis(self.hub.settings.heartbeat_ms));
-        let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
-        let hello_timeout = Duration::from_millis(self.hub.settings.hello_timeout_ms);
         let shutdown = self.hub.shutdown.clone();
         let close = loop {
             let kill = self.kill_token();
-            tokio::select! {
+            // The select only says what woke the loop; the work is done in
+            // `on_wake`, boxed, so an idle connection's future holds the
+            // branch futures and not the state of a request or a send
+            // (several KiB per connection, with thousands connected).
+            let wake = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    self.send(&ServerFrame::Goodbye { reason: "the server is shutting down: reconnect and resume".into() }).await;
-                    break Some(CloseReason { code: CloseCode::Restart, description: Some("server shutting down".into()) });
-                }
-                _ = killed(kill) => {
-                    break Some(CloseReason { code: CloseCode::Policy, description: Some("too slow: outbound queue full; reconnect and resume".into()) });
-                }
-                Some(frame) = recv(&mut self.outbound) => {
-                    if !self.send(&frame).await { break None; }
-                }
-                msg = stream.next() => match msg {
-                    None => break None,
-                    Some(Ok(m)) => {
-                        self.last_heard = Instant::now();
-                        match m {
-                            AggregatedMessage::Binary(b) => self.on_frame(&b, Encoding::MessagePack).await,
-                            AggregatedMessage::Text(t) => self.on_frame(t.as_bytes(), Encoding::Json).await,
-                            AggregatedMessage::Ping(p) => { let _ = self.ws.pong(&p).await; }
-                            AggregatedMessage::Pong(_) => {}
-                            AggregatedMessage::Close(_) => break None,
-                        }
-                    }
-                    // The peer went away without a close handshake: nothing
-                    // to answer, and not the client's fault.
-                    Some(Err(actix_ws::ProtocolError::Io(e))) => {
-                        tracing::debug!("connection lost: {e}");
-                        break None;
-                    }
-                    Some(Err(e)) => {
-                        // The WebSocket layer itself failed (a frame over the
-                        // hard limit, a broken frame): the byte stream cannot
-                        // be trusted any more, so say why and close.
-                        let (code, close) = match e {
-                            actix_ws::ProtocolError::Overflow => (ErrorCode::FrameTooLarge, CloseCode::Size),
-                            _ => (ErrorCode::MalformedFrame, CloseCode::Protocol),
-                        };
-                        self.send_error(None, AppError::new(code, format!("WebSocket error: {e}"))).await;
-                        break Some(CloseReason { code: close, description: Some(e.to_string()) });
-                    }
-                },
-                _ = heartbeat.tick() => {
-                    if self.last_heard.elapsed() > timeout {
-                        tracing::info!("closing connection: no traffic for {:?}", timeout);
-                        break Some(CloseReason { code: CloseCode::Away, description: Some("heartbeat timeout".into()) });
-                    }
-                    if matches!(self.phase, Phase::New) && self.opened.elapsed() > hello_timeout {
-                        self.send_error(None, AppError::new(ErrorCode::HelloRequired, "no hello received in time")).await;
-                        break Some(CloseReason { code: CloseCode::Policy, description: Some("no hello".into()) });
-                    }
-                    if self.ws.ping(b"").await.is_err() { break None; }
-                }
+                _ = shutdown.cancelled() => Wake::Shutdown,
+                _ = killed(kill) => Wake::TooSlow,
+                Some(frame) = recv(&mut self.outbound) => Wake::Outbound(frame),
+                msg = stream.next() => Wake::Client(msg),
+                _ = heartbeat.tick() => Wake::Heartbeat,
+            };
+            if let Some(close) = Box::pin(self.on_wake(wake)).await {
+                break close;
             }
         };
         self.detach();
         let _ = self.ws.clone().close(close).await;
+    }
+
+    /// Handles one wake-up of the run loop; `Some` closes the connection
+    /// (with a close frame when there is a reason to give).
+    async fn on_wake(&mut self, wake: Wake) -> Option<Option<CloseReason>> {
+        let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
+        let hello_timeout = Duration::from_millis(self.hub.settings.hello_timeout_ms);
+        match wake {
+            Wake::Shutdown => {
+                self.send(&ServerFrame::Goodbye {
+                    reason: "the server is shutting down: reconnect and resume".into(),
+                })
+                .await;
+                Some(Some(CloseReason {
+                    code: CloseCode::Restart,
+                    description: Some("server shutting down".into()),
+                }))
+            }
+            Wake::TooSlow => Some(Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("too slow: outbound queue full; reconnect and resume".into()),
+            })),
+            Wake::Outbound(frame) => (!self.send(&frame).await).then_some(None),
+            Wake::Client(None) => Some(None),
+            Wake::Client(Some(Ok(m))) => {
+                self.last_heard = Instant::now();
+                match m {
+                    AggregatedMessage::Binary(b) => self.on_frame(&b, Encoding::MessagePack).await,
+                    AggregatedMessage::Text(t) => self.on_frame(t.as_bytes(), Encoding::Json).await,
+                    AggregatedMessage::Ping(p) => {
+                        let _ = self.ws.pong(&p).await;
+                    }
+                    AggregatedMessage::Pong(_) => {}
+                    AggregatedMessage::Close(_) => return Some(None),
+                }
+                None
+            }
+            // The peer went away without a close handshake: nothing to
+            // answer, and not the client's fault.
+            Wake::Client(Some(Err(actix_ws::ProtocolError::Io(e)))) => {
+                tracing::debug!("connection lost: {e}");
+                Some(None)
+            }
+            Wake::Client(Some(Err(e))) => {
+                // The WebSocket layer itself failed (a frame over the hard
+                // limit, a broken frame): the byte stream cannot be trusted
+                // any more, so say why and close.
+                let (code, close) = match e {
+                    actix_ws::ProtocolError::Overflow => {
+                        (ErrorCode::FrameTooLarge, CloseCode::Size)
+                    }
+                    _ => (ErrorCode::MalformedFrame, CloseCode::Protocol),
+                };
+                self.send_error(None, AppError::new(code, format!("WebSocket error: {e}")))
+                    .await;
+                Some(Some(CloseReason {
+                    code: close,
+                    description: Some(e.to_string()),
+                }))
+            }
+            Wake::Heartbeat => {
+                if self.last_heard.elapsed() > timeout {
+                    tracing::info!("closing connection: no traffic for {:?}", timeout);
+                    return Some(Some(CloseReason {
+                        code: CloseCode::Away,
+                        description: Some("heartbeat timeout".into()),
+                    }));
+                }
+                if matches!(self.phase, Phase::New) && self.opened.elapsed() > hello_timeout {
+                    self.send_error(
+                        None,
+                        AppError::new(ErrorCode::HelloRequired, "no hello received in time"),
+                    )
+                    .await;
+                    return Some(Some(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some("no hello".into()),
+                    }));
+                }
+                self.ws.ping(b"").await.is_err().then_some(None)
+            }
+        }
     }
 
     fn kill_token(&self) -> Option<tokio_util::sync::CancellationToken> {
