@@ -126,7 +126,7 @@ impl Handler<Enter> for QueueActor {
                 Event::QueueEntered {
                     queue: self.id.clone(),
                     position,
-                    session: summary,
+                    session: Box::new(summary),
                 },
             );
         }

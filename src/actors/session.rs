@@ -257,7 +257,7 @@ impl SessionActor {
 
     fn push_updated(&self) {
         self.push_reps(Event::SessionUpdated {
-            session: details(&self.session),
+            session: Box::new(details(&self.session)),
         });
     }
 
@@ -431,7 +431,7 @@ impl Handler<Accept> for SessionActor {
                 act.hub.push_to_rep(
                     &rep,
                     Event::SessionUpdated {
-                        session: details(&act.session),
+                        session: Box::new(details(&act.session)),
                     },
                 );
                 if let Ok(addr) = act.hub.directory.rep(&rep) {

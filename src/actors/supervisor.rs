@@ -310,7 +310,7 @@ impl Supervisor {
                 &rep,
                 Event::Offer {
                     queue: queue.clone(),
-                    session: s.clone(),
+                    session: Box::new(s.clone()),
                     expires_at,
                 },
             );

@@ -59,9 +59,6 @@ impl ClientError {
 }
 
 /// Something the server sent without being asked.
-// Events are the common case and short-lived: boxing them would cost an
-// allocation per event to save memory on the rare variants.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pushed {
     Event {

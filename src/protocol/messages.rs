@@ -280,6 +280,10 @@ impl RequestBody {
 // ---------------------------------------------------------------------------
 // Server to client
 
+// A frame is built, encoded and dropped (events are shared behind one
+// `Arc` by all of a stream's consoles); what stays around for replay is the
+// small `Event`, so boxing `Reply` would only add an allocation per reply.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
@@ -501,7 +505,7 @@ pub enum Event {
     QueueEntered {
         queue: QueueId,
         position: usize,
-        session: SessionSummary,
+        session: Box<SessionSummary>,
     },
     QueueLeft {
         queue: QueueId,
@@ -519,7 +523,7 @@ pub enum Event {
     },
     /// A session the rep is in changed (someone joined or left, owner).
     SessionUpdated {
-        session: SessionDetails,
+        session: Box<SessionDetails>,
     },
     /// The rep is no longer in the session (ended, transferred).
     SessionClosed {
@@ -541,7 +545,7 @@ pub enum Event {
     /// `expires_at`, or `decline_offer`.
     Offer {
         queue: QueueId,
-        session: SessionSummary,
+        session: Box<SessionSummary>,
         expires_at: Millis,
     },
     /// The offer is gone (expired, declined, or someone else took it).
@@ -618,5 +622,22 @@ impl Event {
             Event::Chat { .. } => "chat",
             Event::SessionEnded { .. } => "session_ended",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event kept for replay sits in a per-recipient ring
+    /// (`Outbox<Event>`), so an idle connection costs a few slots of
+    /// `size_of::<Event>()` and rings hold thousands of events
+    /// (docs/performance.md). The large payloads (`SessionSummary`,
+    /// `SessionDetails`) are boxed to keep the enum small; this catches a
+    /// new inline one.
+    #[test]
+    fn events_stay_small() {
+        let size = std::mem::size_of::<Event>();
+        assert!(size <= 128, "Event is {size} bytes: box the large variant");
     }
 }
