@@ -725,3 +725,38 @@ async fn a_broken_client_does_not_disturb_others() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(error_count(&app, "malformed_frame").await, 50);
 }
+
+/// A connection that never says hello is told so and closed after
+/// `server.hello_timeout_ms`, on its own timer: a long heartbeat does not
+/// let it linger.
+#[actix_web::test]
+async fn a_connection_without_hello_is_closed_on_time_whatever_the_heartbeat() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_app_with(dir, |s| {
+        s.server.heartbeat_ms = 60_000;
+        s.server.client_timeout_ms = 120_000;
+        s.server.hello_timeout_ms = 300;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut raw = Raw::connect(&app.ws_url()).await;
+    let f = raw.recv().await.expect("an error frame before the close");
+    assert_error(&f.value, "hello_required", None);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "told after {:?}, not after the hello timeout",
+        started.elapsed()
+    );
+    let close = loop {
+        match tokio::time::timeout(WAIT, raw.ws.next()).await {
+            Ok(Some(Ok(Message::Close(close)))) => break close,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1008), "policy close");
+    // The server itself is fine: the next client is served.
+    let mut next = Raw::connect(&app.ws_url()).await;
+    next.hello("customer").await;
+    assert!(next.pings().await);
+}

@@ -64,6 +64,8 @@ enum Wake {
     Outbound(Outgoing),
     Client(Option<Result<AggregatedMessage, actix_ws::ProtocolError>>),
     Heartbeat,
+    /// `server.hello_timeout_ms` passed without a hello.
+    HelloOverdue,
 }
 
 pub struct Connection {
@@ -152,6 +154,9 @@ impl Connection {
         let mut heartbeat =
             tokio::time::interval(Duration::from_millis(self.hub.settings.heartbeat_ms));
         let shutdown = self.hub.shutdown.clone();
+        let hello_by = tokio::time::Instant::from_std(
+            self.opened + Duration::from_millis(self.hub.settings.hello_timeout_ms),
+        );
         let close = loop {
             let kill = self.kill_token();
             // The select only says what woke the loop; the work is done in
@@ -165,6 +170,9 @@ impl Connection {
                 Some(frame) = recv(&mut self.outbound) => Wake::Outbound(frame),
                 msg = stream.next() => Wake::Client(msg),
                 _ = heartbeat.tick() => Wake::Heartbeat,
+                // Its own timer, not the heartbeat's: a long heartbeat must
+                // not let a connection sit without a hello for longer.
+                _ = tokio::time::sleep_until(hello_by), if matches!(self.phase, Phase::New) => Wake::HelloOverdue,
             };
             if let Some(close) = Box::pin(self.on_wake(wake)).await {
                 break close;
@@ -178,7 +186,6 @@ impl Connection {
     /// (with a close frame when there is a reason to give).
     async fn on_wake(&mut self, wake: Wake) -> Option<Option<CloseReason>> {
         let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
-        let hello_timeout = Duration::from_millis(self.hub.settings.hello_timeout_ms);
         match wake {
             Wake::Shutdown => {
                 self.send(&ServerFrame::Goodbye {
@@ -240,18 +247,18 @@ impl Connection {
                         description: Some("heartbeat timeout".into()),
                     }));
                 }
-                if matches!(self.phase, Phase::New) && self.opened.elapsed() > hello_timeout {
-                    self.send_error(
-                        None,
-                        AppError::new(ErrorCode::HelloRequired, "no hello received in time"),
-                    )
-                    .await;
-                    return Some(Some(CloseReason {
-                        code: CloseCode::Policy,
-                        description: Some("no hello".into()),
-                    }));
-                }
                 self.ws.ping(b"").await.is_err().then_some(None)
+            }
+            Wake::HelloOverdue => {
+                self.send_error(
+                    None,
+                    AppError::new(ErrorCode::HelloRequired, "no hello received in time"),
+                )
+                .await;
+                Some(Some(CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some("no hello".into()),
+                }))
             }
         }
     }
