@@ -126,7 +126,7 @@ impl Handler<Enter> for QueueActor {
                 Event::QueueEntered {
                     queue: self.id.clone(),
                     position,
-                    session: Box::new(summary),
+                    session: Arc::new(summary),
                 },
             );
         }

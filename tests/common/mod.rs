@@ -483,7 +483,7 @@ pub async fn alert_queue(
     session: &str,
 ) -> (String, switchboard::domain::queue::SessionSummary) {
     match alert_for(rep, session).await {
-        Event::QueueEntered { queue, session, .. } => (queue.to_string(), *session),
+        Event::QueueEntered { queue, session, .. } => (queue.to_string(), (*session).clone()),
         other => panic!("{other:?}"),
     }
 }

@@ -105,7 +105,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
                         event: Event::QueueEntered { session, .. },
                         ..
                     }) => {
-                        let id = session.session;
+                        let id = session.session.clone();
                         if let Err(e) = rep.request(RequestBody::Accept { session: id }).await {
                             errors.add(format!("accept: {e}"));
                         }

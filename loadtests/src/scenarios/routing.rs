@@ -49,7 +49,7 @@ pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
                         event: Event::QueueEntered { session, .. },
                         ..
                     }) => {
-                        let id = session.session;
+                        let id = session.session.clone();
                         let t0 = Instant::now();
                         if let Err(e) = rep
                             .request(RequestBody::Accept {
