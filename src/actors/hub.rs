@@ -44,6 +44,12 @@ pub struct Hub {
     /// already stored (see `Supervisor`), so a restart keeps queue order.
     order: AtomicU64,
     next_conn: AtomicU64,
+    /// Password checks running at once. Each argon2 check holds 19 MiB and
+    /// tens of milliseconds of a core; a login storm (every rep reconnecting
+    /// after a restart, or someone guessing passwords) would otherwise run
+    /// hundreds at once in the blocking pool: 1,000 rep logins took the
+    /// server to 3.8 GB resident, and glibc keeps what it grew.
+    pub password_checks: tokio::sync::Semaphore,
 }
 
 impl Hub {
@@ -70,6 +76,9 @@ impl Hub {
             presence: RwLock::new(HashMap::new()),
             order: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
+            password_checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         }
     }
 
