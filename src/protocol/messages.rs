@@ -639,8 +639,8 @@ mod tests {
     /// (`Outbox<Event>`), so an idle connection costs a few slots of
     /// `size_of::<Event>()` and rings hold thousands of events
     /// (docs/performance.md). The large payloads (`SessionSummary`,
-    /// `SessionDetails`) are boxed to keep the enum small; this catches a
-    /// new inline one.
+    /// `SessionDetails`) sit behind a `Box` or a shared `Arc` to keep the
+    /// enum small; this catches a new inline one.
     #[test]
     fn events_stay_small() {
         let size = std::mem::size_of::<Event>();
