@@ -68,6 +68,13 @@ enum Wake {
     HelloOverdue,
 }
 
+/// What the run loop does after a wake-up.
+enum Next {
+    Continue,
+    /// Close, with a close frame when there is a reason to give.
+    Close(Option<CloseReason>),
+}
+
 pub struct Connection {
     hub: Arc<Hub>,
     ws: actix_ws::Session,
@@ -174,17 +181,16 @@ impl Connection {
                 // not let a connection sit without a hello for longer.
                 _ = tokio::time::sleep_until(hello_by), if matches!(self.phase, Phase::New) => Wake::HelloOverdue,
             };
-            if let Some(close) = Box::pin(self.on_wake(wake)).await {
-                break close;
+            if let Next::Close(reason) = Box::pin(self.on_wake(wake)).await {
+                break reason;
             }
         };
         self.detach();
         let _ = self.ws.clone().close(close).await;
     }
 
-    /// Handles one wake-up of the run loop; `Some` closes the connection
-    /// (with a close frame when there is a reason to give).
-    async fn on_wake(&mut self, wake: Wake) -> Option<Option<CloseReason>> {
+    /// Handles one wake-up of the run loop: go on, or close.
+    async fn on_wake(&mut self, wake: Wake) -> Next {
         let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
         match wake {
             Wake::Shutdown => {
@@ -192,17 +198,20 @@ impl Connection {
                     reason: "the server is shutting down: reconnect and resume".into(),
                 })
                 .await;
-                Some(Some(CloseReason {
+                Next::Close(Some(CloseReason {
                     code: CloseCode::Restart,
                     description: Some("server shutting down".into()),
                 }))
             }
-            Wake::TooSlow => Some(Some(CloseReason {
+            Wake::TooSlow => Next::Close(Some(CloseReason {
                 code: CloseCode::Policy,
                 description: Some("too slow: outbound queue full; reconnect and resume".into()),
             })),
-            Wake::Outbound(frame) => (!self.send(&frame).await).then_some(None),
-            Wake::Client(None) => Some(None),
+            Wake::Outbound(frame) => match self.send(&frame).await {
+                true => Next::Continue,
+                false => Next::Close(None),
+            },
+            Wake::Client(None) => Next::Close(None),
             Wake::Client(Some(Ok(m))) => {
                 self.last_heard = Instant::now();
                 match m {
@@ -212,15 +221,15 @@ impl Connection {
                         let _ = self.ws.pong(&p).await;
                     }
                     AggregatedMessage::Pong(_) => {}
-                    AggregatedMessage::Close(_) => return Some(None),
+                    AggregatedMessage::Close(_) => return Next::Close(None),
                 }
-                None
+                Next::Continue
             }
             // The peer went away without a close handshake: nothing to
             // answer, and not the client's fault.
             Wake::Client(Some(Err(actix_ws::ProtocolError::Io(e)))) => {
                 tracing::debug!("connection lost: {e}");
-                Some(None)
+                Next::Close(None)
             }
             Wake::Client(Some(Err(e))) => {
                 // The WebSocket layer itself failed (a frame over the hard
@@ -234,7 +243,7 @@ impl Connection {
                 };
                 self.send_error(None, AppError::new(code, format!("WebSocket error: {e}")))
                     .await;
-                Some(Some(CloseReason {
+                Next::Close(Some(CloseReason {
                     code: close,
                     description: Some(e.to_string()),
                 }))
@@ -242,12 +251,15 @@ impl Connection {
             Wake::Heartbeat => {
                 if self.last_heard.elapsed() > timeout {
                     tracing::info!("closing connection: no traffic for {:?}", timeout);
-                    return Some(Some(CloseReason {
+                    return Next::Close(Some(CloseReason {
                         code: CloseCode::Away,
                         description: Some("heartbeat timeout".into()),
                     }));
                 }
-                self.ws.ping(b"").await.is_err().then_some(None)
+                match self.ws.ping(b"").await {
+                    Ok(()) => Next::Continue,
+                    Err(_) => Next::Close(None),
+                }
             }
             Wake::HelloOverdue => {
                 self.send_error(
@@ -255,7 +267,7 @@ impl Connection {
                     AppError::new(ErrorCode::HelloRequired, "no hello received in time"),
                 )
                 .await;
-                Some(Some(CloseReason {
+                Next::Close(Some(CloseReason {
                     code: CloseCode::Policy,
                     description: Some("no hello".into()),
                 }))
