@@ -427,15 +427,6 @@ pub async fn rep_snapshot(hub: &Arc<Hub>, rep: &str) -> AppResult<Snapshot> {
     })
 }
 
-/// The rep's status and auto-assign flag, for `logged_in`.
-pub async fn rep_availability(
-    hub: &Hub,
-    rep: &str,
-) -> AppResult<(crate::domain::rep_state::RepStatus, bool)> {
-    let view = rep_view(hub, rep).await?;
-    Ok((view.state.status, view.state.auto_assign))
-}
-
 /// Whose a session key is, when it expires, and whether it can still start
 /// a session. Unknown keys are `key_unknown`.
 /// Answers the rep's name, the expiry, whether it is usable and its portal.

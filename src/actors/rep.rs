@@ -175,6 +175,9 @@ pub struct Attached {
     pub stream: String,
     pub seq: u64,
     pub resume: Resume<Event>,
+    /// The rep's availability, for `logged_in`.
+    pub status: RepStatus,
+    pub auto_assign: bool,
 }
 
 impl<A, M> actix::dev::MessageResponse<A, M> for Attached
@@ -204,6 +207,8 @@ impl Handler<Attach> for RepActor {
             stream: self.outbox.stream().to_string(),
             seq: self.outbox.last_seq(),
             resume,
+            status: self.state.status,
+            auto_assign: self.state.auto_assign,
         }
     }
 }

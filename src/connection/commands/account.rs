@@ -82,14 +82,13 @@ pub async fn login(
         return Err(e);
     }
     let hub = conn.hub.clone();
-    let (status, auto_assign) = flows::rep_availability(&hub, &rep.id).await?;
     Ok(Reply::LoggedIn {
         rep: flows::rep_info(&hub, &rep),
         token,
         stream: attached.stream,
         seq: attached.seq,
-        status,
-        auto_assign,
+        status: attached.status,
+        auto_assign: attached.auto_assign,
     })
 }
 
