@@ -161,9 +161,13 @@ impl Connection {
         let mut heartbeat =
             tokio::time::interval(Duration::from_millis(self.hub.settings.heartbeat_ms));
         let shutdown = self.hub.shutdown.clone();
-        let hello_by = tokio::time::Instant::from_std(
+        // Its own timer, not the heartbeat's: a long heartbeat must not let a
+        // connection sit without a hello for longer. Made once and polled
+        // only while no hello has been accepted.
+        let hello_deadline = tokio::time::sleep_until(tokio::time::Instant::from_std(
             self.opened + Duration::from_millis(self.hub.settings.hello_timeout_ms),
-        );
+        ));
+        tokio::pin!(hello_deadline);
         let close = loop {
             let kill = self.kill_token();
             // The select only says what woke the loop; the work is done in
@@ -177,9 +181,7 @@ impl Connection {
                 Some(frame) = recv(&mut self.outbound) => Wake::Outbound(frame),
                 msg = stream.next() => Wake::Client(msg),
                 _ = heartbeat.tick() => Wake::Heartbeat,
-                // Its own timer, not the heartbeat's: a long heartbeat must
-                // not let a connection sit without a hello for longer.
-                _ = tokio::time::sleep_until(hello_by), if matches!(self.phase, Phase::New) => Wake::HelloOverdue,
+                _ = &mut hello_deadline, if matches!(self.phase, Phase::New) => Wake::HelloOverdue,
             };
             if let Next::Close(reason) = Box::pin(self.on_wake(wake)).await {
                 break reason;
@@ -191,7 +193,6 @@ impl Connection {
 
     /// Handles one wake-up of the run loop: go on, or close.
     async fn on_wake(&mut self, wake: Wake) -> Next {
-        let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
         match wake {
             Wake::Shutdown => {
                 self.send(&ServerFrame::Goodbye {
@@ -249,6 +250,7 @@ impl Connection {
                 }))
             }
             Wake::Heartbeat => {
+                let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
                 if self.last_heard.elapsed() > timeout {
                     tracing::info!("closing connection: no traffic for {:?}", timeout);
                     return Next::Close(Some(CloseReason {
