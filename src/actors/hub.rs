@@ -48,7 +48,7 @@ pub struct Hub {
     /// tens of milliseconds of a core; a login storm (every rep reconnecting
     /// after a restart, or someone guessing passwords) would otherwise run
     /// hundreds at once in the blocking pool: 1,000 rep logins took the
-    /// server to 3.8 GB resident, and glibc keeps what it grew.
+    /// server to about 4 GB resident, and glibc keeps what it grew.
     pub password_checks: tokio::sync::Semaphore,
 }
 
