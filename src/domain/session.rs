@@ -786,6 +786,15 @@ mod tests {
         assert!(d.check_control("alice").is_ok());
     }
 
+    /// Alice took the session and transferred it to `to`, where bob took it.
+    fn taken_by_bob_after_transfer_to(to: QueueId) -> Session {
+        let mut s = waiting(ClientKind::Desktop);
+        s.accept("alice", 2000).unwrap();
+        s.transfer("alice", to, 5, 2100).unwrap();
+        s.accept("bob", 2200).unwrap();
+        s
+    }
+
     #[test]
     fn a_lost_rep_falls_back_in_the_documented_order() {
         let all = |_: &QueueId| true;
@@ -801,11 +810,7 @@ mod tests {
             RepLost::OwnerChanged(Some("cy".into()))
         );
         // Alone: back to the last queue it waited in.
-        let mut s = waiting(ClientKind::Desktop);
-        s.accept("alice", 2000).unwrap();
-        s.transfer("alice", QueueId::team("billing"), 5, 2100)
-            .unwrap();
-        s.accept("bob", 2200).unwrap();
+        let mut s = taken_by_bob_after_transfer_to(QueueId::team("billing"));
         assert_eq!(
             s.rep_lost("bob", all, None, 9, 3000),
             RepLost::Requeued(QueueId::team("billing"))
@@ -816,20 +821,14 @@ mod tests {
         );
         assert_eq!(s.wait_start, 1000, "the original wait start is kept");
         // The last queue is gone: the entry queue; then the site fallback; then the end.
-        let mut s = waiting(ClientKind::Desktop);
-        s.accept("alice", 2000).unwrap();
-        s.transfer("alice", QueueId::rep("bob"), 5, 2100).unwrap();
-        s.accept("bob", 2200).unwrap();
+        let mut s = taken_by_bob_after_transfer_to(QueueId::rep("bob"));
         let gone = |q: &QueueId| *q != QueueId::rep("bob");
         assert_eq!(
             s.rep_lost("bob", gone, None, 9, 3000),
             RepLost::Requeued(QueueId::team("net"))
         );
         // The lost rep's own personal queue is skipped even though it exists.
-        let mut s = waiting(ClientKind::Desktop);
-        s.accept("alice", 2000).unwrap();
-        s.transfer("alice", QueueId::rep("bob"), 5, 2100).unwrap();
-        s.accept("bob", 2200).unwrap();
+        let mut s = taken_by_bob_after_transfer_to(QueueId::rep("bob"));
         assert_eq!(
             s.rep_lost("bob", all, None, 9, 3000),
             RepLost::Requeued(QueueId::team("net"))
