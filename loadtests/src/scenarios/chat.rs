@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use switchboard::client::{Client, Pushed};
-use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::client::Pushed;
 use switchboard::protocol::{Entry, Event, RequestBody};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -147,14 +146,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
         );
         let balls = p.balls.max(1);
         tasks.push(tokio::spawn(async move {
-            let mut c = match Client::connect_from(
-                t.url(s),
-                t.source(s),
-                Role::Customer,
-                ClientKind::Desktop,
-            )
-            .await
-            {
+            let mut c = match t.customer(s).await {
                 Ok(c) => c,
                 Err(e) => return errors.add(format!("connect: {e}")),
             };

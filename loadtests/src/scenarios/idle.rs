@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use switchboard::client::Client;
-use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::protocol::Entry;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
@@ -40,10 +39,10 @@ async fn open_one(t: &Target, p: &Params, i: usize) -> anyhow::Result<Held> {
             relay::connect(t.url(i), t.source(i)).await?,
         ))),
         Protocol::Switchboard => {
-            let mut c =
-                Client::connect_from(t.url(i), t.source(i), Role::Customer, ClientKind::Desktop)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+            let mut c = t
+                .customer(i)
+                .await
+                .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
             let team = i % p.teams.max(1);
             c.start_session(
                 Entry::IssueForm {

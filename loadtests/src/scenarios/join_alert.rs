@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use switchboard::client::{Client, Pushed};
-use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::client::Pushed;
 use switchboard::protocol::{Entry, Event, RequestBody};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
@@ -101,14 +100,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
             let _permit = permit;
             let i = i as usize;
             let name = format!("ja{i}");
-            let mut c = match Client::connect_from(
-                t.url(i),
-                t.source(i),
-                Role::Customer,
-                ClientKind::Desktop,
-            )
-            .await
-            {
+            let mut c = match t.customer(i).await {
                 Ok(c) => c,
                 Err(e) => return errors.add(format!("connect: {e}")),
             };

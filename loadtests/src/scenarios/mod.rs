@@ -61,6 +61,18 @@ impl Target {
         }
     }
 
+    /// Customer number `i`'s connection (desktop, not yet in a session),
+    /// to its server from its source address.
+    pub async fn customer(&self, i: usize) -> Result<Client, switchboard::client::ClientError> {
+        Client::connect_from(
+            self.url(i),
+            self.source(i),
+            Role::Customer,
+            ClientKind::Desktop,
+        )
+        .await
+    }
+
     /// `http://host:port` of the first server, for /metrics.
     pub fn http_base(&self) -> Option<String> {
         let rest = self.servers.first()?.strip_prefix("ws://")?;

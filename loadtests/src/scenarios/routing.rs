@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard::client::{Client, Pushed};
-use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::client::Pushed;
 use switchboard::protocol::{Entry, Event, RequestBody};
 
 use super::{login_reps, scrape, timed_bar, Errors, Params, ScenarioResult, ServerWatch, Target};
@@ -87,14 +86,7 @@ pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
             while Instant::now() < measure_to && k < 1_000_000 {
                 let i = lane + k * 100_000;
                 k += 1;
-                let mut c = match Client::connect_from(
-                    t.url(i),
-                    t.source(i),
-                    Role::Customer,
-                    ClientKind::Desktop,
-                )
-                .await
-                {
+                let mut c = match t.customer(i).await {
                     Ok(c) => c,
                     Err(e) => {
                         errors.add(format!("connect: {e}"));
