@@ -4,9 +4,15 @@
 //! schedule, so a write that returned is not yet safe from `kill -9`. Each
 //! `put` therefore waits for a flush. Flushing once per write would cap the
 //! server at the disk's fsync rate, so writers share flushes: a single
-//! flusher task takes every writer waiting at that moment, runs one
+//! flusher thread takes every writer waiting at that moment, runs one
 //! `flush()`, and wakes them all (group commit). A writer is only woken by a
 //! flush that *started after* its write, so its write is always included.
+//!
+//! The flusher is a plain thread, not a task: `flush()` blocks, and a task
+//! would need a hop through tokio's blocking pool for every flush (two more
+//! thread wake-ups each time, measured in docs/performance.md). Before
+//! flushing it yields the CPU while writers keep arriving, so a busy server
+//! makes fewer, larger flushes and an idle one flushes at once.
 //!
 //! On disk a value is the revision (8 bytes, big endian) followed by the
 //! record bytes.
@@ -24,15 +30,22 @@ use crate::metrics::StoreMetrics;
 /// place: bounds memory under a write storm.
 const FLUSH_QUEUE: usize = 65_536;
 
+/// How many times the flusher gives up the CPU to let more writers join a
+/// flush, as long as each turn brings new ones. On an idle server the first
+/// yield returns at once with nobody new, so a lone write is not delayed.
+const MAX_GATHER_YIELDS: usize = 8;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
 pub struct SledStore {
     db: sled::Db,
-    flusher: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    flusher: mpsc::Sender<Waiter>,
     metrics: Arc<StoreMetrics>,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. Must be called inside a tokio
-    /// runtime: it starts the flusher task.
+    /// Opens (or creates) the store in `dir` and starts its flusher thread,
+    /// which ends when the store is dropped.
     pub fn open(dir: &Path, metrics: Arc<StoreMetrics>) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
@@ -44,7 +57,11 @@ impl SledStore {
                 StoreError::Backend(format!("cannot open sled at {}: {e}", dir.display()))
             })?;
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
-        tokio::spawn(flusher(db.clone(), rx, metrics.clone()));
+        let (flush_db, flush_metrics) = (db.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("store-flusher".into())
+            .spawn(move || flusher(flush_db, rx, flush_metrics))
+            .map_err(|e| StoreError::Backend(format!("cannot start the flusher thread: {e}")))?;
         Ok(SledStore {
             db,
             flusher: tx,
@@ -154,29 +171,37 @@ fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-async fn flusher(
-    db: sled::Db,
-    mut rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
-    metrics: Arc<StoreMetrics>,
-) {
+/// The group-commit loop (see the module comment). Runs on its own thread
+/// until every sender is gone.
+fn flusher(db: sled::Db, mut rx: mpsc::Receiver<Waiter>, metrics: Arc<StoreMetrics>) {
     let mut waiters = Vec::new();
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         waiters.push(first);
-        // Everyone already waiting shares this flush.
-        while let Ok(more) = rx.try_recv() {
-            waiters.push(more);
+        // Everyone already waiting shares this flush, and so does everyone
+        // who arrives while other threads use the CPU we give up.
+        drain(&mut rx, &mut waiters);
+        for _ in 0..MAX_GATHER_YIELDS {
+            std::thread::yield_now();
+            if drain(&mut rx, &mut waiters) == 0 {
+                break;
+            }
         }
-        let db = db.clone();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
         metrics.observe_flush(started.elapsed(), waiters.len());
         for w in waiters.drain(..) {
             let _ = w.send(result.clone());
         }
     }
+}
+
+/// Moves every writer already queued into `waiters`; returns how many.
+fn drain(rx: &mut mpsc::Receiver<Waiter>, waiters: &mut Vec<Waiter>) -> usize {
+    let before = waiters.len();
+    while let Ok(more) = rx.try_recv() {
+        waiters.push(more);
+    }
+    waiters.len() - before
 }
 
 #[async_trait]
@@ -262,7 +287,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // Let the flusher task drop its handle to the database.
+        // Let the flusher thread drop its handle to the database.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let store = open(dir.path()).await;
         let v = store.get("a/b").await.unwrap().unwrap();
