@@ -35,6 +35,11 @@ const FLUSH_QUEUE: usize = 65_536;
 /// yield returns at once with nobody new, so a lone write is not delayed.
 const MAX_GATHER_YIELDS: usize = 8;
 
+/// No new turn starts after this long: on a busy core one yield can last a
+/// whole scheduler time slice (milliseconds), and every writer in the batch
+/// waits for it.
+const MAX_GATHER: std::time::Duration = std::time::Duration::from_micros(300);
+
 type Waiter = oneshot::Sender<Result<(), String>>;
 
 pub struct SledStore {
@@ -180,7 +185,11 @@ fn flusher(db: sled::Db, mut rx: mpsc::Receiver<Waiter>, metrics: Arc<StoreMetri
         // Everyone already waiting shares this flush, and so does everyone
         // who arrives while other threads use the CPU we give up.
         drain(&mut rx, &mut waiters);
+        let gathering = Instant::now();
         for _ in 0..MAX_GATHER_YIELDS {
+            if gathering.elapsed() >= MAX_GATHER {
+                break;
+            }
             std::thread::yield_now();
             if drain(&mut rx, &mut waiters) == 0 {
                 break;
