@@ -433,3 +433,37 @@ async fn invitations_and_queue_order_survive_kill_9() {
         .collect();
     assert_eq!(texts, ["before", "after"]);
 }
+
+#[actix_web::test]
+async fn a_session_started_right_before_kill_9_is_waiting_after_it() {
+    // A new session's alert goes out while its records are flushed, but the
+    // customer's reply waits for the flush: whatever start was
+    // acknowledged must come back, in its queue and resumable.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let url = server.ws_url();
+    let mut alice = rep_at(&url, "alice").await;
+    let mut started = Vec::new();
+    for i in 0..5 {
+        let mut c = customer_at(&url).await;
+        let view = start_issue(&mut c, "vpn", &format!("Customer {i}")).await;
+        alert_for(&mut alice, &view.session).await;
+        started.push(view);
+    }
+    server.kill9();
+
+    let server = ServerProcess::start(dir.path(), &[]);
+    let url = server.ws_url();
+    let alice = rep_at(&url, "alice").await;
+    let waiting: Vec<String> = queue(&alice, "team:network")
+        .await
+        .items
+        .iter()
+        .map(|i| i.summary.session.clone())
+        .collect();
+    let expected: Vec<String> = started.iter().map(|v| v.session.clone()).collect();
+    assert_eq!(waiting, expected, "every acknowledged start, in order");
+    let last = started.last().expect("five started");
+    let (_customer, view) = resume(&url, &last.token).await;
+    assert_eq!(view.session, last.session);
+}

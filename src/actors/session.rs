@@ -1101,6 +1101,20 @@ impl Handler<PositionChanged> for SessionActor {
     }
 }
 
+/// The new session's records could not be made durable: it never started.
+/// The actor leaves the directory and the state gauge and stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StartFailed;
+
+impl Handler<StartFailed> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: StartFailed, ctx: &mut Context<Self>) {
+        self.count_state(Some(&self.session.state), None);
+        self.finish(ctx);
+    }
+}
+
 /// A new session's first place, for the customer's first view: not pushed
 /// as an event (the first attach replays what was pushed before it, and
 /// the view already shows this).
@@ -1335,58 +1349,66 @@ async fn start_with_id(
         },
         now_ms(),
     );
-    // Both records are written at once and awaited together, so they share
-    // one group-commit flush instead of waiting for two in a row; the reply
-    // still comes only after both are durable.
+    // Both records are written before either is durable, and the session
+    // enters its queue (raising the reps' popup alert) while they are
+    // flushed: the alert does not wait for the disk, but the customer's
+    // reply does, so what is acknowledged is durable. Should the flush fail
+    // the session is taken out of its queue again. A crash in between
+    // loses a session nobody was told exists; the reps who saw its alert
+    // get a fresh queue view when they reconnect.
     let token_record = CustomerToken {
         session: id.clone(),
     };
     let token_key = customer_token_key(&token);
-    let (stored_token, stored_session) = futures_util::future::join(
-        store::save(
-            hub.store.as_ref(),
-            &token_key,
-            &token_record,
-            Expect::Absent,
-        ),
-        store::save(
-            hub.store.as_ref(),
-            &session_key(&id),
-            &session,
-            Expect::Absent,
-        ),
+    store::save_unflushed(
+        hub.store.as_ref(),
+        &token_key,
+        &token_record,
+        Expect::Absent,
     )
-    .await;
-    let revision = match (stored_token, stored_session) {
-        (Ok(_), Ok(revision)) => revision,
-        (Err(e), Ok(revision)) => {
-            // A session nobody can resume must not come back after a
-            // restart: take its record away again.
-            let _ = hub
-                .store
-                .delete(&session_key(&id), Expect::Revision(revision))
-                .await;
+    .await?;
+    let revision = match store::save_unflushed(
+        hub.store.as_ref(),
+        &session_key(&id),
+        &session,
+        Expect::Absent,
+    )
+    .await
+    {
+        Ok(revision) => revision,
+        Err(e) => {
+            // A token for no session is harmless, but take it away again.
+            let _ = hub.store.delete(&token_key, Expect::Any).await;
             return Err(e.into());
         }
-        (_, Err(e)) => return Err(e.into()),
     };
     let summary = SessionSummary::of(&session);
     let addr = SessionActor::new(hub.clone(), session, revision).start();
+    hub.directory.add_session(id.clone(), addr.clone());
+    let queue_addr = hub.directory.queue(&queue)?;
+    let (entered, flushed) = futures_util::future::join(
+        queue_addr.send(Enter {
+            summary,
+            alert: true,
+        }),
+        hub.store.flush(),
+    )
+    .await;
+    if let Err(e) = flushed {
+        queue_addr.do_send(QueueLeave {
+            session: id.clone(),
+            reason: LeftQueueReason::Ended,
+        });
+        addr.do_send(StartFailed);
+        return Err(e.into());
+    }
+    let (position, estimated_wait_secs) = entered?;
     tracing::info!(session = %id, path = path.as_str(), %queue, "session started");
-    hub.directory.add_session(id, addr.clone());
     hub.metrics
         .queues
         .entered
         .with_label_values(&[path.as_str()])
         .inc();
-    let (position, estimated_wait_secs) = hub
-        .directory
-        .queue(&queue)?
-        .send(Enter {
-            summary,
-            alert: true,
-        })
-        .await?;
     // So the customer's first view already shows their place. (The name is
     // read first: the catalog lock must not be held across the await.)
     let queue_name = hub.catalog().queue_name(&queue);

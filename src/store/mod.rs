@@ -72,6 +72,22 @@ pub trait Store: Send + Sync + 'static {
     /// revision. Durable when it returns `Ok`.
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError>;
 
+    /// Like [`put`](Store::put), but may return once the write is visible to
+    /// readers and before it is durable: the caller must [`flush`](Store::flush)
+    /// before it acknowledges anything that depends on the write. For work
+    /// that can start early without anyone relying on it yet (a new
+    /// session's popup alert raised while the session is being flushed).
+    /// A backend whose writes are durable when they return keeps this
+    /// default.
+    async fn put_unflushed(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
+        self.put(key, value, expect).await
+    }
+
     /// Removes `key` if `expect` holds. Removing a missing key with
     /// [`Expect::Any`] is not an error. Durable when it returns `Ok`.
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError>;
@@ -79,8 +95,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every key starting with `prefix`, in byte order.
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError>;
 
-    /// Makes every write so far durable (the writes already are when they
-    /// return; this is for shutdown).
+    /// Makes every write so far durable: those of `put_unflushed`, and at
+    /// shutdown everything (the other writes already are when they return).
     async fn flush(&self) -> Result<(), StoreError>;
 }
 
@@ -119,6 +135,16 @@ pub async fn save<T: Record>(
     expect: Expect,
 ) -> Result<u64, StoreError> {
     store.put(key, encode(record)?, expect).await
+}
+
+/// [`save`] through [`Store::put_unflushed`]: flush before acknowledging.
+pub async fn save_unflushed<T: Record>(
+    store: &dyn Store,
+    key: &str,
+    record: &T,
+    expect: Expect,
+) -> Result<u64, StoreError> {
+    store.put_unflushed(key, encode(record)?, expect).await
 }
 
 pub async fn load_all<T: Record>(

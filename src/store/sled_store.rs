@@ -236,6 +236,16 @@ impl Store for SledStore {
         Ok(revision)
     }
 
+    async fn put_unflushed(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
+        check_key(key)?;
+        self.swap(key, expect, Some(&value))
+    }
+
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
         check_key(key)?;
         if expect == Expect::Any && self.db.get(key).map_err(backend)?.is_none() {

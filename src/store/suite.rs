@@ -16,6 +16,7 @@ pub async fn run_all(store: &dyn Store) {
     scans_return_only_the_prefix_in_order(store).await;
     bad_keys_are_refused_not_stored(store).await;
     racing_conditional_writes_have_one_winner(store).await;
+    unflushed_writes_obey_conditions_and_are_read_back(store).await;
 }
 
 async fn missing_keys_read_as_none(store: &dyn Store) {
@@ -164,4 +165,29 @@ async fn racing_conditional_writes_have_one_winner(store: &dyn Store) {
         Some(store.get("suite/race").await.unwrap().unwrap().revision),
         won
     );
+}
+
+async fn unflushed_writes_obey_conditions_and_are_read_back(store: &dyn Store) {
+    // Whether it is durable before `flush` is the backend's business (the
+    // restart test in sled_store checks that `flush` makes it so); what
+    // every backend must do is apply the same conditions as `put` and show
+    // the write to readers at once.
+    let r1 = store
+        .put_unflushed("suite/early", b"a".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .put_unflushed("suite/early", b"x".to_vec(), Expect::Absent)
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let got = store.get("suite/early").await.unwrap().unwrap();
+    assert_eq!((got.revision, got.value.as_slice()), (r1, &b"a"[..]));
+    store.flush().await.unwrap();
+    let r2 = store
+        .put("suite/early", b"b".to_vec(), Expect::Revision(r1))
+        .await
+        .unwrap();
+    assert!(r2 > r1);
 }
