@@ -78,7 +78,7 @@ impl StoreMetrics {
             write_seconds: histogram(
                 r,
                 "switchboard_store_write_seconds",
-                "Seconds from a store write's start until it is durable",
+                "Seconds from a store write's start until it is durable (until visible for a write its caller flushes)",
                 latency_buckets(),
             ),
             flush_seconds: histogram(
@@ -90,7 +90,7 @@ impl StoreMetrics {
             flush_batch: histogram(
                 r,
                 "switchboard_store_flush_batch_writes",
-                "Writes made durable by one group-commit flush",
+                "Waiting writers (writes, or flushes after unflushed writes) released by one group-commit flush",
                 vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
             ),
         }

@@ -243,7 +243,10 @@ impl Store for SledStore {
         expect: Expect,
     ) -> Result<u64, StoreError> {
         check_key(key)?;
-        self.swap(key, expect, Some(&value))
+        let started = Instant::now();
+        let revision = self.swap(key, expect, Some(&value))?;
+        self.metrics.observe_write(started.elapsed());
+        Ok(revision)
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
