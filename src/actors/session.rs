@@ -1356,6 +1356,9 @@ async fn start_with_id(
     // the session is taken out of its queue again. A crash in between
     // loses a session nobody was told exists; the reps who saw its alert
     // get a fresh queue view when they reconnect.
+    // The queue's actor is looked up before anything is written, so a
+    // queue that is gone leaves no records and no actor behind.
+    let queue_addr = hub.directory.queue(&queue)?;
     let token_record = CustomerToken {
         session: id.clone(),
     };
@@ -1385,7 +1388,6 @@ async fn start_with_id(
     let summary = SessionSummary::of(&session);
     let addr = SessionActor::new(hub.clone(), session, revision).start();
     hub.directory.add_session(id.clone(), addr.clone());
-    let queue_addr = hub.directory.queue(&queue)?;
     let (entered, flushed) = futures_util::future::join(
         queue_addr.send(Enter {
             summary,
