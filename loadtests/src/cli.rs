@@ -24,6 +24,10 @@ pub enum Cmd {
     Relay {
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// tungstenite: the bare baseline; actix-ws: the same relay on
+        /// Switchboard's own WebSocket stack (actix-web and actix-ws).
+        #[arg(long, value_enum, default_value_t = RelayStack::Tungstenite)]
+        stack: RelayStack,
     },
     /// Measures sled's write rate with Switchboard's durability setting.
     SledBench(SledArgs),
@@ -48,6 +52,12 @@ pub struct SledArgs {
     /// Seconds for each of the three measurements.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RelayStack {
+    Tungstenite,
+    ActixWs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,9 +172,31 @@ pub async fn run_scenario(a: &RunArgs) -> anyhow::Result<ScenarioResult> {
     }
 }
 
+/// `relay --stack actix-ws`, on the calling thread, until the process ends.
+fn relay_on_actix(port: u16) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let (port, server) = crate::relay::actix_stack::bind(port)?;
+        println!("relay listening on port {port}");
+        server.await?;
+        Ok(())
+    })
+}
+
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Relay { port } => {
+        Cmd::Relay {
+            port,
+            stack: RelayStack::ActixWs,
+        } => {
+            // actix-web's server needs an actix system of its own, on a
+            // thread outside this tokio runtime.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(relay_on_actix(port));
+            });
+            rx.await?
+        }
+        Cmd::Relay { port, .. } => {
             let (port, serve) = crate::relay::bind(port).await?;
             println!("relay listening on port {port}");
             serve.await;

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::catalog;
-use crate::cli::{run_scenario, RunArgs, Scenario};
-use crate::report::Report;
+use crate::cli::{run_scenario, RelayStack, RunArgs, Scenario};
+use crate::report::{Report, ACTIX_RELAY};
 use crate::scenarios::Protocol;
 use crate::sled_bench::SledBench;
 
@@ -252,20 +252,29 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
         if !only(scenario) {
             continue;
         }
-        // The relay baseline first (none for routing: sled is its baseline).
-        if scenario != Scenario::Routing {
-            let cmd = {
-                let mut c = pinned(a.server_core, &me);
-                c.arg("relay").arg("--port").arg("0");
-                c
-            };
+        // The relay baselines first (none for routing: sled is its
+        // baseline): the bare one, then the same relay on actix-ws.
+        for stack in [RelayStack::Tungstenite, RelayStack::ActixWs] {
+            if scenario == Scenario::Routing {
+                break;
+            }
+            let name = stack
+                .to_possible_value()
+                .map_or("?".into(), |v| v.get_name().to_string());
+            let mut cmd = pinned(a.server_core, &me);
+            cmd.args(["relay", "--port", "0", "--stack", &name]);
             let (relay, port) = start_and_read_port(cmd, "relay listening on port ")?;
             let mut args = base(scenario, port, relay.id(), Protocol::Relay);
             tune(&mut args);
-            eprintln!("== {scenario:?} on the relay");
+            eprintln!("== {scenario:?} on the {name} relay");
             match run_scenario(&args).await {
-                Ok(r) => report.add(r),
-                Err(e) => eprintln!("relay {scenario:?} failed: {e:#}"),
+                Ok(mut r) => {
+                    if stack == RelayStack::ActixWs {
+                        r.protocol = ACTIX_RELAY.into();
+                    }
+                    report.add(r)
+                }
+                Err(e) => eprintln!("{name} relay {scenario:?} failed: {e:#}"),
             }
             stop(relay);
         }

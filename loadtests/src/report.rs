@@ -45,7 +45,13 @@ impl Machine {
         let lim = crate::procstat::open_file_limit(std::process::id());
         Machine {
             cpu_model,
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // The machine's CPUs, not the ones this process may use: `all`
+            // pins the generator to one core before the report is made.
+            cpus: cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("processor"))
+                .count()
+                .max(1),
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             mem_total_kib,
             loadavg_at_start: read("/proc/loadavg").trim().to_string(),
@@ -55,6 +61,10 @@ impl Machine {
         }
     }
 }
+
+/// The `protocol` of results from the actix-ws relay (`relay --stack
+/// actix-ws`), which speaks the relay protocol on Switchboard's stack.
+pub const ACTIX_RELAY: &str = "relay-actix-ws";
 
 /// A figure beside its target and, where there is one, its baseline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +88,10 @@ pub struct Report {
     pub switchboard: BTreeMap<String, ScenarioResult>,
     /// The relay baseline's results by scenario.
     pub relay: BTreeMap<String, ScenarioResult>,
+    /// The same relay on actix-web and actix-ws (Switchboard's stack), by
+    /// scenario: what the stack costs before Switchboard's own work.
+    #[serde(default)]
+    pub relay_actix_ws: BTreeMap<String, ScenarioResult>,
     pub sled: Option<SledBench>,
     pub checks: Vec<Check>,
 }
@@ -105,10 +119,10 @@ impl Report {
     }
 
     pub fn add(&mut self, r: ScenarioResult) {
-        let map = if r.protocol == "relay" {
-            &mut self.relay
-        } else {
-            &mut self.switchboard
+        let map = match r.protocol.as_str() {
+            "relay" => &mut self.relay,
+            ACTIX_RELAY => &mut self.relay_actix_ws,
+            _ => &mut self.switchboard,
         };
         map.insert(r.scenario.clone(), r);
     }
@@ -285,9 +299,11 @@ impl Report {
             }
             let _ = writeln!(m);
         }
+        self.stack_table(&mut m);
         for (label, map) in [
             ("Switchboard", &self.switchboard),
             ("Relay baseline", &self.relay),
+            ("Relay on actix-ws", &self.relay_actix_ws),
         ] {
             for (name, r) in map {
                 let _ = writeln!(m, "## {label}: {name}\n");
@@ -352,11 +368,91 @@ impl Report {
         m
     }
 
+    /// The relay on Switchboard's own stack beside the bare relay and
+    /// Switchboard: how much of each gap the stack alone accounts for.
+    fn stack_table(&self, m: &mut String) {
+        // (scenario, figure, the relays' value, Switchboard's value)
+        type Get = fn(Option<&ScenarioResult>) -> Option<f64>;
+        let rows: [(&str, &str, Get, Get); 4] = [
+            (
+                "idle",
+                "memory per connection (KiB)",
+                |r| fig(r, "server_kib_per_connection"),
+                |r| fig(r, "server_kib_per_connection"),
+            ),
+            (
+                "idle",
+                "idle CPU per connection (us/s)",
+                |r| fig(r, "server_cpu_us_per_sec_per_connection"),
+                |r| fig(r, "server_cpu_us_per_sec_per_connection"),
+            ),
+            (
+                "chat",
+                "messages per second",
+                |r| fig(r, "messages_per_sec"),
+                |r| fig(r, "messages_per_sec"),
+            ),
+            (
+                "join_alert",
+                "p99 us (relays: round trip; Switchboard: join to alert)",
+                |r| p99(r, "round_trip"),
+                |r| p99(r, "join_to_alert"),
+            ),
+        ];
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        let mut lines = Vec::new();
+        for (scenario, what, relay_value, our_value) in rows {
+            let actix = relay_value(self.relay_actix_ws.get(scenario));
+            if actix.is_none() {
+                continue;
+            }
+            let bare = relay_value(self.relay.get(scenario));
+            let ours = our_value(self.switchboard.get(scenario));
+            let show = |v: Option<f64>| v.map_or("-".into(), num);
+            lines.push(format!(
+                "| {scenario} | {what} | {} | {} | {} | {} | {} |",
+                show(bare),
+                show(actix),
+                show(ours),
+                ratio(actix, bare),
+                ratio(ours, actix),
+            ));
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            m,
+            "## The stack alone
+"
+        );
+        let _ = writeln!(
+            m,
+            "The same relay on actix-web and actix-ws, Switchboard's WebSocket stack.\n"
+        );
+        let _ = writeln!(
+            m,
+            "| scenario | figure | bare relay | actix-ws relay | Switchboard | actix-ws / bare | Switchboard / actix-ws |"
+        );
+        let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|");
+        for l in lines {
+            let _ = writeln!(m, "{l}");
+        }
+        let _ = writeln!(m);
+    }
+
     /// One panel per latency series: p50 and p99 per second, in ms.
     pub fn plot(&self, path: &Path) -> anyhow::Result<()> {
         use plotters::prelude::*;
         let mut panels: Vec<(String, Vec<SeriesPoint>)> = Vec::new();
-        for (label, map) in [("switchboard", &self.switchboard), ("relay", &self.relay)] {
+        for (label, map) in [
+            ("switchboard", &self.switchboard),
+            ("relay", &self.relay),
+            ("actix-ws relay", &self.relay_actix_ws),
+        ] {
             for (name, r) in map {
                 for (k, s) in &r.series {
                     if s.iter().any(|p| p.count > 0) {

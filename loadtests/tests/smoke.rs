@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchboard_loadtests::cli::{run_scenario, RunArgs, Scenario};
-use switchboard_loadtests::report::Report;
+use switchboard_loadtests::report::{Report, ACTIX_RELAY};
 use switchboard_loadtests::scenarios::Protocol;
 use switchboard_loadtests::{catalog, relay};
 
@@ -31,6 +31,21 @@ fn start_server(dir: PathBuf) -> u16 {
         .expect("server starts in time")
 }
 
+/// Starts the relay on actix-ws (the stack baseline) in its own actix
+/// system on another thread; returns its port.
+fn start_actix_relay() -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let (port, server) = relay::actix_stack::bind(0).expect("relay binds");
+            tx.send(port).expect("test waits for the port");
+            let _ = server.await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("relay starts in time")
+}
+
 fn args(scenario: Scenario, url: String, protocol: Protocol) -> RunArgs {
     RunArgs {
         scenario,
@@ -54,13 +69,14 @@ fn args(scenario: Scenario, url: String, protocol: Protocol) -> RunArgs {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_runs_against_a_real_server_and_the_relay() {
+async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     let dir = tempfile::tempdir().unwrap();
     let port = start_server(dir.path().join("data"));
     let sb = format!("ws://127.0.0.1:{port}/ws");
     let (relay_port, serve) = relay::bind(0).await.unwrap();
     tokio::spawn(serve);
     let rl = format!("ws://127.0.0.1:{relay_port}/");
+    let actix_rl = format!("ws://127.0.0.1:{}/", start_actix_relay());
     let mut report = Report::new();
 
     let idle = run_scenario(&args(Scenario::Idle, sb.clone(), Protocol::Switchboard))
@@ -108,18 +124,37 @@ async fn every_scenario_runs_against_a_real_server_and_the_relay() {
     assert!(routing.figures["store_writes_per_session"] >= 1.0);
     report.add(routing);
 
-    for (url, protocol) in [(sb, Protocol::Switchboard), (rl, Protocol::Relay)] {
-        let mut chat = args(Scenario::Chat, url, protocol);
+    for (url, protocol) in [
+        (sb, Protocol::Switchboard),
+        (rl, Protocol::Relay),
+        (actix_rl.clone(), Protocol::Relay),
+    ] {
+        let mut chat = args(Scenario::Chat, url.clone(), protocol);
         chat.connections = 4;
-        let chat = run_scenario(&chat).await.unwrap();
+        let mut chat = run_scenario(&chat).await.unwrap();
         assert!(
             chat.counts["messages_delivered"] > 0,
-            "{protocol:?}: {:?}",
+            "{url}: {:?}",
             chat.errors
         );
         assert!(chat.latency["message_delivery"].p99_us > 0);
+        if url == actix_rl {
+            chat.protocol = ACTIX_RELAY.into();
+        }
         report.add(chat);
     }
+
+    // The stack baseline holds idle connections like the bare relay.
+    let mut idle_actix = run_scenario(&args(Scenario::Idle, actix_rl, Protocol::Relay))
+        .await
+        .unwrap();
+    assert_eq!(
+        idle_actix.counts["connected"], 20,
+        "{:?}",
+        idle_actix.errors
+    );
+    idle_actix.protocol = ACTIX_RELAY.into();
+    report.add(idle_actix);
 
     report.check();
     assert!(!report.checks.is_empty());
@@ -130,5 +165,7 @@ async fn every_scenario_runs_against_a_real_server_and_the_relay() {
     assert!(
         json["switchboard"]["join_alert"]["latency"]["join_to_alert"]["p99_us"].as_u64() > Some(0)
     );
-    assert!(out.join("summary.md").exists());
+    assert!(json["relay_actix_ws"]["chat"]["figures"]["messages_per_sec"].as_f64() > Some(0.0));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("## The stack alone"), "{summary}");
 }

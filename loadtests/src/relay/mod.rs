@@ -5,6 +5,11 @@
 //! to it as it is; id 0 means "back to me" (an echo, for round trips). One
 //! task per connection and a bounded outbound queue, as a plain
 //! tokio-tungstenite server would be written.
+//!
+//! [`actix_stack`] is the same relay on actix-web and actix-ws,
+//! Switchboard's own stack.
+pub mod actix_stack;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Frames queued for one connection before further ones are dropped
 /// (Switchboard's default outbound queue is the same size).
-const OUTBOUND: usize = 1024;
+pub(crate) const OUTBOUND: usize = 1024;
 
 type Peers = Arc<Mutex<HashMap<u64, mpsc::Sender<Message>>>>;
 
