@@ -50,6 +50,9 @@ pub fn summarize(h: &Histogram<u64>) -> LatencySummary {
 /// A thread-safe latency recorder whose clock starts at `start`.
 pub struct Recorder {
     start: Instant,
+    /// Samples observed before this go into the plot but not into the
+    /// percentiles (see [`Recorder::after_warmup`]).
+    counted_from: Instant,
     inner: Mutex<Inner>,
 }
 
@@ -63,8 +66,18 @@ const MAX_SECONDS: usize = 3600;
 
 impl Recorder {
     pub fn new(start: Instant) -> Recorder {
+        Recorder::after_warmup(start, Duration::ZERO)
+    }
+
+    /// A recorder whose percentiles leave out the first `warmup`: every
+    /// connection's first frames (buffers allocated, pages faulted in) are
+    /// slower than the steady state, and in a short run they would set the
+    /// p99 alone. The per-second series keeps them, so the plot shows the
+    /// warm-up.
+    pub fn after_warmup(start: Instant, warmup: Duration) -> Recorder {
         Recorder {
             start,
+            counted_from: start + warmup,
             inner: Mutex::new(Inner {
                 total: new_hist(),
                 per_sec: Vec::new(),
@@ -76,8 +89,11 @@ impl Recorder {
     pub fn record(&self, latency: Duration) {
         let us = (latency.as_micros() as u64).clamp(1, 60_000_000);
         let sec = (self.start.elapsed().as_secs() as usize).min(MAX_SECONDS);
+        let counted = Instant::now() >= self.counted_from;
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = inner.total.record(us);
+        if counted {
+            let _ = inner.total.record(us);
+        }
         while inner.per_sec.len() <= sec {
             inner.per_sec.push(new_hist());
         }
@@ -123,5 +139,20 @@ mod tests {
         assert!(s.p50_us >= 490 && s.p50_us <= 510, "{s:?}");
         assert!(s.p99_us >= 980, "{s:?}");
         assert_eq!(r.series().len(), 1);
+    }
+
+    #[test]
+    fn warmup_samples_are_plotted_but_not_counted() {
+        let r = Recorder::after_warmup(Instant::now(), Duration::from_millis(50));
+        r.record(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(60));
+        for _ in 0..10 {
+            r.record(Duration::from_micros(100));
+        }
+        let s = r.summary();
+        assert_eq!(s.count, 10, "{s:?}");
+        assert!(s.max_us < 1_000, "the warm-up sample was counted: {s:?}");
+        let plotted: u64 = r.series().iter().map(|p| p.count).sum();
+        assert_eq!(plotted, 11);
     }
 }
