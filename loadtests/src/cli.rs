@@ -34,7 +34,7 @@ pub enum Cmd {
     /// Runs one scenario against running servers.
     Run(RunArgs),
     /// Starts the server and the relay pinned to one core and runs every
-    /// scenario and baseline from another; writes results/<timestamp>/.
+    /// scenario and baseline from another; writes `results/<timestamp>/`.
     All(crate::orchestrate::AllArgs),
 }
 

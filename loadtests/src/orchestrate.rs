@@ -1,6 +1,6 @@
 //! `all`: the whole measurement in one command.
 //!
-//! The server (and the relay, and the sled benchmark) run pinned to one
+//! The server (and the relays, and the sled benchmark) run pinned to one
 //! core with `taskset`, the generator on another. The catalog is seeded
 //! once into a template data directory (argon2 hashing of every rep's
 //! password takes a while); every scenario then starts the server on a
@@ -23,7 +23,7 @@ pub struct AllArgs {
     /// The server binary (build it with `cargo build --release`).
     #[arg(long, default_value = "target/release/switchboard")]
     pub server_bin: PathBuf,
-    /// Results go to DIR/<unix time>/.
+    /// Results go to `DIR/<unix time>/`.
     #[arg(long, default_value = "loadtests/results")]
     pub out: PathBuf,
     /// Core for the server, the relay and the sled benchmark.

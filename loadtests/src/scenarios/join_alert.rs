@@ -9,7 +9,7 @@
 //! at the same rate over as many connections as there are reps: the bare
 //! round trip.
 //!
-//! Both run [`WARMUP`] longer than the measured `duration` and leave the
+//! Both run `WARMUP` (2 s) longer than the measured `duration` and leave the
 //! warm-up out of the percentiles (not out of the plot): in the first
 //! second every connection handles its first frame, and that cold start
 //! alone set the p99 of a 5 s run, the relay's most of all (1 to 2 ms in
