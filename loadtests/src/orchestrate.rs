@@ -5,6 +5,7 @@
 //! once into a template data directory (argon2 hashing of every rep's
 //! password takes a while); every scenario then starts the server on a
 //! fresh copy of it.
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,8 +15,9 @@ use clap::{Args, ValueEnum};
 
 use crate::catalog;
 use crate::cli::{run_scenario, RelayStack, RunArgs, Scenario};
-use crate::report::{Report, ACTIX_RELAY};
+use crate::report::{median_run, Report, ACTIX_RELAY};
 use crate::scenarios::Protocol;
+use crate::scenarios::ScenarioResult;
 use crate::sled_bench::SledBench;
 
 #[derive(Debug, Clone, Args)]
@@ -60,6 +62,11 @@ pub struct AllArgs {
     pub chat_secs: u64,
     #[arg(long, default_value_t = 5)]
     pub sled_secs: u64,
+    /// Runs each scenario and its baselines this many times, interleaved,
+    /// and reports the median run of each (every run's headline figures
+    /// are listed beside it): the machine is shared and noisy.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     /// Scenarios to run (default: all four).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scenario>,
@@ -252,49 +259,64 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
         if !only(scenario) {
             continue;
         }
-        // The relay baselines first (none for routing: sled is its
-        // baseline): the bare one, then the same relay on actix-ws.
-        for stack in [RelayStack::Tungstenite, RelayStack::ActixWs] {
-            if scenario == Scenario::Routing {
-                break;
-            }
-            let name = stack
-                .to_possible_value()
-                .map_or("?".into(), |v| v.get_name().to_string());
-            let mut cmd = pinned(a.server_core, &me);
-            cmd.args(["relay", "--port", "0", "--stack", &name]);
-            let (relay, port) = start_and_read_port(cmd, "relay listening on port ")?;
-            let mut args = base(scenario, port, relay.id(), Protocol::Relay);
-            tune(&mut args);
-            eprintln!("== {scenario:?} on the {name} relay");
-            match run_scenario(&args).await {
-                Ok(mut r) => {
-                    if stack == RelayStack::ActixWs {
-                        r.protocol = ACTIX_RELAY.into();
-                    }
-                    report.add(r)
+        // Every run of every target, by the result's protocol label.
+        let mut runs: BTreeMap<String, Vec<ScenarioResult>> = BTreeMap::new();
+        let repeat = a.repeat.max(1);
+        for round in 1..=repeat {
+            let of = if repeat > 1 {
+                format!(" (run {round} of {repeat})")
+            } else {
+                String::new()
+            };
+            // The relay baselines first (none for routing: sled is its
+            // baseline): the bare one, then the same relay on actix-ws.
+            for stack in [RelayStack::Tungstenite, RelayStack::ActixWs] {
+                if scenario == Scenario::Routing {
+                    break;
                 }
-                Err(e) => eprintln!("{name} relay {scenario:?} failed: {e:#}"),
+                let name = stack
+                    .to_possible_value()
+                    .map_or("?".into(), |v| v.get_name().to_string());
+                let mut cmd = pinned(a.server_core, &me);
+                cmd.args(["relay", "--port", "0", "--stack", &name]);
+                let (relay, port) = start_and_read_port(cmd, "relay listening on port ")?;
+                let mut args = base(scenario, port, relay.id(), Protocol::Relay);
+                tune(&mut args);
+                eprintln!("== {scenario:?} on the {name} relay{of}");
+                match run_scenario(&args).await {
+                    Ok(mut r) => {
+                        if stack == RelayStack::ActixWs {
+                            r.protocol = ACTIX_RELAY.into();
+                        }
+                        runs.entry(r.protocol.clone()).or_default().push(r);
+                    }
+                    Err(e) => eprintln!("{name} relay {scenario:?} failed: {e:#}"),
+                }
+                stop(relay);
             }
-            stop(relay);
+            let data = tmp.path().join(format!("data-{scenario:?}"));
+            copy_dir(&template, &data)?;
+            let server = start_server(&a, &config, &data)?;
+            let mut args = base(
+                scenario,
+                server.port,
+                server.child.id(),
+                Protocol::Switchboard,
+            );
+            tune(&mut args);
+            eprintln!("== {scenario:?} on Switchboard{of}");
+            match run_scenario(&args).await {
+                Ok(r) => runs.entry(r.protocol.clone()).or_default().push(r),
+                Err(e) => eprintln!("switchboard {scenario:?} failed: {e:#}"),
+            }
+            stop(server.child);
+            let _ = std::fs::remove_dir_all(&data);
         }
-        let data = tmp.path().join(format!("data-{scenario:?}"));
-        copy_dir(&template, &data)?;
-        let server = start_server(&a, &config, &data)?;
-        let mut args = base(
-            scenario,
-            server.port,
-            server.child.id(),
-            Protocol::Switchboard,
-        );
-        tune(&mut args);
-        eprintln!("== {scenario:?} on Switchboard");
-        match run_scenario(&args).await {
-            Ok(r) => report.add(r),
-            Err(e) => eprintln!("switchboard {scenario:?} failed: {e:#}"),
+        for (_, results) in runs {
+            if let Some(r) = median_run(results) {
+                report.add(r);
+            }
         }
-        stop(server.child);
-        let _ = std::fs::remove_dir_all(&data);
         // Partial results survive a later failure.
         report.check();
     }

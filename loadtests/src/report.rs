@@ -66,6 +66,59 @@ impl Machine {
 /// actix-ws`), which speaks the relay protocol on Switchboard's stack.
 pub const ACTIX_RELAY: &str = "relay-actix-ws";
 
+/// The figures a scenario's targets are about, the first one deciding which
+/// run of several is the median. Latencies are p99s in microseconds.
+pub fn headlines(r: &ScenarioResult) -> Vec<(&'static str, f64)> {
+    let picks: &[(&'static str, Option<f64>)] = match r.scenario.as_str() {
+        "idle" => &[
+            (
+                "server_kib_per_connection",
+                fig(Some(r), "server_kib_per_connection"),
+            ),
+            (
+                "server_cpu_us_per_sec_per_connection",
+                fig(Some(r), "server_cpu_us_per_sec_per_connection"),
+            ),
+        ],
+        "join_alert" => &[
+            ("join_to_alert_p99_us", p99(Some(r), "join_to_alert")),
+            ("round_trip_p99_us", p99(Some(r), "round_trip")),
+        ],
+        "routing" => &[("sessions_per_sec", fig(Some(r), "sessions_per_sec"))],
+        "chat" => &[("messages_per_sec", fig(Some(r), "messages_per_sec"))],
+        _ => &[],
+    };
+    picks
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect()
+}
+
+/// Of several runs of one scenario on one target, the median run by its
+/// first headline figure (the lower middle one for an even count), with
+/// every run's headlines attached. A median of whole runs rather than of
+/// each figure, so every figure reported comes from one real run.
+pub fn median_run(results: Vec<ScenarioResult>) -> Option<ScenarioResult> {
+    let runs: Vec<BTreeMap<String, f64>> = results
+        .iter()
+        .map(|r| {
+            headlines(r)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        })
+        .collect();
+    let key = |r: &ScenarioResult| headlines(r).first().map_or(0.0, |(_, v)| *v);
+    let mut order: Vec<usize> = (0..results.len()).collect();
+    order.sort_by(|a, b| key(&results[*a]).total_cmp(&key(&results[*b])));
+    let pick = *order.get(order.len().checked_sub(1)? / 2)?;
+    let mut median = results.into_iter().nth(pick)?;
+    if runs.len() > 1 {
+        median.runs = runs;
+    }
+    Some(median)
+}
+
 /// A figure beside its target and, where there is one, its baseline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
@@ -312,6 +365,23 @@ impl Report {
                 }
                 for (k, v) in &r.figures {
                     let _ = writeln!(m, "- {k}: {}", num(*v));
+                }
+                if !r.runs.is_empty() {
+                    let _ = writeln!(
+                        m,
+                        "- the median of {} runs; every run (in order):",
+                        r.runs.len()
+                    );
+                    let names: std::collections::BTreeSet<&String> =
+                        r.runs.iter().flat_map(|h| h.keys()).collect();
+                    for k in names {
+                        let vals: Vec<String> = r
+                            .runs
+                            .iter()
+                            .map(|h| h.get(k).map_or("-".into(), |v| num(*v)))
+                            .collect();
+                        let _ = writeln!(m, "  - {k}: {}", vals.join(", "));
+                    }
                 }
                 if let Some(s) = &r.server {
                     let _ = writeln!(
@@ -585,5 +655,38 @@ mod tests {
             .unwrap()
             .contains("messages_per_sec"));
         assert!(dir.path().join("latency.png").exists());
+    }
+
+    fn chat_run(rate: f64, errors: &str) -> ScenarioResult {
+        let mut r = ScenarioResult {
+            scenario: "chat".into(),
+            protocol: "switchboard".into(),
+            errors: vec![errors.into()],
+            ..Default::default()
+        };
+        r.figure("messages_per_sec", rate);
+        r
+    }
+
+    #[test]
+    fn median_run_is_a_whole_run_with_every_run_listed() {
+        let m = median_run(vec![
+            chat_run(10.0, "first"),
+            chat_run(30.0, "second"),
+            chat_run(20.0, "third"),
+        ])
+        .unwrap();
+        assert_eq!(m.errors, vec!["third".to_string()]);
+        let rates: Vec<f64> = m.runs.iter().map(|h| h["messages_per_sec"]).collect();
+        assert_eq!(rates, vec![10.0, 30.0, 20.0]);
+        let mut rep = Report::new();
+        rep.add(m);
+        assert!(rep
+            .markdown()
+            .contains("messages_per_sec: 10.00, 30.00, 20.00"));
+
+        let one = median_run(vec![chat_run(5.0, "only")]).unwrap();
+        assert!(one.runs.is_empty(), "one run is not a median of several");
+        assert!(median_run(Vec::new()).is_none());
     }
 }

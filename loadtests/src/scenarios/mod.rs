@@ -116,6 +116,10 @@ pub struct ScenarioResult {
     pub series: BTreeMap<String, Vec<SeriesPoint>>,
     pub server: Option<ServerUsage>,
     pub errors: Vec<String>,
+    /// When `all --repeat N` ran the scenario N times: every run's headline
+    /// figures, in the order they ran. This result is the median run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<BTreeMap<String, f64>>,
 }
 
 impl ScenarioResult {
