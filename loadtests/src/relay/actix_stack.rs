@@ -8,18 +8,16 @@
 //! a binary frame is relayed to the connection its first 8 bytes name (0:
 //! back to the sender). Written as a plain actix-ws server would be: one
 //! task per connection and a bounded outbound queue of the same size.
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use actix_ws::Message;
-use tokio::sync::mpsc;
 
-use super::OUTBOUND;
+use super::PeerTable;
 
-type Peers = Arc<Mutex<HashMap<u64, mpsc::Sender<Bytes>>>>;
+type Peers = Arc<PeerTable<Bytes>>;
 
 #[derive(Clone, Default)]
 struct Relay {
@@ -67,26 +65,13 @@ async fn connection(
     id: u64,
     peers: Peers,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(OUTBOUND);
-    peers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id, tx.clone());
+    let (tx, mut rx) = peers.join(id);
     if session.binary(id.to_be_bytes().to_vec()).await.is_ok() {
         loop {
             tokio::select! {
                 msg = stream.recv() => match msg {
-                    Some(Ok(Message::Binary(b))) if b.len() >= 8 => {
-                        let mut target = [0u8; 8];
-                        target.copy_from_slice(&b[..8]);
-                        let target = u64::from_be_bytes(target);
-                        let to = if target == 0 || target == id {
-                            Some(tx.clone())
-                        } else {
-                            peers.lock().unwrap_or_else(|p| p.into_inner()).get(&target).cloned()
-                        };
-                        if let Some(to) = to {
-                            // A full queue drops the frame (slow consumer).
+                    Some(Ok(Message::Binary(b))) => {
+                        if let Some(to) = peers.destination(id, &tx, &b) {
                             let _ = to.try_send(b);
                         }
                     }
@@ -106,7 +91,7 @@ async fn connection(
             }
         }
     }
-    peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    peers.leave(id);
     let _ = session.close(None).await;
 }
 

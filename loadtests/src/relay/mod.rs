@@ -26,7 +26,52 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// (Switchboard's default outbound queue is the same size).
 pub(crate) const OUTBOUND: usize = 1024;
 
-type Peers = Arc<Mutex<HashMap<u64, mpsc::Sender<Message>>>>;
+/// Every open connection's outbound queue, by id: the whole of the relay's
+/// state, shared by both stacks (`T` is each stack's frame type).
+pub(crate) struct PeerTable<T>(Mutex<HashMap<u64, mpsc::Sender<T>>>);
+
+impl<T> Default for PeerTable<T> {
+    fn default() -> Self {
+        PeerTable(Mutex::default())
+    }
+}
+
+impl<T> PeerTable<T> {
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<T>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers connection `id` with a new bounded outbound queue.
+    pub(crate) fn join(&self, id: u64) -> (mpsc::Sender<T>, mpsc::Receiver<T>) {
+        let (tx, rx) = mpsc::channel(OUTBOUND);
+        self.peers().insert(id, tx.clone());
+        (tx, rx)
+    }
+
+    pub(crate) fn leave(&self, id: u64) {
+        self.peers().remove(&id);
+    }
+
+    /// The queue of the connection a frame's first 8 bytes name (0 or the
+    /// sender's own id `me`: back to the sender, `own`); None for a short
+    /// frame or an id no longer connected. The caller then `try_send`s, so
+    /// a full queue (a slow consumer) drops the frame.
+    pub(crate) fn destination(
+        &self,
+        me: u64,
+        own: &mpsc::Sender<T>,
+        frame: &[u8],
+    ) -> Option<mpsc::Sender<T>> {
+        let target = u64::from_be_bytes(frame.get(..8)?.try_into().ok()?);
+        if target == 0 || target == me {
+            Some(own.clone())
+        } else {
+            self.peers().get(&target).cloned()
+        }
+    }
+}
+
+type Peers = Arc<PeerTable<Message>>;
 
 /// Binds `127.0.0.1:port` (0 for any) and returns the port and the future
 /// that serves until the process ends.
@@ -62,11 +107,7 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers) {
         return;
     };
     let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOUND);
-    peers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id, tx.clone());
+    let (tx, mut rx) = peers.join(id);
     if sink
         .send(Message::Binary(id.to_be_bytes().to_vec()))
         .await
@@ -75,17 +116,8 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers) {
         loop {
             tokio::select! {
                 msg = source.next() => match msg {
-                    Some(Ok(Message::Binary(b))) if b.len() >= 8 => {
-                        let mut target = [0u8; 8];
-                        target.copy_from_slice(&b[..8]);
-                        let target = u64::from_be_bytes(target);
-                        let to = if target == 0 || target == id {
-                            Some(tx.clone())
-                        } else {
-                            peers.lock().unwrap_or_else(|p| p.into_inner()).get(&target).cloned()
-                        };
-                        if let Some(to) = to {
-                            // A full queue drops the frame (slow consumer).
+                    Some(Ok(Message::Binary(b))) => {
+                        if let Some(to) = peers.destination(id, &tx, &b) {
                             let _ = to.try_send(Message::Binary(b));
                         }
                     }
@@ -99,7 +131,7 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers) {
             }
         }
     }
-    peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    peers.leave(id);
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
