@@ -104,6 +104,10 @@ pub struct Enter {
     pub summary: SessionSummary,
     /// Raise the popup alert (not when rebuilding after a restart).
     pub alert: bool,
+    /// The caller tells the customer the answer itself (a new session's
+    /// reply and first event), so the batched round only speaks again when
+    /// the position or estimate changes, instead of repeating it.
+    pub reported: bool,
 }
 
 impl Handler<Enter> for QueueActor {
@@ -116,6 +120,10 @@ impl Handler<Enter> for QueueActor {
             .position(&summary.session)
             .unwrap_or(self.queue.len());
         let estimate = self.queue.estimate_secs(position);
+        if msg.reported {
+            self.told
+                .insert(summary.session.clone(), (position, estimate));
+        }
         self.gauge();
         // The customer hears their position through the batched update,
         // whether they arrived now, by transfer, or from a restart.

@@ -289,6 +289,7 @@ impl SessionActor {
             Enter {
                 summary: SessionSummary::of(&self.session),
                 alert: true,
+                reported: false,
             },
         );
     }
@@ -849,6 +850,7 @@ impl Handler<ApplyRule> for SessionActor {
                     Enter {
                         summary: SessionSummary::of(&act.session),
                         alert: action == "mark",
+                        reported: false,
                     },
                 ),
             }
@@ -1392,6 +1394,8 @@ async fn start_with_id(
         queue_addr.send(Enter {
             summary,
             alert: true,
+            // The reply and event 1 below carry the answer.
+            reported: true,
         }),
         hub.store.flush(),
     )

@@ -128,6 +128,7 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
                 addr.send(Enter {
                     summary,
                     alert: false,
+                    reported: false,
                 })
                 .await?;
             }

@@ -17,6 +17,15 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// How long to wait to be sure something does *not* arrive.
 pub const QUIET: Duration = Duration::from_millis(400);
 
+/// Everything pushed until nothing more comes for a while.
+pub async fn pushed_until_quiet(c: &mut Client) -> Vec<Pushed> {
+    let mut out = Vec::new();
+    while let Some(p) = c.next_pushed(QUIET).await {
+        out.push(p);
+    }
+    out
+}
+
 /// The demo catalog from config/default.toml, with the server settings
 /// tests want: a free port and a fresh data directory.
 pub fn test_settings(data_dir: &Path) -> Settings {
