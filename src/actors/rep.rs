@@ -39,7 +39,7 @@ pub fn state_key(rep: &str) -> String {
 
 impl RepActor {
     pub fn new(id: RepId, hub: Arc<Hub>, state: RepState, revision: Option<u64>) -> Self {
-        let outbox = Outbox::new(hub.settings.replay_events);
+        let outbox = Outbox::unread(hub.settings.replay_events);
         RepActor {
             id,
             hub,
@@ -200,6 +200,8 @@ impl Handler<Attach> for RepActor {
             // A fresh login fetches what it shows; nothing to replay.
             None => Resume::Replay(Vec::new()),
         };
+        // This console learns the stream below: from now on it is kept.
+        self.outbox.open();
         self.consoles.push(msg.conn);
         self.publish();
         self.watch_connection(ctx);

@@ -17,6 +17,9 @@ pub struct Outbox<E> {
     next_seq: u64,
     ring: VecDeque<(u64, E)>,
     capacity: usize,
+    /// False until some client has been given the stream's id: before that
+    /// nobody can ask for an event again, so events are numbered, not kept.
+    keeping: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -37,7 +40,25 @@ impl<E: Clone> Outbox<E> {
             // not carry room for 64 (each `Event` is a few hundred bytes).
             ring: VecDeque::new(),
             capacity: capacity.max(1),
+            keeping: true,
         }
+    }
+
+    /// An outbox that keeps nothing until [`Outbox::open`]: for a rep, whose
+    /// stream only goes out when a console attaches. A rep who is not logged
+    /// in would otherwise hold a copy of every alert of their teams' queues
+    /// that no console could ever replay.
+    pub fn unread(capacity: usize) -> Self {
+        Outbox {
+            keeping: false,
+            ..Outbox::new(capacity)
+        }
+    }
+
+    /// A client is being given this stream's id (and its last number): keep
+    /// what is pushed from now on.
+    pub fn open(&mut self) {
+        self.keeping = true;
     }
 
     /// The stream's id: changes on every restart of the server.
@@ -54,6 +75,9 @@ impl<E: Clone> Outbox<E> {
     pub fn push(&mut self, event: E) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if !self.keeping {
+            return seq;
+        }
         if self.ring.len() == self.capacity {
             self.ring.pop_front();
         }
@@ -108,5 +132,19 @@ mod tests {
             Resume::Snapshot,
             "a number from the future"
         );
+    }
+
+    #[test]
+    fn an_unread_stream_numbers_events_but_keeps_them_only_once_opened() {
+        let mut o = Outbox::unread(8);
+        assert_eq!(o.push("a"), 1);
+        assert_eq!(o.push("b"), 2);
+        assert!(o.ring.is_empty(), "nobody could ask for these again");
+        o.open();
+        let (s, seq) = (o.stream().to_string(), o.last_seq());
+        assert_eq!(seq, 2, "the client starts after what it never saw");
+        o.push("c");
+        assert_eq!(o.resume(&s, seq), Resume::Replay(vec![(3, "c")]));
+        assert_eq!(o.resume(&s, 1), Resume::Snapshot, "before it was opened");
     }
 }
