@@ -105,8 +105,8 @@ pub struct Enter {
     /// Raise the popup alert (not when rebuilding after a restart).
     pub alert: bool,
     /// The caller tells the customer the answer itself (a new session's
-    /// reply and first event), so the batched round only speaks again when
-    /// the position or estimate changes, instead of repeating it.
+    /// `session_started` reply), so the batched round only speaks again
+    /// when the position or estimate changes, instead of repeating it.
     pub reported: bool,
 }
 
@@ -120,13 +120,14 @@ impl Handler<Enter> for QueueActor {
             .position(&summary.session)
             .unwrap_or(self.queue.len());
         let estimate = self.queue.estimate_secs(position);
+        // After a transfer or a restart the customer hears their position
+        // through the batched round; a new session's reply has told it
+        // already (`reported`), so for them the round tells only a change.
         if msg.reported {
             self.told
                 .insert(summary.session.clone(), (position, estimate));
         }
         self.gauge();
-        // The customer hears their position through the batched update,
-        // whether they arrived now, by transfer, or from a restart.
         self.schedule_positions(ctx);
         if msg.alert {
             self.hub.push_to_watchers(

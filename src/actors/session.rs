@@ -1394,7 +1394,7 @@ async fn start_with_id(
         queue_addr.send(Enter {
             summary,
             alert: true,
-            // The reply and event 1 below carry the answer.
+            // The session_started reply carries the answer (StartPosition).
             reported: true,
         }),
         hub.store.flush(),
