@@ -99,19 +99,15 @@ pub fn headlines(r: &ScenarioResult) -> Vec<(&'static str, f64)> {
 /// every run's headlines attached. A median of whole runs rather than of
 /// each figure, so every figure reported comes from one real run.
 pub fn median_run(results: Vec<ScenarioResult>) -> Option<ScenarioResult> {
-    let runs: Vec<BTreeMap<String, f64>> = results
-        .iter()
-        .map(|r| {
-            headlines(r)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect()
-        })
-        .collect();
-    let key = |r: &ScenarioResult| headlines(r).first().map_or(0.0, |(_, v)| *v);
+    let heads: Vec<Vec<(&str, f64)>> = results.iter().map(headlines).collect();
+    let key = |i: usize| heads[i].first().map_or(0.0, |(_, v)| *v);
     let mut order: Vec<usize> = (0..results.len()).collect();
-    order.sort_by(|a, b| key(&results[*a]).total_cmp(&key(&results[*b])));
+    order.sort_by(|a, b| key(*a).total_cmp(&key(*b)));
     let pick = *order.get(order.len().checked_sub(1)? / 2)?;
+    let runs: Vec<BTreeMap<String, f64>> = heads
+        .iter()
+        .map(|h| h.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+        .collect();
     let mut median = results.into_iter().nth(pick)?;
     if runs.len() > 1 {
         median.runs = runs;
