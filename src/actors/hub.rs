@@ -224,9 +224,25 @@ impl Hub {
         })
     }
 
+    /// Whether pushing to a rep can reach anyone: only once a console has
+    /// been given the rep's stream since the server started. Before that no
+    /// console can ask for the rep's events, and a queue event would be a
+    /// message to an actor that drops it; with a team of ten and one rep
+    /// logged in, nine of every ten.
+    fn listening(&self, rep: &str) -> bool {
+        self.presence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(rep)
+            .is_some_and(|p| p.listening)
+    }
+
     /// Pushes an event to one rep (all their consoles), numbered in their
-    /// stream.
+    /// stream; nothing if no console has ever been given that stream.
     pub fn push_to_rep(&self, rep: &str, event: Event) {
+        if !self.listening(rep) {
+            return;
+        }
         if let Ok(addr) = self.directory.rep(rep) {
             addr.do_send(Push(event));
         }
@@ -250,4 +266,7 @@ pub struct Presence {
     pub available_since: crate::domain::ids::Millis,
     /// Sessions the rep is in (or has reserved a place for).
     pub sessions: u32,
+    /// A console has been given the rep's event stream since the server
+    /// started (see [`Hub::push_to_rep`]).
+    pub listening: bool,
 }

@@ -62,6 +62,7 @@ impl RepActor {
                 auto_assign: self.state.auto_assign,
                 available_since: self.state.available_since,
                 sessions: self.sessions.len() as u32,
+                listening: self.outbox.is_open(),
             },
         );
     }

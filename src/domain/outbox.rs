@@ -61,6 +61,11 @@ impl<E: Clone> Outbox<E> {
         self.keeping = true;
     }
 
+    /// Whether a client has been given the stream (see [`Outbox::open`]).
+    pub fn is_open(&self) -> bool {
+        self.keeping
+    }
+
     /// The stream's id: changes on every restart of the server.
     pub fn stream(&self) -> &str {
         &self.stream
