@@ -39,13 +39,23 @@ struct EnvelopeIn<T> {
     data: T,
 }
 
+/// Room reserved for an encoded record (a session is 600 to 1,000 bytes):
+/// an encoder starting from an empty buffer would double it about seven
+/// times, copying each time, on every durable write.
+const RECORD_CAPACITY: usize = 1024;
+
 pub fn encode<T: Record>(record: &T) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(&EnvelopeOut {
-        kind: T::KIND,
-        v: T::VERSION,
-        data: record,
-    })
-    .map_err(|e| StoreError::Backend(format!("cannot encode {}: {e}", T::KIND)))
+    let mut buf = Vec::with_capacity(RECORD_CAPACITY);
+    rmp_serde::encode::write_named(
+        &mut buf,
+        &EnvelopeOut {
+            kind: T::KIND,
+            v: T::VERSION,
+            data: record,
+        },
+    )
+    .map_err(|e| StoreError::Backend(format!("cannot encode {}: {e}", T::KIND)))?;
+    Ok(buf)
 }
 
 pub fn decode<T: Record>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
