@@ -170,6 +170,46 @@ async fn reps_see_their_queues_and_only_their_alerts() {
 }
 
 #[actix_web::test]
+async fn a_rep_who_logs_in_late_sees_the_queue_and_no_stale_alerts() {
+    let app = spawn_app().await;
+    // Two customers wait in team network before bob has ever logged in.
+    let mut dana = app.customer(ClientKind::Desktop).await;
+    let first = start_issue(&mut dana, "vpn", "Dana").await;
+    let mut eve = app.customer(ClientKind::Desktop).await;
+    let second = start_issue(&mut eve, "vpn", "Eve").await;
+
+    let mut bob = app.rep("bob").await;
+    // The queue view shows both; no alert from before the login arrives.
+    let waiting: Vec<String> = view(&bob, "team:network", SortBy::Wait)
+        .await
+        .items
+        .into_iter()
+        .map(|i| i.summary.session)
+        .collect();
+    assert_eq!(waiting, [first.session.clone(), second.session.clone()]);
+    assert!(
+        stays_quiet(&mut bob, |e| matches!(e, Event::QueueEntered { .. })).await,
+        "no alert for a session that entered before the login"
+    );
+
+    // The next customer is the first event of bob's stream: nothing from
+    // before his login was numbered in it.
+    let mut fay = app.customer(ClientKind::Desktop).await;
+    let third = start_issue(&mut fay, "vpn", "Fay").await;
+    match bob.next_pushed(WAIT).await {
+        Some(Pushed::Event {
+            seq,
+            event: Event::QueueEntered { session, .. },
+            ..
+        }) => {
+            assert_eq!(session.session, third.session);
+            assert_eq!(seq, 1, "the first event of the rep's stream");
+        }
+        other => panic!("expected the alert for {}, got {other:?}", third.session),
+    }
+}
+
+#[actix_web::test]
 async fn favorites_are_kept_per_rep_and_shared_between_consoles() {
     let app = spawn_app().await;
     let alice = app.rep("alice").await;
