@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::common::*;
+use switchboard::actors::queue::POSITION_ROUND;
 use switchboard::admin::RepInput;
 use switchboard::client::{Client, Pushed};
 use switchboard::domain::catalog::Permissions;
@@ -621,8 +622,10 @@ async fn waiting_customers_hear_their_position_and_estimate() {
         ids.push(v.session);
         customers.push(c);
     }
-    // The reply told each their place; the queue's batched round (200 ms)
-    // does not say it again while it has not changed.
+    // The reply told each their place; the queue's batched round, which
+    // has run once all three have waited a round out, does not say it again
+    // while it has not changed.
+    tokio::time::sleep(POSITION_ROUND).await;
     for (i, c) in customers.iter_mut().enumerate() {
         let repeated: Vec<Pushed> = pushed_until_quiet(c)
             .await

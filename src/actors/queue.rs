@@ -25,8 +25,12 @@ use crate::protocol::{Event, LeftQueueReason, QueueItem, QueueView};
 use crate::store::{self, Expect};
 
 /// Position updates are batched: a busy queue tells each customer at most
-/// this often, instead of once per change (which is O(queue length) each).
-const POSITION_DEBOUNCE: Duration = Duration::from_millis(200);
+/// once per round, instead of once per change (which is O(queue length)
+/// each). A second is soon enough for a "you are number 3" display, and it
+/// bounds the cost of a long queue that moves fast: with 500 waiting and
+/// five accepts a second, one round a second tells 500 customers where
+/// five rounds would tell 2,500. Public so tests can wait a round out.
+pub const POSITION_ROUND: Duration = Duration::from_secs(1);
 
 pub struct QueueActor {
     id: QueueId,
@@ -67,7 +71,7 @@ impl QueueActor {
     fn schedule_positions(&mut self, ctx: &mut Context<Self>) {
         if !self.positions_pending {
             self.positions_pending = true;
-            ctx.run_later(POSITION_DEBOUNCE, |act, _| act.tell_positions());
+            ctx.run_later(POSITION_ROUND, |act, _| act.tell_positions());
         }
     }
 
