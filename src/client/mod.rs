@@ -382,6 +382,51 @@ impl Drop for Client {
     }
 }
 
+/// Opens a TCP connection (no delay) to `remote` from the local address
+/// `local`, the port chosen by the system.
+///
+/// On Linux the port is chosen when connecting, not when binding
+/// (`IP_BIND_ADDRESS_NO_PORT`). A port taken at bind time must be free for
+/// every destination, so a load generator that opens and closes thousands
+/// of connections a second soon finds its ports all held in TIME_WAIT, and
+/// each bind then searches the whole range on the generator's CPU. A port
+/// taken at connect time only has to be free for this one destination, and
+/// on loopback the kernel may reuse one in TIME_WAIT.
+pub async fn connect_tcp_from(
+    remote: std::net::SocketAddr,
+    local: std::net::IpAddr,
+) -> std::io::Result<TcpStream> {
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // IPv4 only: the load generator's sources are 127.0.0.x.
+    #[cfg(target_os = "linux")]
+    if local.is_ipv4() {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a plain setsockopt on a socket this function owns, with a
+        // pointer to a live c_int and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    socket.bind(std::net::SocketAddr::new(local, 0))?;
+    let stream = socket.connect(remote).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 async fn open(
     url: &str,
     local: Option<std::net::IpAddr>,
@@ -405,17 +450,7 @@ async fn open(
                 .map_err(|e| io(&e))?
                 .find(|a| a.is_ipv4() == ip.is_ipv4())
                 .ok_or_else(|| ClientError::Io(format!("cannot resolve {authority}")))?;
-            let socket = if ip.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()
-            } else {
-                tokio::net::TcpSocket::new_v6()
-            }
-            .map_err(|e| io(&e))?;
-            socket
-                .bind(std::net::SocketAddr::new(ip, 0))
-                .map_err(|e| io(&e))?;
-            let stream = socket.connect(remote).await.map_err(|e| io(&e))?;
-            let _ = stream.set_nodelay(true);
+            let stream = connect_tcp_from(remote, ip).await.map_err(|e| io(&e))?;
             tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
                 .await
                 .map_err(|e| io(&e))?

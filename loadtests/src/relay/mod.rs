@@ -150,12 +150,14 @@ pub async fn connect(url: &str, local: Option<IpAddr>) -> anyhow::Result<RelayCl
         .and_then(|r| r.split('/').next())
         .ok_or_else(|| anyhow::anyhow!("not a ws:// URL: {url}"))?;
     let remote: SocketAddr = authority.parse()?;
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    if let Some(ip) = local {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(remote).await?;
-    stream.set_nodelay(true)?;
+    let stream = match local {
+        Some(ip) => switchboard::client::connect_tcp_from(remote, ip).await?,
+        None => {
+            let stream = TcpStream::connect(remote).await?;
+            stream.set_nodelay(true)?;
+            stream
+        }
+    };
     let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
     let (sink, mut stream) = ws.split();
     let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
