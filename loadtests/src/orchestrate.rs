@@ -268,13 +268,9 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
             } else {
                 String::new()
             };
-            // The relay baselines first (none for routing: sled is its
-            // baseline): the bare one, then the same relay on actix-ws.
-            let stacks: &[RelayStack] = match scenario {
-                Scenario::Routing => &[],
-                _ => &[RelayStack::Tungstenite, RelayStack::ActixWs],
-            };
-            for &stack in stacks {
+            // The relay baselines first: the bare one, then the same relay
+            // on actix-ws.
+            for stack in [RelayStack::Tungstenite, RelayStack::ActixWs] {
                 let name = stack
                     .to_possible_value()
                     .map_or("?".into(), |v| v.get_name().to_string());

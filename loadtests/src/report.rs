@@ -439,7 +439,7 @@ impl Report {
     fn stack_table(&self, m: &mut String) {
         // (scenario, figure, the relays' value, Switchboard's value)
         type Get = fn(Option<&ScenarioResult>) -> Option<f64>;
-        let rows: [(&str, &str, Get, Get); 4] = [
+        let rows: [(&str, &str, Get, Get); 5] = [
             (
                 "idle",
                 "memory per connection (KiB)",
@@ -451,6 +451,12 @@ impl Report {
                 "idle CPU per connection (us/s)",
                 |r| fig(r, "server_cpu_us_per_sec_per_connection"),
                 |r| fig(r, "server_cpu_us_per_sec_per_connection"),
+            ),
+            (
+                "routing",
+                "sessions per second (relays: the connection and requests alone)",
+                |r| fig(r, "sessions_per_sec"),
+                |r| fig(r, "sessions_per_sec"),
             ),
             (
                 "chat",

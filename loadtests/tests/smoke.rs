@@ -124,6 +124,24 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     assert!(routing.figures["store_writes_per_session"] >= 1.0);
     report.add(routing);
 
+    // The relay variant routes whole sessions on both stacks too.
+    for url in [rl.clone(), actix_rl.clone()] {
+        let mut routing = args(Scenario::Routing, url.clone(), Protocol::Relay);
+        routing.connections = 4;
+        let mut routing = run_scenario(&routing).await.unwrap();
+        assert!(
+            routing.counts["sessions_completed"] > 0,
+            "{url}: {:?}",
+            routing.errors
+        );
+        assert_eq!(routing.counts["errors"], 0, "{url}: {:?}", routing.errors);
+        assert!(routing.latency["session_join_to_end"].p99_us > 0);
+        if url == actix_rl {
+            routing.protocol = ACTIX_RELAY.into();
+        }
+        report.add(routing);
+    }
+
     for (url, protocol) in [
         (sb, Protocol::Switchboard),
         (rl, Protocol::Relay),
@@ -166,6 +184,7 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         json["switchboard"]["join_alert"]["latency"]["join_to_alert"]["p99_us"].as_u64() > Some(0)
     );
     assert!(json["relay_actix_ws"]["chat"]["figures"]["messages_per_sec"].as_f64() > Some(0.0));
+    assert!(json["relay_actix_ws"]["routing"]["figures"]["sessions_per_sec"].as_f64() > Some(0.0));
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("## The stack alone"), "{summary}");
 }

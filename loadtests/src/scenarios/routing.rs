@@ -7,16 +7,24 @@
 //! session to end, leave, again. Reps accept on the alert, then end the
 //! session. The durable writes per session are read from the server's
 //! /metrics (`switchboard_store_write_seconds_count`).
-use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! The relay variant does the same connections and requests with no queue
+//! and no storage (see [`run_relay`]), so the ratio of the two says what
+//! Switchboard's own work costs per session on top of its WebSocket stack.
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use switchboard::client::Pushed;
 use switchboard::protocol::{Entry, Event, RequestBody};
+use tokio_tungstenite::tungstenite::Message;
 
-use super::{login_reps, scrape, timed_bar, Errors, Params, ScenarioResult, ServerWatch, Target};
-use crate::catalog;
+use super::{
+    login_reps, scrape, timed_bar, Errors, Params, Protocol, ScenarioResult, ServerWatch, Target,
+};
 use crate::stats::Recorder;
+use crate::{catalog, relay};
 
 /// How long a customer waits for their session to end before giving up.
 const SESSION_LIMIT: Duration = Duration::from_secs(15);
@@ -26,6 +34,13 @@ const WARMUP: Duration = Duration::from_secs(2);
 const WRITES: &str = "switchboard_store_write_seconds_count";
 
 pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
+    match p.protocol {
+        Protocol::Switchboard => run_switchboard(t, p).await,
+        Protocol::Relay => run_relay(t, p).await,
+    }
+}
+
+async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let mut r = ScenarioResult::new("routing", p);
     let teams = p.teams.max(1);
     let reps = login_reps(t, teams, 16).await?;
@@ -170,4 +185,162 @@ pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     r.server = usage;
     r.errors = errors.first();
     Ok(r)
+}
+
+/// What a relay frame of this scenario says, in the frame's stamp field:
+/// the customer's id for a join (so the rep knows whom to answer), these
+/// two for the rep's answers.
+const ACCEPTED: u64 = 1;
+const ENDED: u64 = 2;
+
+/// The relay baseline: a routed session's connection and requests, and
+/// nothing else. `teams` rep connections stay open. Each customer lane
+/// loops: open a new WebSocket (the relay's id frame stands for the hello
+/// reply), send a frame to itself and read it back (the hello), send a join
+/// to its lane's rep and wait for the rep's end; the rep answers each join
+/// with an accept and an end sent to that customer; the customer closes.
+/// Four frames in and five out per session, where Switchboard's session is
+/// four requests in and eleven frames out (four replies and seven events)
+/// and about four durable writes: those are Switchboard's own work.
+async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
+    let mut r = ScenarioResult::new("routing", p);
+    let teams = p.teams.max(1);
+    let size = p.message_bytes + 16;
+    let errors = Arc::new(Errors::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut rep_ids = Vec::new();
+    let mut rep_tasks = Vec::new();
+    for i in 0..teams {
+        let mut rep = relay::connect(t.url(i), t.source(i)).await?;
+        rep_ids.push(rep.id);
+        let (errors, stop) = (errors.clone(), stop.clone());
+        rep_tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let next = tokio::time::timeout(Duration::from_millis(200), rep.stream.next());
+                match next.await {
+                    Ok(Some(Ok(Message::Binary(b)))) => {
+                        let Some(customer) = relay::stamp_of(&b) else {
+                            continue;
+                        };
+                        for answer in [ACCEPTED, ENDED] {
+                            if let Err(e) =
+                                rep.sink.send(relay::frame(customer, answer, size)).await
+                            {
+                                return errors.add(format!("rep answer: {e}"));
+                            }
+                        }
+                    }
+                    Ok(None) | Ok(Some(Err(_))) => break,
+                    _ => {}
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    let measure_from = start + WARMUP;
+    let measure_to = measure_from + p.duration;
+    let sessions = Arc::new(Recorder::new(start));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut lanes = Vec::new();
+    for lane in 0..p.connections.max(1) {
+        let rep = rep_ids[lane % teams];
+        let (t, errors, sessions, done) =
+            (t.clone(), errors.clone(), sessions.clone(), done.clone());
+        lanes.push(tokio::spawn(async move {
+            let lanes_f = lane as f64 / 1000.0;
+            tokio::time::sleep(Duration::from_secs_f64(lanes_f.min(1.0))).await;
+            let mut k = 0usize;
+            while Instant::now() < measure_to {
+                let i = lane + k * 100_000;
+                k += 1;
+                let mut c = match relay::connect(t.url(i), t.source(i)).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        errors.add(format!("connect: {e}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let t0 = Instant::now();
+                match relay_session(&mut c, rep, size).await {
+                    Ok(()) => {
+                        let now = Instant::now();
+                        sessions.record(now - t0);
+                        if now >= measure_from && now < measure_to {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => errors.add(e),
+                }
+                // Close the way Switchboard's client does: a close frame,
+                // then drop the connection without waiting for the answer.
+                let _ = c.sink.close().await;
+            }
+        }));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let watch = ServerWatch::start(t.server_pid);
+    let pb = timed_bar(p.duration, "relay routing");
+    while Instant::now() < measure_to {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        pb.set_position(measure_from.elapsed().as_secs());
+        pb.set_message(format!("{} sessions", done.load(Ordering::Relaxed)));
+    }
+    pb.finish_and_clear();
+    let usage = watch.finish();
+    for l in lanes {
+        let _ = tokio::time::timeout_at((measure_to + SESSION_LIMIT).into(), l).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in rep_tasks {
+        let _ = t.await;
+    }
+    let completed = done.load(Ordering::Relaxed);
+    r.count("sessions_completed", completed);
+    r.count("errors", errors.total());
+    r.count("reps", teams as u64);
+    r.count("customer_lanes", p.connections as u64);
+    r.figure(
+        "sessions_per_sec",
+        completed as f64 / p.duration.as_secs_f64(),
+    );
+    r.latency
+        .insert("session_join_to_end".into(), sessions.summary());
+    r.series
+        .insert("session_join_to_end".into(), sessions.series());
+    r.server = usage;
+    r.errors = errors.first();
+    Ok(r)
+}
+
+/// One relay session on an open customer connection: hello (an echo),
+/// join, then the rep's accept and end.
+async fn relay_session(c: &mut relay::RelayClient, rep: u64, size: usize) -> Result<(), String> {
+    let hello = relay::frame(0, 0, size);
+    c.sink
+        .send(hello)
+        .await
+        .map_err(|e| format!("hello: {e}"))?;
+    let join = relay::frame(rep, c.id, size);
+    let mut joined = false;
+    loop {
+        let next = tokio::time::timeout(SESSION_LIMIT, c.stream.next());
+        match next.await {
+            Ok(Some(Ok(Message::Binary(b)))) => match relay::stamp_of(&b) {
+                Some(0) if !joined => {
+                    joined = true;
+                    c.sink
+                        .send(join.clone())
+                        .await
+                        .map_err(|e| format!("join: {e}"))?;
+                }
+                Some(ENDED) => return Ok(()),
+                _ => {}
+            },
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(format!("session: {e}")),
+            Ok(None) => return Err("the relay closed the session".into()),
+            Err(_) => return Err("session did not end in time".into()),
+        }
+    }
 }
