@@ -144,15 +144,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
         Some(h) => scrape(h, WRITES).await,
         None => None,
     };
-    let watch = ServerWatch::start(t.server_pid);
-    let pb = timed_bar(p.duration, "routing");
-    while Instant::now() < measure_to {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        pb.set_position(measure_from.elapsed().as_secs());
-        pb.set_message(format!("{} sessions", done.load(Ordering::Relaxed)));
-    }
-    pb.finish_and_clear();
-    let usage = watch.finish();
+    let usage = measured_window(t, p, measure_from, "routing", &done).await;
     let writes_after = match &http {
         Some(h) => scrape(h, WRITES).await,
         None => None,
@@ -166,25 +158,62 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     }
     let completed = done.load(Ordering::Relaxed);
     let secs = p.duration.as_secs_f64();
-    r.count("sessions_completed", completed);
-    r.count("errors", errors.total());
-    r.count("reps", teams as u64);
-    r.count("customer_lanes", p.connections as u64);
-    r.figure("sessions_per_sec", completed as f64 / secs);
+    record(&mut r, p, teams, completed, &errors, &sessions, usage);
     if let (Some(a), Some(b)) = (writes_after, writes_before) {
         r.figure("store_writes_per_sec", (a - b) / secs);
         if completed > 0 {
             r.figure("store_writes_per_session", (a - b) / completed as f64);
         }
     }
+    r.latency.insert("accept_reply".into(), accepts.summary());
+    Ok(r)
+}
+
+/// The figures both variants report.
+fn record(
+    r: &mut ScenarioResult,
+    p: &Params,
+    teams: usize,
+    completed: u64,
+    errors: &Errors,
+    sessions: &Recorder,
+    usage: Option<super::ServerUsage>,
+) {
+    r.count("sessions_completed", completed);
+    r.count("errors", errors.total());
+    r.count("reps", teams as u64);
+    r.count("customer_lanes", p.connections as u64);
+    r.figure(
+        "sessions_per_sec",
+        completed as f64 / p.duration.as_secs_f64(),
+    );
     r.latency
         .insert("session_join_to_end".into(), sessions.summary());
-    r.latency.insert("accept_reply".into(), accepts.summary());
     r.series
         .insert("session_join_to_end".into(), sessions.series());
     r.server = usage;
     r.errors = errors.first();
-    Ok(r)
+}
+
+/// Watches the server over the measured window (from `from`, for the
+/// run's duration) with a progress bar of sessions `done`.
+async fn measured_window(
+    t: &Target,
+    p: &Params,
+    from: Instant,
+    what: &str,
+    done: &AtomicU64,
+) -> Option<super::ServerUsage> {
+    let watch = ServerWatch::start(t.server_pid);
+    let pb = timed_bar(p.duration, what);
+    let to = from + p.duration;
+    while Instant::now() < to {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        pb.set_position(from.elapsed().as_secs());
+        pb.set_message(format!("{} sessions", done.load(Ordering::Relaxed)));
+    }
+    pb.finish_and_clear();
+    watch.finish()
 }
 
 /// What a relay frame of this scenario says, in the frame's stamp field:
@@ -279,15 +308,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
         }));
     }
     tokio::time::sleep_until(measure_from.into()).await;
-    let watch = ServerWatch::start(t.server_pid);
-    let pb = timed_bar(p.duration, "relay routing");
-    while Instant::now() < measure_to {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        pb.set_position(measure_from.elapsed().as_secs());
-        pb.set_message(format!("{} sessions", done.load(Ordering::Relaxed)));
-    }
-    pb.finish_and_clear();
-    let usage = watch.finish();
+    let usage = measured_window(t, p, measure_from, "relay routing", &done).await;
     for l in lanes {
         let _ = tokio::time::timeout_at((measure_to + SESSION_LIMIT).into(), l).await;
     }
@@ -296,20 +317,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
         let _ = t.await;
     }
     let completed = done.load(Ordering::Relaxed);
-    r.count("sessions_completed", completed);
-    r.count("errors", errors.total());
-    r.count("reps", teams as u64);
-    r.count("customer_lanes", p.connections as u64);
-    r.figure(
-        "sessions_per_sec",
-        completed as f64 / p.duration.as_secs_f64(),
-    );
-    r.latency
-        .insert("session_join_to_end".into(), sessions.summary());
-    r.series
-        .insert("session_join_to_end".into(), sessions.series());
-    r.server = usage;
-    r.errors = errors.first();
+    record(&mut r, p, teams, completed, &errors, &sessions, usage);
     Ok(r)
 }
 
