@@ -149,6 +149,14 @@ fn fig(r: Option<&ScenarioResult>, k: &str) -> Option<f64> {
     r?.figures.get(k).copied()
 }
 
+/// Microseconds of server CPU per routed session over the measured window:
+/// unlike sessions/s, it does not depend on whether the generator kept the
+/// server's core busy.
+fn cpu_per_session(r: Option<&ScenarioResult>) -> Option<f64> {
+    let rate = fig(r, "sessions_per_sec").filter(|v| *v > 0.0)?;
+    Some(r?.server.as_ref()?.cpu_cores * 1e6 / rate)
+}
+
 fn p99(r: Option<&ScenarioResult>, k: &str) -> Option<f64> {
     r?.latency
         .get(k)
@@ -439,7 +447,7 @@ impl Report {
     fn stack_table(&self, m: &mut String) {
         // (scenario, figure, the relays' value, Switchboard's value)
         type Get = fn(Option<&ScenarioResult>) -> Option<f64>;
-        let rows: [(&str, &str, Get, Get); 5] = [
+        let rows: [(&str, &str, Get, Get); 6] = [
             (
                 "idle",
                 "memory per connection (KiB)",
@@ -457,6 +465,12 @@ impl Report {
                 "sessions per second (relays: the connection and requests alone)",
                 |r| fig(r, "sessions_per_sec"),
                 |r| fig(r, "sessions_per_sec"),
+            ),
+            (
+                "routing",
+                "server CPU per session (us)",
+                cpu_per_session,
+                cpu_per_session,
             ),
             (
                 "chat",
@@ -657,6 +671,35 @@ mod tests {
             .unwrap()
             .contains("messages_per_sec"));
         assert!(dir.path().join("latency.png").exists());
+    }
+
+    #[test]
+    fn the_stack_table_gives_cpu_per_routed_session() {
+        let mut rep = Report::new();
+        for (protocol, rate) in [
+            ("relay", 5000.0),
+            (ACTIX_RELAY, 2500.0),
+            ("switchboard", 500.0),
+        ] {
+            let mut r = ScenarioResult {
+                scenario: "routing".into(),
+                protocol: protocol.into(),
+                server: Some(crate::scenarios::ServerUsage {
+                    cpu_cores: 0.5,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            r.figure("sessions_per_sec", rate);
+            rep.add(r);
+        }
+        let md = rep.markdown();
+        assert!(
+            md.contains(
+                "| routing | server CPU per session (us) | 100 | 200 | 1000 | 2.00 | 5.00 |"
+            ),
+            "{md}"
+        );
     }
 
     fn chat_run(rate: f64, errors: &str) -> ScenarioResult {
