@@ -382,8 +382,8 @@ impl Drop for Client {
     }
 }
 
-/// Opens a TCP connection (no delay) to `remote` from the local address
-/// `local`, the port chosen by the system.
+/// Opens a TCP connection (no delay) to `remote`, from the local address
+/// `local` when one is given, the port chosen by the system.
 ///
 /// On Linux the port is chosen when connecting, not when binding
 /// (`IP_BIND_ADDRESS_NO_PORT`). A port taken at bind time must be free for
@@ -394,8 +394,13 @@ impl Drop for Client {
 /// on loopback the kernel may reuse one in TIME_WAIT.
 pub async fn connect_tcp_from(
     remote: std::net::SocketAddr,
-    local: std::net::IpAddr,
+    local: Option<std::net::IpAddr>,
 ) -> std::io::Result<TcpStream> {
+    let Some(local) = local else {
+        let stream = TcpStream::connect(remote).await?;
+        stream.set_nodelay(true)?;
+        return Ok(stream);
+    };
     let socket = if local.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -450,7 +455,9 @@ async fn open(
                 .map_err(|e| io(&e))?
                 .find(|a| a.is_ipv4() == ip.is_ipv4())
                 .ok_or_else(|| ClientError::Io(format!("cannot resolve {authority}")))?;
-            let stream = connect_tcp_from(remote, ip).await.map_err(|e| io(&e))?;
+            let stream = connect_tcp_from(remote, Some(ip))
+                .await
+                .map_err(|e| io(&e))?;
             tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
                 .await
                 .map_err(|e| io(&e))?

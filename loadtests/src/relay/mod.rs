@@ -150,14 +150,7 @@ pub async fn connect(url: &str, local: Option<IpAddr>) -> anyhow::Result<RelayCl
         .and_then(|r| r.split('/').next())
         .ok_or_else(|| anyhow::anyhow!("not a ws:// URL: {url}"))?;
     let remote: SocketAddr = authority.parse()?;
-    let stream = match local {
-        Some(ip) => switchboard::client::connect_tcp_from(remote, ip).await?,
-        None => {
-            let stream = TcpStream::connect(remote).await?;
-            stream.set_nodelay(true)?;
-            stream
-        }
-    };
+    let stream = switchboard::client::connect_tcp_from(remote, local).await?;
     let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
     let (sink, mut stream) = ws.split();
     let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())

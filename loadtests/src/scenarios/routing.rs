@@ -45,14 +45,10 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     let teams = p.teams.max(1);
     let reps = login_reps(t, teams, 16).await?;
     let errors = Arc::new(Errors::default());
-    let start = Instant::now();
-    let measure_from = start + WARMUP;
-    let measure_to = measure_from + p.duration;
-    let stop_at = measure_to + SESSION_LIMIT;
-    let sessions = Arc::new(Recorder::new(start));
-    let accepts = Arc::new(Recorder::new(start));
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tally = Tally::new(p.duration);
+    let stop_at = tally.to + SESSION_LIMIT;
+    let accepts = Arc::new(Recorder::new(tally.start));
+    let stop = Arc::new(AtomicBool::new(false));
     let mut rep_tasks = Vec::new();
     for mut rep in reps {
         let (errors, accepts, stop) = (errors.clone(), accepts.clone(), stop.clone());
@@ -91,14 +87,11 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     }
     let mut lanes = Vec::new();
     for lane in 0..p.connections.max(1) {
-        let (t, errors, sessions, done) =
-            (t.clone(), errors.clone(), sessions.clone(), done.clone());
+        let (t, errors, tally) = (t.clone(), errors.clone(), tally.clone());
         lanes.push(tokio::spawn(async move {
-            // Stagger the lanes' first connections over the warm-up.
-            let lanes_f = lane as f64 / 1000.0;
-            tokio::time::sleep(Duration::from_secs_f64(lanes_f.min(1.0))).await;
+            stagger(lane).await;
             let mut k = 0usize;
-            while Instant::now() < measure_to && k < 1_000_000 {
+            while Instant::now() < tally.to && k < 1_000_000 {
                 let i = lane + k * 100_000;
                 k += 1;
                 let mut c = match t.customer(i).await {
@@ -124,27 +117,21 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
                 let ended = c
                     .wait_event(SESSION_LIMIT, |e| matches!(e, Event::SessionEnded { .. }))
                     .await;
-                let now = Instant::now();
                 match ended {
-                    Some(_) => {
-                        sessions.record(now - t0);
-                        if now >= measure_from && now < measure_to {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    Some(_) => tally.ended(t0),
                     None => errors.add("session did not end in time"),
                 }
                 c.close().await;
             }
         }));
     }
-    tokio::time::sleep_until(measure_from.into()).await;
+    tokio::time::sleep_until(tally.from.into()).await;
     let http = t.http_base();
     let writes_before = match &http {
         Some(h) => scrape(h, WRITES).await,
         None => None,
     };
-    let usage = measured_window(t, p, measure_from, "routing", &done).await;
+    let usage = tally.watch(t, p, "routing").await;
     let writes_after = match &http {
         Some(h) => scrape(h, WRITES).await,
         None => None,
@@ -156,9 +143,9 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     for t in rep_tasks {
         let _ = t.await;
     }
-    let completed = done.load(Ordering::Relaxed);
+    let completed = tally.completed();
     let secs = p.duration.as_secs_f64();
-    record(&mut r, p, teams, completed, &errors, &sessions, usage);
+    record(&mut r, p, teams, &tally, &errors, usage);
     if let (Some(a), Some(b)) = (writes_after, writes_before) {
         r.figure("store_writes_per_sec", (a - b) / secs);
         if completed > 0 {
@@ -174,11 +161,11 @@ fn record(
     r: &mut ScenarioResult,
     p: &Params,
     teams: usize,
-    completed: u64,
+    tally: &Tally,
     errors: &Errors,
-    sessions: &Recorder,
     usage: Option<super::ServerUsage>,
 ) {
+    let completed = tally.completed();
     r.count("sessions_completed", completed);
     r.count("errors", errors.total());
     r.count("reps", teams as u64);
@@ -188,32 +175,69 @@ fn record(
         completed as f64 / p.duration.as_secs_f64(),
     );
     r.latency
-        .insert("session_join_to_end".into(), sessions.summary());
+        .insert("session_join_to_end".into(), tally.sessions.summary());
     r.series
-        .insert("session_join_to_end".into(), sessions.series());
+        .insert("session_join_to_end".into(), tally.sessions.series());
     r.server = usage;
     r.errors = errors.first();
 }
 
-/// Watches the server over the measured window (from `from`, for the
-/// run's duration) with a progress bar of sessions `done`.
-async fn measured_window(
-    t: &Target,
-    p: &Params,
+/// Whole sessions over a run, shared by its lanes: every session's join to
+/// end time, and a count of those that ended inside the measured window
+/// (after the warm-up, for the run's duration).
+struct Tally {
+    start: Instant,
     from: Instant,
-    what: &str,
-    done: &AtomicU64,
-) -> Option<super::ServerUsage> {
-    let watch = ServerWatch::start(t.server_pid);
-    let pb = timed_bar(p.duration, what);
-    let to = from + p.duration;
-    while Instant::now() < to {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        pb.set_position(from.elapsed().as_secs());
-        pb.set_message(format!("{} sessions", done.load(Ordering::Relaxed)));
+    to: Instant,
+    sessions: Recorder,
+    done: AtomicU64,
+}
+
+impl Tally {
+    fn new(duration: Duration) -> Arc<Tally> {
+        let start = Instant::now();
+        let from = start + WARMUP;
+        Arc::new(Tally {
+            start,
+            from,
+            to: from + duration,
+            sessions: Recorder::new(start),
+            done: AtomicU64::new(0),
+        })
     }
-    pb.finish_and_clear();
-    watch.finish()
+
+    /// A session whose customer joined at `joined` has just ended.
+    fn ended(&self, joined: Instant) {
+        let now = Instant::now();
+        self.sessions.record(now - joined);
+        if now >= self.from && now < self.to {
+            self.done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn completed(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Watches the server over the measured window with a progress bar of
+    /// sessions completed; call it at the window's start.
+    async fn watch(&self, t: &Target, p: &Params, what: &str) -> Option<super::ServerUsage> {
+        let watch = ServerWatch::start(t.server_pid);
+        let pb = timed_bar(p.duration, what);
+        while Instant::now() < self.to {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            pb.set_position(self.from.elapsed().as_secs());
+            pb.set_message(format!("{} sessions", self.completed()));
+        }
+        pb.finish_and_clear();
+        watch.finish()
+    }
+}
+
+/// Staggers the lanes' first connections over the warm-up.
+async fn stagger(lane: usize) {
+    let secs = (lane as f64 / 1000.0).min(1.0);
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
 }
 
 /// What a relay frame of this scenario says, in the frame's stamp field:
@@ -224,9 +248,9 @@ const ENDED: u64 = 2;
 
 /// The relay baseline: a routed session's connection and requests, and
 /// nothing else. `teams` rep connections stay open. Each customer lane
-/// loops: open a new WebSocket (the relay's id frame stands for the hello
-/// reply), send a frame to itself and read it back (the hello), send a join
-/// to its lane's rep and wait for the rep's end; the rep answers each join
+/// loops: open a new WebSocket (the relay sends it its id), send a frame to
+/// itself and read it back (for the hello and its reply), send a join to
+/// its lane's rep and wait for the rep's end; the rep answers each join
 /// with an accept and an end sent to that customer; the customer closes.
 /// Four frames in and five out per session, where Switchboard's session is
 /// four requests in and eleven frames out (four replies and seven events)
@@ -265,21 +289,15 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
             }
         }));
     }
-    let start = Instant::now();
-    let measure_from = start + WARMUP;
-    let measure_to = measure_from + p.duration;
-    let sessions = Arc::new(Recorder::new(start));
-    let done = Arc::new(AtomicU64::new(0));
+    let tally = Tally::new(p.duration);
     let mut lanes = Vec::new();
     for lane in 0..p.connections.max(1) {
         let rep = rep_ids[lane % teams];
-        let (t, errors, sessions, done) =
-            (t.clone(), errors.clone(), sessions.clone(), done.clone());
+        let (t, errors, tally) = (t.clone(), errors.clone(), tally.clone());
         lanes.push(tokio::spawn(async move {
-            let lanes_f = lane as f64 / 1000.0;
-            tokio::time::sleep(Duration::from_secs_f64(lanes_f.min(1.0))).await;
+            stagger(lane).await;
             let mut k = 0usize;
-            while Instant::now() < measure_to {
+            while Instant::now() < tally.to {
                 let i = lane + k * 100_000;
                 k += 1;
                 let mut c = match relay::connect(t.url(i), t.source(i)).await {
@@ -292,13 +310,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
                 };
                 let t0 = Instant::now();
                 match relay_session(&mut c, rep, size).await {
-                    Ok(()) => {
-                        let now = Instant::now();
-                        sessions.record(now - t0);
-                        if now >= measure_from && now < measure_to {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    Ok(()) => tally.ended(t0),
                     Err(e) => errors.add(e),
                 }
                 // Close the way Switchboard's client does: a close frame,
@@ -307,17 +319,16 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
             }
         }));
     }
-    tokio::time::sleep_until(measure_from.into()).await;
-    let usage = measured_window(t, p, measure_from, "relay routing", &done).await;
+    tokio::time::sleep_until(tally.from.into()).await;
+    let usage = tally.watch(t, p, "relay routing").await;
     for l in lanes {
-        let _ = tokio::time::timeout_at((measure_to + SESSION_LIMIT).into(), l).await;
+        let _ = tokio::time::timeout_at((tally.to + SESSION_LIMIT).into(), l).await;
     }
     stop.store(true, Ordering::Relaxed);
     for t in rep_tasks {
         let _ = t.await;
     }
-    let completed = done.load(Ordering::Relaxed);
-    record(&mut r, p, teams, completed, &errors, &sessions, usage);
+    record(&mut r, p, teams, &tally, &errors, usage);
     Ok(r)
 }
 
