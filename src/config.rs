@@ -189,11 +189,13 @@ impl Default for ServerSettings {
             max_frame_bytes: 64 * 1024,
             outbound_queue: 1024,
             replay_events: 1024,
-            // A ping costs ~17 us of server CPU (mostly the kernel's TCP
-            // path): every 10 s keeps an idle connection under 2 us/s, and
-            // a dead one is noticed within 30 s (Centrifugo and Socket.IO
-            // ping every 25 s). See docs/performance.md.
-            heartbeat_ms: 10_000,
+            // A ping and its pong cost 17 to 31 us of server CPU (mostly the
+            // kernel's TCP path): every 15 s keeps an idle connection near
+            // 2 us/s even on a slow machine, and a dead one is still noticed
+            // 30 to 45 s after it went quiet (Centrifugo and Socket.IO ping
+            // every 25 s). A live client has 15 s to answer a ping, far
+            // more than any round trip. See docs/performance.md.
+            heartbeat_ms: 15_000,
             client_timeout_ms: 30_000,
             hello_timeout_ms: 10_000,
         }
