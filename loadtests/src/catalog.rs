@@ -3,7 +3,8 @@
 //! `i % teams`, so reps `0..teams` are one per team.
 use std::path::Path;
 
-use switchboard::config::{SeedIssueType, SeedRep, SeedTeam, Settings};
+use serde::Serialize;
+use switchboard::config::{Seed, SeedIssueType, SeedRep, SeedTeam, Settings};
 
 pub fn rep_name(i: usize) -> String {
     format!("r{i}")
@@ -55,9 +56,21 @@ pub fn settings(data_dir: &Path, teams: usize, reps: usize) -> Settings {
     s
 }
 
-/// Writes `settings` as a TOML configuration file the server binary reads.
+/// Writes the catalog of `settings` as a TOML configuration file the
+/// server binary reads. Only the catalog: every other key keeps the server
+/// binary's own default, so a run measures the binary it was given.
+/// (Writing the whole struct froze this crate's defaults into the file, and
+/// an A/B run of two server builds never saw a changed default.) The
+/// listen address, data directory and log level come from the environment
+/// (`orchestrate::start_server`).
 pub fn write_config(settings: &Settings, path: &Path) -> anyhow::Result<()> {
-    let text = toml::to_string(settings)?;
+    #[derive(Serialize)]
+    struct CatalogOnly<'a> {
+        seed: &'a Seed,
+    }
+    let text = toml::to_string(&CatalogOnly {
+        seed: &settings.seed,
+    })?;
     std::fs::write(path, text)?;
     Ok(())
 }
@@ -73,6 +86,11 @@ mod tests {
         s.validate().unwrap();
         let path = dir.path().join("c.toml");
         write_config(&s, &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("[server]"),
+            "the server binary's own defaults must apply: {text}"
+        );
         let back = Settings::from_file(&path, true).unwrap();
         assert_eq!(back.seed.reps.len(), 7);
         assert_eq!(back.seed.reps[4].teams, vec!["t1".to_string()]);
