@@ -96,7 +96,39 @@ mod tests {
         assert!(s.rss_kib > 0);
         assert!(s.threads >= 1);
         assert!(open_files(me).unwrap() > 0);
+        // The kernel caps the open-file limit (`nr_open`), so it is never
+        // "unlimited": both numbers must be read.
         let lim = open_file_limit(me);
-        assert!(lim.soft.is_some() || lim.hard.is_none());
+        assert!(lim.soft.is_some() && lim.hard.is_some(), "{lim:?}");
+        assert!(lim.soft <= lim.hard, "{lim:?}");
+    }
+
+    #[test]
+    fn reads_another_process_limit() {
+        // A child that lowered its own soft limit: the figure read must be
+        // the child's, not ours.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "ulimit -S -n 123 && exec sleep 30"])
+            .spawn()
+            .expect("sh runs");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut lim = open_file_limit(pid);
+        // Until the shell has run `ulimit` it still shows our limit.
+        while lim.soft != Some(123) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            lim = open_file_limit(pid);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(lim.soft, Some(123));
+        assert_eq!(lim.hard, open_file_limit(std::process::id()).hard);
+    }
+
+    #[test]
+    fn a_missing_process_has_no_limit() {
+        // pid_max is at most 2^22, so this pid never exists.
+        let lim = open_file_limit(u32::MAX);
+        assert_eq!((lim.soft, lim.hard), (None, None));
     }
 }

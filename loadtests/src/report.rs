@@ -318,14 +318,16 @@ impl Report {
         let mc = &self.machine;
         let _ = writeln!(
             m,
-            "Machine: {} x {}, {} MiB, Linux {}; load average at start {}; generator open-file limit {:?}/{:?}.\n",
+            "Machine: {} x {}, {} MiB, Linux {}; load average at start {}; generator open-file limit {}.\n",
             mc.cpus,
             mc.cpu_model,
             mc.mem_total_kib / 1024,
             mc.kernel,
             mc.loadavg_at_start,
-            mc.generator_open_file_limit_soft,
-            mc.generator_open_file_limit_hard
+            file_limit(
+                mc.generator_open_file_limit_soft,
+                mc.generator_open_file_limit_hard
+            )
         );
         for n in &mc.notes {
             let _ = writeln!(m, "- {n}");
@@ -390,16 +392,15 @@ impl Report {
                 if let Some(s) = &r.server {
                     let _ = writeln!(
                         m,
-                        "- server: RSS {} -> {} KiB, {:.2} CPU s over {:.1} s ({:.2} cores), {} threads, {:?} files open, open-file limit {:?}/{:?}",
+                        "- server: RSS {} -> {} KiB, {:.2} CPU s over {:.1} s ({:.2} cores), {} threads, {} files open, open-file limit {}",
                         s.rss_before_kib,
                         s.rss_after_kib,
                         s.cpu_secs,
                         s.wall_secs,
                         s.cpu_cores,
                         s.threads,
-                        s.open_files,
-                        s.open_file_limit_soft,
-                        s.open_file_limit_hard
+                        known(s.open_files),
+                        file_limit(s.open_file_limit_soft, s.open_file_limit_hard)
                     );
                 }
                 if !r.latency.is_empty() {
@@ -638,6 +639,16 @@ fn num(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
+}
+
+/// A count read from /proc, or "unknown" when it could not be read.
+fn known(v: Option<u64>) -> String {
+    v.map_or_else(|| "unknown".into(), |n| n.to_string())
+}
+
+/// An open-file limit as the summary shows it: "soft 20000, hard 20000".
+pub fn file_limit(soft: Option<u64>, hard: Option<u64>) -> String {
+    format!("soft {}, hard {}", known(soft), known(hard))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchboard_loadtests::cli::{run_scenario, RunArgs, Scenario};
-use switchboard_loadtests::report::{Report, ACTIX_RELAY};
+use switchboard_loadtests::report::{file_limit, Report, ACTIX_RELAY};
 use switchboard_loadtests::scenarios::Protocol;
 use switchboard_loadtests::{catalog, relay};
 
@@ -85,7 +85,11 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     assert_eq!(idle.counts["connected"], 20, "{:?}", idle.errors);
     assert!(idle.figures.contains_key("server_kib_per_connection"));
     let server = idle.server.as_ref().expect("server usage");
-    assert!(server.open_file_limit_hard.is_some() || server.open_file_limit_soft.is_none());
+    // The server here is this test's own process: the result must carry
+    // its open-file limit, as read by the kernel's own accounting.
+    let (soft, hard) = (server.open_file_limit_soft, server.open_file_limit_hard);
+    assert!(soft.is_some() && soft <= hard, "{soft:?}/{hard:?}");
+    assert!(idle.figures["server_kib_per_connection"] > 0.0);
     report.add(idle);
 
     let idle_relay = run_scenario(&args(Scenario::Idle, rl.clone(), Protocol::Relay))
@@ -187,4 +191,13 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     assert!(json["relay_actix_ws"]["routing"]["figures"]["sessions_per_sec"].as_f64() > Some(0.0));
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("## The stack alone"), "{summary}");
+    assert!(
+        summary.contains(&format!("open-file limit {}", file_limit(soft, hard))),
+        "{summary}"
+    );
+    let png = std::fs::read(out.join("latency.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "latency.png is not a PNG"
+    );
 }
