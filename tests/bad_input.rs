@@ -760,3 +760,104 @@ async fn a_connection_without_hello_is_closed_on_time_whatever_the_heartbeat() {
     next.hello("customer").await;
     assert!(next.pings().await);
 }
+
+/// The heartbeat (docs/protocol.md §3.2). A client that answers the
+/// server's pings stays connected however long it says nothing itself; one
+/// that stops answering is closed with 1001 "heartbeat timeout" once
+/// `server.client_timeout_ms` has passed, and not before.
+#[actix_web::test]
+async fn a_silent_connection_is_closed_and_one_that_answers_pings_is_kept() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_app_with(dir, |s| {
+        s.server.heartbeat_ms = 100;
+        s.server.client_timeout_ms = 1_000;
+    })
+    .await;
+    let mut answering = Raw::connect(&app.ws_url()).await;
+    answering.hello("customer").await;
+    let mut silent = Raw::connect(&app.ws_url()).await;
+    silent.hello("customer").await;
+    let quiet_from = std::time::Instant::now();
+
+    // The silent client stops speaking WebSocket: from here on its bytes
+    // are read straight off the TCP socket, so no pong ever goes back
+    // (tungstenite would answer each ping as it read it).
+    let raw_reader = tokio::spawn(async move {
+        let tcp = match silent.ws.get_mut() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
+            _ => panic!("a plain TCP test connection"),
+        };
+        // Pings keep coming, so the deadline is for the whole read, not
+        // for each read.
+        let deadline = tokio::time::Instant::from_std(quiet_from) + WAIT;
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("the silent connection was not closed within {WAIT:?}"),
+            }
+        }
+        (bytes, quiet_from.elapsed())
+    });
+
+    // Two and a half client timeouts long, the answering client only
+    // reads: the server's pings, each answered by tungstenite.
+    let until = tokio::time::Instant::now() + Duration::from_millis(2_500);
+    let mut pings = 0;
+    while let Ok(msg) = tokio::time::timeout_at(until, answering.ws.next()).await {
+        match msg {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("only pings while nobody speaks, got {other:?}"),
+        }
+    }
+    assert!(pings >= 5, "the server pings a quiet client: {pings} pings");
+    assert!(answering.pings().await, "kept open past client_timeout_ms");
+    // The server answers the client's own WebSocket ping, payload and all.
+    answering
+        .ws
+        .send(Message::Ping(b"still there?".to_vec()))
+        .await
+        .expect("sends");
+    let pong = loop {
+        match tokio::time::timeout(WAIT, answering.ws.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) => break p,
+            Ok(Some(Ok(Message::Ping(_)))) => continue,
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    };
+    assert_eq!(pong, b"still there?");
+
+    let (bytes, closed_after) = raw_reader.await.expect("reader finishes");
+    assert!(
+        closed_after >= Duration::from_millis(1_000),
+        "closed after {closed_after:?}, before client_timeout_ms"
+    );
+    // Server frames are unmasked and small here: [FIN|opcode, length, payload].
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 2 {
+        let (opcode, len) = (rest[0] & 0x0f, usize::from(rest[1] & 0x7f));
+        assert!(
+            len < 126 && rest.len() >= 2 + len,
+            "a short frame: {bytes:?}"
+        );
+        frames.push((opcode, rest[2..2 + len].to_vec()));
+        rest = &rest[2 + len..];
+    }
+    let close = frames.iter().find(|(op, _)| *op == 0x8);
+    let (_, payload) = close.unwrap_or_else(|| panic!("no close frame in {frames:?}"));
+    assert_eq!(
+        u16::from_be_bytes([payload[0], payload[1]]),
+        1001,
+        "going away"
+    );
+    assert_eq!(&payload[2..], b"heartbeat timeout");
+    assert!(
+        frames.iter().any(|(op, _)| *op == 0x9),
+        "pinged before being closed: {frames:?}"
+    );
+}
