@@ -171,7 +171,7 @@ impl Connection {
         let close = loop {
             let kill = self.kill_token();
             // The select only says what woke the loop; the work is done in
-            // `on_wake`, boxed, so an idle connection's future holds the
+            // a boxed future, so an idle connection's future holds the
             // branch futures and not the state of a request or a send
             // (several KiB per connection, with thousands connected).
             let wake = tokio::select! {
@@ -183,7 +183,22 @@ impl Connection {
                 _ = heartbeat.tick() => Wake::Heartbeat,
                 _ = &mut hello_deadline, if matches!(self.phase, Phase::New) => Wake::HelloOverdue,
             };
-            if let Next::Close(reason) = Box::pin(self.on_wake(wake)).await {
+            // The commonest wake-ups (a frame for the client, a ping, a
+            // pong) get a future of their own. `on_wake` carries the state
+            // of every request (about 4 KiB), and boxing that for each of
+            // them cost a malloc and free too large for the allocator's
+            // per-thread cache, 25 times per join (docs/performance.md,
+            // change 21).
+            let next = match wake {
+                Wake::Outbound(frame) => Box::pin(self.on_outbound(frame)).await,
+                Wake::Heartbeat => Box::pin(self.on_heartbeat()).await,
+                Wake::Client(Some(Ok(AggregatedMessage::Pong(_)))) => {
+                    self.last_heard = Instant::now();
+                    Next::Continue
+                }
+                wake => Box::pin(self.on_wake(wake)).await,
+            };
+            if let Next::Close(reason) = next {
                 break reason;
             }
         };
@@ -208,10 +223,7 @@ impl Connection {
                 code: CloseCode::Policy,
                 description: Some("too slow: outbound queue full; reconnect and resume".into()),
             })),
-            Wake::Outbound(frame) => match self.send(&frame).await {
-                true => Next::Continue,
-                false => Next::Close(None),
-            },
+            Wake::Outbound(frame) => self.on_outbound(frame).await,
             Wake::Client(None) => Next::Close(None),
             Wake::Client(Some(Ok(m))) => {
                 self.last_heard = Instant::now();
@@ -249,20 +261,7 @@ impl Connection {
                     description: Some(e.to_string()),
                 }))
             }
-            Wake::Heartbeat => {
-                let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
-                if self.last_heard.elapsed() > timeout {
-                    tracing::info!("closing connection: no traffic for {:?}", timeout);
-                    return Next::Close(Some(CloseReason {
-                        code: CloseCode::Away,
-                        description: Some("heartbeat timeout".into()),
-                    }));
-                }
-                match self.ws.ping(b"").await {
-                    Ok(()) => Next::Continue,
-                    Err(_) => Next::Close(None),
-                }
-            }
+            Wake::Heartbeat => self.on_heartbeat().await,
             Wake::HelloOverdue => {
                 self.send_error(
                     None,
@@ -274,6 +273,30 @@ impl Connection {
                     description: Some("no hello".into()),
                 }))
             }
+        }
+    }
+
+    /// An actor queued a frame for the client.
+    async fn on_outbound(&mut self, frame: Outgoing) -> Next {
+        match self.send(&frame).await {
+            true => Next::Continue,
+            false => Next::Close(None),
+        }
+    }
+
+    /// The heartbeat ticked: close a silent connection, ping the others.
+    async fn on_heartbeat(&mut self) -> Next {
+        let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
+        if self.last_heard.elapsed() > timeout {
+            tracing::info!("closing connection: no traffic for {:?}", timeout);
+            return Next::Close(Some(CloseReason {
+                code: CloseCode::Away,
+                description: Some("heartbeat timeout".into()),
+            }));
+        }
+        match self.ws.ping(b"").await {
+            Ok(()) => Next::Continue,
+            Err(_) => Next::Close(None),
         }
     }
 
