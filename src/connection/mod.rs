@@ -171,7 +171,7 @@ impl Connection {
         let close = loop {
             let kill = self.kill_token();
             // The select only says what woke the loop; the work is done in
-            // a boxed future, so an idle connection's future holds the
+            // `on_wake`, boxed, so an idle connection's future holds the
             // branch futures and not the state of a request or a send
             // (several KiB per connection, with thousands connected).
             let wake = tokio::select! {
@@ -183,22 +183,7 @@ impl Connection {
                 _ = heartbeat.tick() => Wake::Heartbeat,
                 _ = &mut hello_deadline, if matches!(self.phase, Phase::New) => Wake::HelloOverdue,
             };
-            // The commonest wake-ups (a frame for the client, a ping, a
-            // pong) get a future of their own. `on_wake` carries the state
-            // of every request (about 4 KiB), and boxing that for each of
-            // them cost a malloc and free too large for the allocator's
-            // per-thread cache, 25 times per join (docs/performance.md,
-            // change 21).
-            let next = match wake {
-                Wake::Outbound(frame) => Box::pin(self.on_outbound(frame)).await,
-                Wake::Heartbeat => Box::pin(self.on_heartbeat()).await,
-                Wake::Client(Some(Ok(AggregatedMessage::Pong(_)))) => {
-                    self.last_heard = Instant::now();
-                    Next::Continue
-                }
-                wake => Box::pin(self.on_wake(wake)).await,
-            };
-            if let Next::Close(reason) = next {
+            if let Next::Close(reason) = Box::pin(self.on_wake(wake)).await {
                 break reason;
             }
         };
@@ -207,12 +192,20 @@ impl Connection {
     }
 
     /// Handles one wake-up of the run loop: go on, or close.
+    ///
+    /// The run loop boxes this future on every wake-up (a frame out, a
+    /// ping, a pong: 25 per join), so it is kept small (624 bytes), within
+    /// the allocator's per-thread cache (1,032). A request (`on_frame`,
+    /// which holds the state of every command) and the rare error and
+    /// goodbye frames are boxed on their own; inline they made every box
+    /// 3.9 KiB, a slow malloc and free each (docs/performance.md, change
+    /// 21).
     async fn on_wake(&mut self, wake: Wake) -> Next {
         match wake {
             Wake::Shutdown => {
-                self.send(&ServerFrame::Goodbye {
+                Box::pin(self.send(&ServerFrame::Goodbye {
                     reason: "the server is shutting down: reconnect and resume".into(),
-                })
+                }))
                 .await;
                 Next::Close(Some(CloseReason {
                     code: CloseCode::Restart,
@@ -223,13 +216,20 @@ impl Connection {
                 code: CloseCode::Policy,
                 description: Some("too slow: outbound queue full; reconnect and resume".into()),
             })),
-            Wake::Outbound(frame) => self.on_outbound(frame).await,
+            Wake::Outbound(frame) => match self.send(&frame).await {
+                true => Next::Continue,
+                false => Next::Close(None),
+            },
             Wake::Client(None) => Next::Close(None),
             Wake::Client(Some(Ok(m))) => {
                 self.last_heard = Instant::now();
                 match m {
-                    AggregatedMessage::Binary(b) => self.on_frame(&b, Encoding::MessagePack).await,
-                    AggregatedMessage::Text(t) => self.on_frame(t.as_bytes(), Encoding::Json).await,
+                    AggregatedMessage::Binary(b) => {
+                        Box::pin(self.on_frame(&b, Encoding::MessagePack)).await
+                    }
+                    AggregatedMessage::Text(t) => {
+                        Box::pin(self.on_frame(t.as_bytes(), Encoding::Json)).await
+                    }
                     AggregatedMessage::Ping(p) => {
                         let _ = self.ws.pong(&p).await;
                     }
@@ -254,49 +254,40 @@ impl Connection {
                     }
                     _ => (ErrorCode::MalformedFrame, CloseCode::Protocol),
                 };
-                self.send_error(None, AppError::new(code, format!("WebSocket error: {e}")))
-                    .await;
+                Box::pin(
+                    self.send_error(None, AppError::new(code, format!("WebSocket error: {e}"))),
+                )
+                .await;
                 Next::Close(Some(CloseReason {
                     code: close,
                     description: Some(e.to_string()),
                 }))
             }
-            Wake::Heartbeat => self.on_heartbeat().await,
+            Wake::Heartbeat => {
+                let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
+                if self.last_heard.elapsed() > timeout {
+                    tracing::info!("closing connection: no traffic for {:?}", timeout);
+                    return Next::Close(Some(CloseReason {
+                        code: CloseCode::Away,
+                        description: Some("heartbeat timeout".into()),
+                    }));
+                }
+                match self.ws.ping(b"").await {
+                    Ok(()) => Next::Continue,
+                    Err(_) => Next::Close(None),
+                }
+            }
             Wake::HelloOverdue => {
-                self.send_error(
+                Box::pin(self.send_error(
                     None,
                     AppError::new(ErrorCode::HelloRequired, "no hello received in time"),
-                )
+                ))
                 .await;
                 Next::Close(Some(CloseReason {
                     code: CloseCode::Policy,
                     description: Some("no hello".into()),
                 }))
             }
-        }
-    }
-
-    /// An actor queued a frame for the client.
-    async fn on_outbound(&mut self, frame: Outgoing) -> Next {
-        match self.send(&frame).await {
-            true => Next::Continue,
-            false => Next::Close(None),
-        }
-    }
-
-    /// The heartbeat ticked: close a silent connection, ping the others.
-    async fn on_heartbeat(&mut self) -> Next {
-        let timeout = Duration::from_millis(self.hub.settings.client_timeout_ms);
-        if self.last_heard.elapsed() > timeout {
-            tracing::info!("closing connection: no traffic for {:?}", timeout);
-            return Next::Close(Some(CloseReason {
-                code: CloseCode::Away,
-                description: Some("heartbeat timeout".into()),
-            }));
-        }
-        match self.ws.ping(b"").await {
-            Ok(()) => Next::Continue,
-            Err(_) => Next::Close(None),
         }
     }
 
