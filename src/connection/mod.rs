@@ -199,7 +199,7 @@ impl Connection {
     /// which holds the state of every command) and the rare error and
     /// goodbye frames are boxed on their own; inline they made every box
     /// 3.9 KiB, a slow malloc and free each (docs/performance.md, change
-    /// 21).
+    /// 21). `a_wake_up_fits_the_allocators_thread_cache` holds it there.
     async fn on_wake(&mut self, wake: Wake) -> Next {
         match wake {
             Wake::Shutdown => {
@@ -526,4 +526,58 @@ async fn recv(rx: &mut Option<mpsc::Receiver<Outgoing>>) -> Option<Outgoing> {
         *rx = None;
     }
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RulesSettings, ServerSettings, SupervisorSettings};
+    use crate::domain::catalog::Catalog;
+    use crate::metrics::Metrics;
+    use crate::store::SledStore;
+    use actix_web::test::TestRequest;
+    use actix_web::FromRequest;
+    use tokio_util::sync::CancellationToken;
+
+    /// glibc's per-thread cache takes chunks up to this size; a larger
+    /// malloc goes to the arena (docs/performance.md, change 21).
+    const THREAD_CACHE_BYTES: usize = 1032;
+
+    /// The run loop boxes `on_wake` on every wake-up. The test runs in a
+    /// debug build, but the future's layout is the same there as in a
+    /// release build (624 bytes in both), so a change that grows it past
+    /// the cache fails here.
+    #[actix_web::test]
+    async fn a_wake_up_fits_the_allocators_thread_cache() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let metrics = Arc::new(Metrics::new());
+        let store = SledStore::open(dir.path(), metrics.store.clone()).expect("sled");
+        let hub = Arc::new(Hub::new(
+            Arc::new(store),
+            metrics,
+            ServerSettings::default(),
+            SupervisorSettings::default(),
+            RulesSettings::default(),
+            Catalog::default(),
+            CancellationToken::new(),
+        ));
+        let (req, mut payload) = TestRequest::get()
+            .insert_header(("upgrade", "websocket"))
+            .insert_header(("connection", "upgrade"))
+            .insert_header(("sec-websocket-version", "13"))
+            .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
+            .to_http_parts();
+        let body = actix_web::web::Payload::from_request(&req, &mut payload)
+            .await
+            .expect("a request body");
+        let (_response, session, _stream) =
+            actix_ws::handle(&req, body).expect("a WebSocket upgrade");
+        let mut conn = Connection::new(hub, session);
+        let wake = conn.on_wake(Wake::Heartbeat);
+        let size = std::mem::size_of_val(&wake);
+        assert!(
+            size <= THREAD_CACHE_BYTES,
+            "on_wake's future is {size} bytes, over the {THREAD_CACHE_BYTES} of the allocator's thread cache: box what grew it"
+        );
+    }
 }
