@@ -237,3 +237,56 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Cmd::All(a) => crate::orchestrate::all(a).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits one shell command into words, keeping "double-quoted" words
+    /// whole: enough for the commands our scripts write.
+    fn shell_words(command: &str) -> Vec<String> {
+        let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+        for c in command.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                c if c.is_whitespace() && !quoted => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+        words
+    }
+
+    /// scripts/build-pgo.sh trains the server with `all` and is too slow
+    /// for CI to run (two whole-program builds): a renamed flag would only
+    /// show when someone next builds with it. This parses its command line.
+    #[test]
+    fn the_pgo_scripts_training_command_parses() {
+        let script = include_str!("../../scripts/build-pgo.sh");
+        let at = script
+            .find("switchboard-loadtests\" all")
+            .expect("the script runs the generator's `all`");
+        let start = script[..at].rfind('\n').map_or(0, |n| n + 1);
+        let mut command = String::new();
+        for line in script[start..].lines() {
+            command.push_str(line.trim_end().trim_end_matches('\\'));
+            command.push(' ');
+            if !line.trim_end().ends_with('\\') {
+                break;
+            }
+        }
+        let mut words = shell_words(&command);
+        words[0] = "switchboard-loadtests".into();
+        let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{words:?}: {e}"));
+        let Cmd::All(all) = cli.cmd else {
+            panic!("not `all`: {words:?}")
+        };
+        assert_eq!(all.idle_connections, 4000, "{words:?}");
+    }
+}
