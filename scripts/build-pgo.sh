@@ -13,7 +13,7 @@
 # The profile is made fresh from the source being built, never committed: a
 # profile of other source is silently ignored function by function. Needs
 # rustup's llvm-tools component (installed here when missing) for
-# llvm-profdata, which must match rustc's LLVM. About 25 minutes on 2 cores.
+# llvm-profdata, which must match rustc's LLVM. About 26 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
