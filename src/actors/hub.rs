@@ -240,18 +240,30 @@ impl Hub {
     /// Pushes an event to one rep (all their consoles), numbered in their
     /// stream; nothing if no console has ever been given that stream.
     pub fn push_to_rep(&self, rep: &str, event: Event) {
-        if !self.listening(rep) {
-            return;
-        }
-        if let Ok(addr) = self.directory.rep(rep) {
-            addr.do_send(Push(event));
+        self.push_shared(rep, &Arc::new(event));
+    }
+
+    /// Pushes one event to several reps. It is shared, not copied: each
+    /// rep keeps it for replay, and an alert goes to every rep of a team.
+    pub fn push_to_reps<'a>(&self, reps: impl IntoIterator<Item = &'a str>, event: Event) {
+        let event = Arc::new(event);
+        for rep in reps {
+            self.push_shared(rep, &event);
         }
     }
 
     /// Pushes an event to every rep who sees a queue.
     pub fn push_to_watchers(&self, queue: &QueueId, event: Event) {
-        for rep in self.watchers(queue).iter() {
-            self.push_to_rep(rep, event.clone());
+        let watchers = self.watchers(queue);
+        self.push_to_reps(watchers.iter().map(String::as_str), event);
+    }
+
+    fn push_shared(&self, rep: &str, event: &Arc<Event>) {
+        if !self.listening(rep) {
+            return;
+        }
+        if let Ok(addr) = self.directory.rep(rep) {
+            addr.do_send(Push(event.clone()));
         }
     }
 }

@@ -26,7 +26,9 @@ pub struct RepActor {
     state: RepState,
     /// Store revision of `state`, for conditional writes.
     revision: Option<u64>,
-    outbox: Outbox<Event>,
+    /// Events are shared with the other reps they went to (an alert goes
+    /// to a whole team), so a ring holds pointers, not copies.
+    outbox: Outbox<Arc<Event>>,
     consoles: Vec<ConnHandle>,
     sessions: BTreeSet<SessionId>,
     /// Armed while the rep has sessions but no console.
@@ -101,15 +103,16 @@ impl RepActor {
         }
     }
 
-    fn push(&mut self, event: Event) {
+    fn push(&mut self, event: impl Into<Arc<Event>>) {
+        let event = event.into();
         let seq = self.outbox.push(event.clone());
         if self.consoles.is_empty() {
             return;
         }
         let frame = Arc::new(ServerFrame::Event {
-            stream: self.outbox.stream().to_string(),
+            stream: self.outbox.stream().clone(),
             seq,
-            event,
+            event: Arc::unwrap_or_clone(event),
         });
         let hub = self.hub.clone();
         let before = self.consoles.len();
@@ -154,7 +157,7 @@ impl Actor for RepActor {
 /// An event for this rep's consoles.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Push(pub Event);
+pub struct Push(pub Arc<Event>);
 
 impl Handler<Push> for RepActor {
     type Result = ();
@@ -197,7 +200,10 @@ impl Handler<Attach> for RepActor {
     type Result = Attached;
     fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) -> Attached {
         let resume = match &msg.resume {
-            Some(r) => self.outbox.resume(&r.stream, r.after),
+            Some(r) => self
+                .outbox
+                .resume(&r.stream, r.after)
+                .map(Arc::unwrap_or_clone),
             // A fresh login fetches what it shows; nothing to replay.
             None => Resume::Replay(Vec::new()),
         };

@@ -241,7 +241,7 @@ impl SessionActor {
             return;
         }
         let frame = Arc::new(ServerFrame::Event {
-            stream: self.customer.stream().to_string(),
+            stream: self.customer.stream().clone(),
             seq,
             event,
         });
@@ -250,9 +250,8 @@ impl SessionActor {
     }
 
     fn push_reps(&self, event: Event) {
-        for p in &self.session.participants {
-            self.hub.push_to_rep(&p.rep, event.clone());
-        }
+        let reps = self.session.participants.iter().map(|p| p.rep.as_str());
+        self.hub.push_to_reps(reps, event);
     }
 
     fn push_updated(&self) {

@@ -516,6 +516,7 @@ async fn read_loop(
                 message,
             } => Pushed::Error { code, message },
             ServerFrame::Event { stream, seq, event } => {
+                let stream = stream.to_string();
                 *lock(&position) = Some(ResumeFrom {
                     stream: stream.clone(),
                     after: seq,

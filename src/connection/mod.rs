@@ -464,9 +464,10 @@ impl Connection {
     {
         match resume {
             crate::domain::outbox::Resume::Replay(events) => {
+                let stream: std::sync::Arc<str> = stream.into();
                 for (seq, event) in events {
                     self.pending.push(ServerFrame::Event {
-                        stream: stream.to_string(),
+                        stream: stream.clone(),
                         seq,
                         event,
                     });

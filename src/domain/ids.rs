@@ -88,9 +88,33 @@ impl FromStr for QueueId {
     }
 }
 
+/// Room for a queue's wire form on the stack: `team:` and an id of at most
+/// 64 bytes ([`check_admin_id`]), with some to spare.
+const QUEUE_WIRE_MAX: usize = 80;
+
 impl Serialize for QueueId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // Every alert and every `queue_left` names its queue, ten reps at a
+        // time. `collect_str` would build a `String` for each (rmp-serde
+        // has no cheaper path), so the wire form is put together on the
+        // stack instead; an id too long for the buffer (never made by the
+        // admin API) still goes the slow way.
+        let (prefix, id) = match self {
+            QueueId::Team(t) => ("team:", t),
+            QueueId::Rep(r) => ("rep:", r),
+        };
+        let len = prefix.len() + id.len();
+        let mut buf = [0u8; QUEUE_WIRE_MAX];
+        if len > buf.len() {
+            return s.collect_str(self);
+        }
+        buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        buf[prefix.len()..len].copy_from_slice(id.as_bytes());
+        match std::str::from_utf8(&buf[..len]) {
+            Ok(wire) => s.serialize_str(wire),
+            // Two UTF-8 strings joined are UTF-8; kept total all the same.
+            Err(_) => s.collect_str(self),
+        }
     }
 }
 
@@ -174,6 +198,27 @@ mod tests {
         assert_eq!(r, QueueId::rep("alice"));
         for bad in ["", "team", "team:", "desk:x", "rep:a b", "rep:a/b"] {
             assert!(bad.parse::<QueueId>().is_err(), "{bad}");
+        }
+    }
+
+    /// The stack-built wire form must be exactly the displayed one, in both
+    /// encodings, for the longest id the admin API allows and for one too
+    /// long for the buffer.
+    #[test]
+    fn queue_ids_serialise_as_their_display_form() {
+        let longest = "x".repeat(64);
+        let too_long = "y".repeat(QUEUE_WIRE_MAX);
+        for q in [
+            QueueId::team("support-1"),
+            QueueId::rep("alice"),
+            QueueId::team(longest.as_str()),
+            QueueId::rep(longest.as_str()),
+            QueueId::team(too_long.as_str()),
+        ] {
+            let wire = q.to_string();
+            assert_eq!(serde_json::to_value(&q).unwrap(), wire.as_str());
+            let mp: String = rmp_serde::from_slice(&rmp_serde::to_vec(&q).unwrap()).unwrap();
+            assert_eq!(mp, wire);
         }
     }
 }

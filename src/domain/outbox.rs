@@ -8,12 +8,15 @@
 //! the ring it gets exactly those events again; otherwise (too old, or the
 //! stream is from before a restart) it is told to take a fresh snapshot.
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::keys::random_id;
 
 #[derive(Debug)]
 pub struct Outbox<E> {
-    stream: String,
+    /// Shared with every frame sent on the stream, which would otherwise
+    /// each carry a copy: a join alerts ten reps, one frame each.
+    stream: Arc<str>,
     next_seq: u64,
     ring: VecDeque<(u64, E)>,
     capacity: usize,
@@ -30,10 +33,23 @@ pub enum Resume<E> {
     Snapshot,
 }
 
+impl<E> Resume<E> {
+    /// The same answer with every replayed event converted.
+    pub fn map<F>(self, f: impl FnMut(E) -> F) -> Resume<F> {
+        match self {
+            Resume::Replay(events) => {
+                let mut f = f;
+                Resume::Replay(events.into_iter().map(|(seq, e)| (seq, f(e))).collect())
+            }
+            Resume::Snapshot => Resume::Snapshot,
+        }
+    }
+}
+
 impl<E: Clone> Outbox<E> {
     pub fn new(capacity: usize) -> Self {
         Outbox {
-            stream: random_id(),
+            stream: random_id().into(),
             next_seq: 1,
             // Allocated on the first push, not here: most customer streams
             // hold a handful of events, and an idle waiting session should
@@ -67,7 +83,7 @@ impl<E: Clone> Outbox<E> {
     }
 
     /// The stream's id: changes on every restart of the server.
-    pub fn stream(&self) -> &str {
+    pub fn stream(&self) -> &Arc<str> {
         &self.stream
     }
 
@@ -92,7 +108,7 @@ impl<E: Clone> Outbox<E> {
 
     /// What a client that last saw `after` on `stream` has missed.
     pub fn resume(&self, stream: &str, after: u64) -> Resume<E> {
-        if stream != self.stream || after > self.last_seq() {
+        if stream != &*self.stream || after > self.last_seq() {
             return Resume::Snapshot;
         }
         let oldest_kept = self.ring.front().map(|(s, _)| *s).unwrap_or(self.next_seq);

@@ -299,9 +299,10 @@ pub enum ServerFrame {
         code: ErrorCode,
         message: String,
     },
-    /// A pushed event, numbered within `stream`.
+    /// A pushed event, numbered within `stream`. The name is shared with
+    /// the stream's outbox rather than copied into every frame.
     Event {
-        stream: String,
+        stream: Arc<str>,
         seq: u64,
         event: Event,
     },
