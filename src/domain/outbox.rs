@@ -35,10 +35,9 @@ pub enum Resume<E> {
 
 impl<E> Resume<E> {
     /// The same answer with every replayed event converted.
-    pub fn map<F>(self, f: impl FnMut(E) -> F) -> Resume<F> {
+    pub fn map<F>(self, mut f: impl FnMut(E) -> F) -> Resume<F> {
         match self {
             Resume::Replay(events) => {
-                let mut f = f;
                 Resume::Replay(events.into_iter().map(|(seq, e)| (seq, f(e))).collect())
             }
             Resume::Snapshot => Resume::Snapshot,
@@ -167,5 +166,22 @@ mod tests {
         o.push("c");
         assert_eq!(o.resume(&s, seq), Resume::Replay(vec![(3, "c")]));
         assert_eq!(o.resume(&s, 1), Resume::Snapshot, "before it was opened");
+    }
+
+    /// A rep's ring holds events shared with other reps; a replay hands
+    /// out owned copies, in order, keeping the numbers.
+    #[test]
+    fn a_replay_of_shared_events_maps_to_owned_ones_in_order() {
+        let mut o = Outbox::new(4);
+        let s = o.stream().to_string();
+        for e in ["a", "b", "c"] {
+            o.push(Arc::new(e.to_string()));
+        }
+        let owned = o.resume(&s, 1).map(Arc::unwrap_or_clone);
+        assert_eq!(
+            owned,
+            Resume::Replay(vec![(2, "b".to_string()), (3, "c".to_string())])
+        );
+        assert_eq!(o.resume("gone", 1).map(|e| e.len()), Resume::Snapshot);
     }
 }
