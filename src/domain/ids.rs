@@ -58,14 +58,21 @@ impl QueueId {
     pub fn rep(id: impl Into<RepId>) -> Self {
         QueueId::Rep(id.into())
     }
+
+    /// The wire form in two parts, `team:` or `rep:` and the id, for
+    /// [`fmt::Display`] and for serialising without building a `String`.
+    fn wire_parts(&self) -> (&'static str, &str) {
+        match self {
+            QueueId::Team(t) => ("team:", t),
+            QueueId::Rep(r) => ("rep:", r),
+        }
+    }
 }
 
 impl fmt::Display for QueueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QueueId::Team(t) => write!(f, "team:{t}"),
-            QueueId::Rep(r) => write!(f, "rep:{r}"),
-        }
+        let (prefix, id) = self.wire_parts();
+        write!(f, "{prefix}{id}")
     }
 }
 
@@ -99,10 +106,7 @@ impl Serialize for QueueId {
         // has no cheaper path), so the wire form is put together on the
         // stack instead; an id too long for the buffer (never made by the
         // admin API) still goes the slow way.
-        let (prefix, id) = match self {
-            QueueId::Team(t) => ("team:", t),
-            QueueId::Rep(r) => ("rep:", r),
-        };
+        let (prefix, id) = self.wire_parts();
         let len = prefix.len() + id.len();
         let mut buf = [0u8; QUEUE_WIRE_MAX];
         if len > buf.len() {
