@@ -423,11 +423,13 @@ impl Connection {
             .inc_by(bytes.len() as u64);
         let sent = match self.encoding {
             Encoding::MessagePack => self.ws.binary(bytes).await,
-            // Our JSON encoder only ever produces UTF-8.
+            // Our JSON encoder only ever produces UTF-8, so this takes the
+            // buffer over rather than copying it; the lossy path is there
+            // only so a broken encoder cannot panic a connection.
             Encoding::Json => {
-                self.ws
-                    .text(String::from_utf8_lossy(&bytes).into_owned())
-                    .await
+                let text = String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                self.ws.text(text).await
             }
         };
         sent.is_ok()
