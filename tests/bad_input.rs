@@ -100,11 +100,13 @@ impl Raw {
         f.value
     }
 
-    async fn hello(&mut self, role: &str) {
+    /// Says hello; returns the `welcome` reply's body.
+    async fn hello(&mut self, role: &str) -> Value {
         let r = self
             .call(json!({"type": "hello", "protocol": 1, "role": role}))
             .await;
         assert_eq!(r["body"]["kind"], "welcome", "{r}");
+        r["body"].clone()
     }
 
     async fn login(&mut self, user: &str) {
@@ -776,7 +778,16 @@ async fn a_silent_connection_is_closed_and_one_that_answers_pings_is_kept() {
     })
     .await;
     let mut answering = Raw::connect(&app.ws_url()).await;
-    answering.hello("customer").await;
+    let welcome = answering.hello("customer").await;
+    // The welcome tells a client both intervals, so it need not know the
+    // server's configuration; the client library keeps the heartbeat.
+    assert_eq!(welcome["heartbeat_ms"], 100, "{welcome}");
+    assert_eq!(welcome["client_timeout_ms"], 1_000, "{welcome}");
+    let client = Client::connect(&app.ws_url(), Role::Customer, ClientKind::Desktop)
+        .await
+        .expect("connects");
+    assert_eq!(client.heartbeat(), Duration::from_millis(100));
+    client.close().await;
     let mut silent = Raw::connect(&app.ws_url()).await;
     silent.hello("customer").await;
     let quiet_from = std::time::Instant::now();

@@ -87,7 +87,8 @@ pub struct RunArgs {
     /// limit).
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
-    /// Seconds of the measured phase.
+    /// Seconds of the measured phase (idle against Switchboard: rounded up
+    /// to whole heartbeats of the server, which its `welcome` gives).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
     /// Comma-separated local source addresses, used round robin.

@@ -40,6 +40,7 @@ pub struct AllArgs {
     pub idle_connections: usize,
     #[arg(long, default_value_t = 2)]
     pub idle_procs: usize,
+    /// Idle window; Switchboard's is rounded up to whole heartbeats.
     #[arg(long, default_value_t = 15)]
     pub idle_secs: u64,
     #[arg(long, default_value_t = 1000.0)]

@@ -11,6 +11,9 @@ use switchboard_loadtests::{catalog, relay};
 
 const TEAMS: usize = 2;
 const REPS: usize = 4;
+/// Not a divisor of the idle scenario's 2 s, so the window must grow to
+/// two heartbeats (3 s) for the idle CPU to count whole ping rounds.
+const HEARTBEAT_MS: u64 = 1_500;
 
 /// Starts a Switchboard node with the load-test catalog in its own actix
 /// system on another thread; returns its port.
@@ -20,6 +23,7 @@ fn start_server(dir: PathBuf) -> u16 {
         actix_rt::System::new().block_on(async move {
             let mut settings = catalog::settings(&dir, TEAMS, REPS);
             settings.server.workers = 2;
+            settings.server.heartbeat_ms = HEARTBEAT_MS;
             let app = switchboard::Application::build(settings)
                 .await
                 .expect("server starts");
@@ -90,12 +94,18 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     let (soft, hard) = (server.open_file_limit_soft, server.open_file_limit_hard);
     assert!(soft.is_some() && soft <= hard, "{soft:?}/{hard:?}");
     assert!(idle.figures["server_kib_per_connection"] > 0.0);
+    assert_eq!(idle.figures["heartbeat_secs"], 1.5, "from the welcome");
+    assert_eq!(idle.figures["idle_window_secs"], 3.0, "whole heartbeats");
     report.add(idle);
 
     let idle_relay = run_scenario(&args(Scenario::Idle, rl.clone(), Protocol::Relay))
         .await
         .unwrap();
     assert_eq!(idle_relay.counts["connected"], 20);
+    assert_eq!(
+        idle_relay.figures["idle_window_secs"], 2.0,
+        "no pings to align to"
+    );
     report.add(idle_relay);
 
     let ja = run_scenario(&args(

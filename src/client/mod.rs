@@ -109,6 +109,8 @@ pub struct Client {
     next_id: AtomicU64,
     auth: Auth,
     reader: tokio::task::JoinHandle<()>,
+    /// The server's ping interval, from its `welcome`.
+    heartbeat: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -140,7 +142,7 @@ impl Client {
             position.clone(),
         )
         .await?;
-        let client = Client {
+        let mut client = Client {
             url: url.to_string(),
             local,
             role,
@@ -153,12 +155,19 @@ impl Client {
             next_id: AtomicU64::new(1),
             auth: Auth::None,
             reader,
+            heartbeat: Duration::ZERO,
         };
         client.hello().await?;
         Ok(client)
     }
 
-    async fn hello(&self) -> Result<(), ClientError> {
+    /// The server's ping interval, as its `welcome` said: the period of
+    /// an idle connection's only traffic.
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    async fn hello(&mut self) -> Result<(), ClientError> {
         match self
             .request(RequestBody::Hello {
                 protocol: PROTOCOL_VERSION,
@@ -167,7 +176,10 @@ impl Client {
             })
             .await?
         {
-            Reply::Welcome { .. } => Ok(()),
+            Reply::Welcome { heartbeat_ms, .. } => {
+                self.heartbeat = Duration::from_millis(heartbeat_ms);
+                Ok(())
+            }
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }

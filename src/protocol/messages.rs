@@ -329,6 +329,11 @@ pub enum Reply {
         server: String,
         /// Largest frame the server reads, in bytes.
         max_frame_bytes: usize,
+        /// How often the server pings, in milliseconds: a client that
+        /// sees no ping for much longer knows the connection is dead.
+        heartbeat_ms: u64,
+        /// A connection silent this long (no frame, no pong) is closed.
+        client_timeout_ms: u64,
     },
     Pong,
     Ok,

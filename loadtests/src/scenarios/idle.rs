@@ -144,9 +144,41 @@ pub async fn run_child(
     Ok(())
 }
 
+/// The idle window, made a whole number of the server's heartbeats (at
+/// least one). An idle connection's only traffic is the server's ping every
+/// heartbeat, so a window of any other length counts more or fewer pings
+/// depending on where the ramp happened to end: 10 s at a 15 s heartbeat
+/// counted anywhere from none to every connection's. A zero heartbeat (a
+/// relay, which sends no pings) leaves the window as asked.
+pub fn whole_heartbeats(wanted: Duration, heartbeat: Duration) -> Duration {
+    if heartbeat.is_zero() {
+        return wanted;
+    }
+    let n = wanted.as_millis().div_ceil(heartbeat.as_millis()).max(1);
+    heartbeat * u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The server's heartbeat, from the `welcome` of one short connection
+/// (zero for a relay).
+async fn server_heartbeat(t: &Target, p: &Params) -> anyhow::Result<Duration> {
+    if !matches!(p.protocol, Protocol::Switchboard) {
+        return Ok(Duration::ZERO);
+    }
+    let probe = t
+        .customer(0)
+        .await
+        .map_err(|e| anyhow::anyhow!("heartbeat probe: {e}"))?;
+    let heartbeat = probe.heartbeat();
+    probe.close().await;
+    Ok(heartbeat)
+}
+
 /// The scenario: ramp, settle, measure memory and idle CPU.
 pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioResult> {
     let mut r = ScenarioResult::new("idle", p);
+    // Before the watch starts, so the probe is not in the memory figure.
+    let heartbeat = server_heartbeat(t, p).await?;
+    let window = whole_heartbeats(p.duration, heartbeat);
     let mut watch = ServerWatch::start(t.server_pid);
     let errors = Errors::default();
     let pb = bar(p.connections as u64, "idle ramp");
@@ -195,7 +227,7 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
                 .arg("--teams")
                 .arg(p.teams.to_string())
                 .arg("--duration")
-                .arg((RAMP_LIMIT.as_secs() + 120 + p.duration.as_secs()).to_string())
+                .arg((RAMP_LIMIT.as_secs() + 120 + window.as_secs()).to_string())
                 .arg("--out")
                 .arg(std::env::temp_dir())
                 .stdin(Stdio::piped())
@@ -268,12 +300,17 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
     let ramp_secs = ramp_start.elapsed().as_secs_f64();
     pb.set_position(connected);
     pb.finish_and_clear();
-    eprintln!("idle: {connected} connected, {failed} failed in {ramp_secs:.1}s; settling");
+    eprintln!(
+        "idle: {connected} connected, {failed} failed in {ramp_secs:.1}s; settling, \
+         then measuring {:.0} s (server heartbeat {:.0} s)",
+        window.as_secs_f64(),
+        heartbeat.as_secs_f64()
+    );
     tokio::time::sleep(SETTLE).await;
     // Memory: from before the ramp to the end; CPU: the idle window only.
     watch.restart_cpu();
-    let pb = super::timed_bar(p.duration, "idle hold");
-    let end = Instant::now() + p.duration;
+    let pb = super::timed_bar(window, "idle hold");
+    let end = Instant::now() + window;
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_secs(1).min(end - Instant::now())).await;
         pb.inc(1);
@@ -294,6 +331,8 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
     r.count("failed", failed);
     r.count("generator_processes", procs as u64);
     r.figure("ramp_secs", ramp_secs);
+    r.figure("heartbeat_secs", heartbeat.as_secs_f64());
+    r.figure("idle_window_secs", window.as_secs_f64());
     r.figure("generator_rss_kib", generator_rss as f64);
     if let Some(u) = &usage {
         let n = connected.max(1) as f64;
@@ -320,4 +359,26 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_heartbeats;
+    use std::time::Duration;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn the_idle_window_is_rounded_up_to_whole_heartbeats() {
+        assert_eq!(whole_heartbeats(S(10), S(15)), S(15));
+        assert_eq!(whole_heartbeats(S(15), S(15)), S(15));
+        assert_eq!(whole_heartbeats(S(16), S(15)), S(30));
+        assert_eq!(whole_heartbeats(S(0), S(15)), S(15), "at least one");
+        assert_eq!(whole_heartbeats(S(2), Duration::from_millis(1_500)), S(3));
+    }
+
+    #[test]
+    fn a_relay_without_heartbeat_keeps_the_window_asked_for() {
+        assert_eq!(whole_heartbeats(S(10), Duration::ZERO), S(10));
+    }
 }
