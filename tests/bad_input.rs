@@ -736,7 +736,7 @@ async fn a_connection_without_hello_is_closed_on_time_whatever_the_heartbeat() {
     let dir = tempfile::tempdir().expect("temp dir");
     let app = spawn_app_with(dir, |s| {
         s.server.heartbeat_ms = 60_000;
-        s.server.client_timeout_ms = 120_000;
+        s.server.pong_timeout_ms = 120_000;
         s.server.hello_timeout_ms = 300;
     })
     .await;
@@ -765,8 +765,8 @@ async fn a_connection_without_hello_is_closed_on_time_whatever_the_heartbeat() {
 
 /// The heartbeat (docs/protocol.md §3.2). A client that answers the
 /// server's pings stays connected however long it says nothing itself; one
-/// that stops answering is closed with 1001 "heartbeat timeout" once
-/// `server.client_timeout_ms` has passed, and not before.
+/// that stops answering is closed with 1001 "heartbeat timeout" once a
+/// ping has gone unanswered for `server.pong_timeout_ms`, and not before.
 #[actix_web::test]
 async fn a_silent_connection_is_closed_and_one_that_answers_pings_is_kept() {
     use tokio::io::AsyncReadExt;
@@ -774,7 +774,7 @@ async fn a_silent_connection_is_closed_and_one_that_answers_pings_is_kept() {
     let dir = tempfile::tempdir().expect("temp dir");
     let app = spawn_app_with(dir, |s| {
         s.server.heartbeat_ms = 100;
-        s.server.client_timeout_ms = 1_000;
+        s.server.pong_timeout_ms = 1_000;
     })
     .await;
     let mut answering = Raw::connect(&app.ws_url()).await;
@@ -782,7 +782,7 @@ async fn a_silent_connection_is_closed_and_one_that_answers_pings_is_kept() {
     // The welcome tells a client both intervals, so it need not know the
     // server's configuration; the client library keeps the heartbeat.
     assert_eq!(welcome["heartbeat_ms"], 100, "{welcome}");
-    assert_eq!(welcome["client_timeout_ms"], 1_000, "{welcome}");
+    assert_eq!(welcome["pong_timeout_ms"], 1_000, "{welcome}");
     let client = Client::connect(&app.ws_url(), Role::Customer, ClientKind::Desktop)
         .await
         .expect("connects");
@@ -826,7 +826,7 @@ async fn a_silent_connection_is_closed_and_one_that_answers_pings_is_kept() {
         }
     }
     assert!(pings >= 5, "the server pings a quiet client: {pings} pings");
-    assert!(answering.pings().await, "kept open past client_timeout_ms");
+    assert!(answering.pings().await, "kept open past pong_timeout_ms");
     // The server answers the client's own WebSocket ping, payload and all.
     answering
         .ws
@@ -843,9 +843,17 @@ async fn a_silent_connection_is_closed_and_one_that_answers_pings_is_kept() {
     assert_eq!(pong, b"still there?");
 
     let (bytes, closed_after) = raw_reader.await.expect("reader finishes");
+    // Its first unanswered ping went out within a heartbeat (100 ms) of
+    // its going quiet, so the close comes a pong timeout (1 s) after that,
+    // by 1.1 s: not sooner, and (with slack for a busy test machine) not
+    // a further pong timeout or more later.
     assert!(
         closed_after >= Duration::from_millis(1_000),
-        "closed after {closed_after:?}, before client_timeout_ms"
+        "closed after {closed_after:?}, before pong_timeout_ms"
+    );
+    assert!(
+        closed_after < Duration::from_millis(3_000),
+        "closed after {closed_after:?}, long after its first unanswered ping"
     );
     // Server frames are unmasked and small here: [FIN|opcode, length, payload].
     let mut frames = Vec::new();

@@ -85,3 +85,9 @@ fn flags_beat_the_environment() {
     );
     assert_refused(&out, "log.format", "'text' or 'json'");
 }
+
+#[test]
+fn a_pong_timeout_too_short_to_answer_is_refused() {
+    let out = run(&["--pong-timeout-ms", "5"], &[]);
+    assert_refused(&out, "server.pong_timeout_ms", "at least 10");
+}

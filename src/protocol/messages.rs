@@ -331,9 +331,15 @@ pub enum Reply {
         max_frame_bytes: usize,
         /// How often the server pings, in milliseconds: a client that
         /// sees no ping for much longer knows the connection is dead.
+        /// Both timings came after the rest of `welcome`, so a client that
+        /// reads an older server's (a cluster mid-upgrade) gets 0, "not
+        /// said", instead of failing its hello.
+        #[serde(default)]
         heartbeat_ms: u64,
-        /// A connection silent this long (no frame, no pong) is closed.
-        client_timeout_ms: u64,
+        /// A ping unanswered this long (no pong, no frame) closes the
+        /// connection, in milliseconds.
+        #[serde(default)]
+        pong_timeout_ms: u64,
     },
     Pong,
     Ok,
@@ -640,6 +646,29 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_welcome_without_timings_reads_as_not_said() {
+        let older = serde_json::json!({
+            "type": "reply", "re": 1,
+            "body": {"kind": "welcome", "protocol": 1, "server": "switchboard 0.0.9",
+                     "max_frame_bytes": 65536}
+        });
+        let frame: ServerFrame = serde_json::from_value(older).expect("decodes");
+        let ServerFrame::Reply {
+            body:
+                Reply::Welcome {
+                    heartbeat_ms,
+                    pong_timeout_ms,
+                    ..
+                },
+            ..
+        } = frame
+        else {
+            panic!("a welcome: {frame:?}")
+        };
+        assert_eq!((heartbeat_ms, pong_timeout_ms), (0, 0));
+    }
 
     /// Every event kept for replay sits in a per-recipient ring
     /// (`Outbox<Event>`), so an idle connection costs a few slots of

@@ -33,7 +33,7 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
     s.server.heartbeat_ms = 200;
-    s.server.client_timeout_ms = 5_000;
+    s.server.pong_timeout_ms = 5_000;
     s.store.data_dir = data_dir.to_path_buf();
     s
 }

@@ -24,6 +24,6 @@ pub fn hello(conn: &mut Connection, body: RequestBody) -> Answer {
         server: format!("switchboard {}", env!("CARGO_PKG_VERSION")),
         max_frame_bytes: conn.hub.settings.max_frame_bytes,
         heartbeat_ms: conn.hub.settings.heartbeat_ms,
-        client_timeout_ms: conn.hub.settings.client_timeout_ms,
+        pong_timeout_ms: conn.hub.settings.pong_timeout_ms,
     })
 }
