@@ -369,14 +369,15 @@ impl Settings {
         if !(16..=1_000_000).contains(&self.server.replay_events) {
             return bad("server.replay_events", "must be between 16 and 1000000");
         }
-        if self.server.heartbeat_ms < 10 {
-            return bad("server.heartbeat_ms", "must be at least 10");
-        }
-        if self.server.pong_timeout_ms < 10 {
-            return bad("server.pong_timeout_ms", "must be at least 10");
-        }
-        if self.server.hello_timeout_ms < 10 {
-            return bad("server.hello_timeout_ms", "must be at least 10");
+        // The connection's timers: shorter than 10 ms is a typo, not a setting.
+        for (key, ms) in [
+            ("server.heartbeat_ms", self.server.heartbeat_ms),
+            ("server.pong_timeout_ms", self.server.pong_timeout_ms),
+            ("server.hello_timeout_ms", self.server.hello_timeout_ms),
+        ] {
+            if ms < 10 {
+                return bad(key, "must be at least 10");
+            }
         }
         let sup = &self.supervisor;
         if sup.rep_grace_ms == 0 {
