@@ -155,7 +155,7 @@ pub fn whole_heartbeats(wanted: Duration, heartbeat: Duration) -> Duration {
         return wanted;
     }
     let n = wanted.as_millis().div_ceil(heartbeat.as_millis()).max(1);
-    heartbeat * u32::try_from(n).unwrap_or(u32::MAX)
+    heartbeat.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// The server's heartbeat, from the `welcome` of one short connection
