@@ -152,6 +152,7 @@ impl Hub {
         ConnHandle::new(
             self.next_conn.fetch_add(1, Ordering::Relaxed),
             self.settings.outbound_queue,
+            &self.shutdown,
         )
     }
 

@@ -44,18 +44,24 @@ pub type Outgoing = Arc<ServerFrame>;
 pub struct ConnHandle {
     pub id: u64,
     tx: mpsc::Sender<Outgoing>,
-    /// Cancelled to close the connection (slow consumer, logout).
+    /// Cancelled to close the connection (slow consumer, logout). A child
+    /// of the server's shutdown token, so shutdown cancels it too and the
+    /// connection watches one token, not two.
     pub kill: CancellationToken,
 }
 
 impl ConnHandle {
-    pub fn new(id: u64, capacity: usize) -> (ConnHandle, mpsc::Receiver<Outgoing>) {
+    pub fn new(
+        id: u64,
+        capacity: usize,
+        shutdown: &CancellationToken,
+    ) -> (ConnHandle, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(capacity);
         (
             ConnHandle {
                 id,
                 tx,
-                kill: CancellationToken::new(),
+                kill: shutdown.child_token(),
             },
             rx,
         )
