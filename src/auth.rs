@@ -63,7 +63,12 @@ impl Record for CustomerToken {
 }
 
 pub fn customer_token_key(token: &str) -> String {
-    format!("customer_token/{}", hash_secret(token))
+    customer_token_key_of_hash(&hash_secret(token))
+}
+
+/// The same key from the token's hash, for a caller that has it already.
+pub fn customer_token_key_of_hash(token_hash: &str) -> String {
+    format!("customer_token/{token_hash}")
 }
 
 pub fn bad_credentials() -> AppError {

@@ -14,7 +14,7 @@ use super::queue::{Enter, Invite as QueueInvite, Leave as QueueLeave, Withdraw};
 use super::rep::InSession;
 use super::supervisor::SessionAccepted;
 use super::{ConnHandle, Hub};
-use crate::auth::{customer_token_key, CustomerToken};
+use crate::auth::{customer_token_key_of_hash, CustomerToken};
 use crate::domain::chat::{check_text, session_chat_key, ChatLine};
 use crate::domain::ids::*;
 use crate::domain::keys::{hash_secret, normalise, random_id, random_token, SessionKey};
@@ -1329,6 +1329,8 @@ async fn start_with_id(
         })
         .unwrap_or_default();
     let token = random_token();
+    let token_hash = hash_secret(&token);
+    let token_key = customer_token_key_of_hash(&token_hash);
     let session = Session::new(
         NewSession {
             id: id.clone(),
@@ -1345,7 +1347,7 @@ async fn start_with_id(
             browser,
             queue: queue.clone(),
             order: hub.next_order(),
-            customer_token_hash: hash_secret(&token),
+            customer_token_hash: token_hash,
             detail,
         },
         now_ms(),
@@ -1363,7 +1365,6 @@ async fn start_with_id(
     let token_record = CustomerToken {
         session: id.clone(),
     };
-    let token_key = customer_token_key(&token);
     store::save_unflushed(
         hub.store.as_ref(),
         &token_key,
