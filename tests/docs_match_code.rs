@@ -18,32 +18,6 @@ fn missing<'a>(text: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<&'a 
         .collect()
 }
 
-/// Every `kind` of `Event::kind()`, written out by hand (21 today).
-/// `event_kinds_list_is_complete` checks it against the enum itself.
-const EVENT_KINDS: [&str; 21] = [
-    "queue_entered",
-    "queue_left",
-    "invited",
-    "invitation_withdrawn",
-    "session_updated",
-    "session_closed",
-    "team_chat",
-    "team_unread",
-    "favorites",
-    "offer",
-    "offer_withdrawn",
-    "status",
-    "queue_position",
-    "rep_joined",
-    "rep_left",
-    "transferred",
-    "control_input",
-    "view_requested",
-    "no_rep_available",
-    "chat",
-    "session_ended",
-];
-
 #[test]
 fn protocol_md_names_every_request_type() {
     let m = missing(&doc("protocol.md"), RequestBody::TYPES.iter().copied());
@@ -60,14 +34,14 @@ fn protocol_md_and_api_md_name_every_error_code() {
 
 #[test]
 fn protocol_md_names_every_event_kind() {
-    let m = missing(&doc("protocol.md"), EVENT_KINDS);
+    let m = missing(&doc("protocol.md"), Event::KINDS);
     assert!(m.is_empty(), "docs/protocol.md does not mention: {m:?}");
 }
 
 #[test]
 fn event_kinds_list_is_complete() {
     // serde's "unknown variant" error lists every variant of the enum, so a
-    // new Event variant makes this fail until EVENT_KINDS names it.
+    // new Event variant makes this fail until Event::KINDS names it.
     let err = serde_json::from_str::<Event>(r#"{"kind":"no_such_kind"}"#)
         .unwrap_err()
         .to_string();
@@ -76,10 +50,10 @@ fn event_kinds_list_is_complete() {
         .unwrap_or_else(|| panic!("unexpected serde message: {err}"));
     // `a`, `b`, `c`: the names are every other piece between backticks.
     let mut variants: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let mut listed = EVENT_KINDS.to_vec();
+    let mut listed = Event::KINDS.to_vec();
     listed.sort_unstable();
     variants.sort_unstable();
-    assert_eq!(listed, variants, "EVENT_KINDS differs from the Event enum");
+    assert_eq!(listed, variants, "Event::KINDS differs from the Event enum");
 }
 
 /// `section.key` for every value of the default settings, `[seed]` aside.

@@ -390,8 +390,7 @@ impl Connection {
         self.hub
             .metrics
             .connections
-            .bytes
-            .with_label_values(&["in"])
+            .bytes_in
             .inc_by(bytes.len() as u64);
         if matches!(self.phase, Phase::New) {
             // The hello's encoding is the connection's.
@@ -464,20 +463,7 @@ impl Connection {
     /// Writes one frame to the socket; false if the socket is gone.
     async fn send(&mut self, frame: &ServerFrame) -> bool {
         let bytes = encode_frame(frame, self.encoding);
-        let kind = match frame {
-            ServerFrame::Reply { .. } => "reply",
-            ServerFrame::Error { .. } => "error",
-            ServerFrame::Event { event, .. } => event.kind(),
-            ServerFrame::Snapshot { .. } => "snapshot",
-            ServerFrame::Goodbye { .. } => "goodbye",
-        };
-        self.count_message("out", kind);
-        self.hub
-            .metrics
-            .connections
-            .bytes
-            .with_label_values(&["out"])
-            .inc_by(bytes.len() as u64);
+        self.hub.metrics.connections.sent(frame.kind(), bytes.len());
         let sent = match self.encoding {
             Encoding::MessagePack => self.ws.binary(bytes).await,
             // Our JSON encoder only ever produces UTF-8, so this takes the

@@ -318,6 +318,22 @@ pub enum ServerFrame {
     Goodbye { reason: String },
 }
 
+impl ServerFrame {
+    /// Every non-event `kind()`; events add `Event::KINDS`.
+    pub const PLAIN_KINDS: [&'static str; 4] = ["reply", "error", "snapshot", "goodbye"];
+
+    /// The frame's type, or an event's kind, for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Reply { .. } => "reply",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Event { event, .. } => event.kind(),
+            ServerFrame::Snapshot { .. } => "snapshot",
+            ServerFrame::Goodbye { .. } => "goodbye",
+        }
+    }
+}
+
 // Replies are built, encoded and dropped at once; boxing the large
 // variants would only add allocations.
 #[allow(clippy::large_enum_variant)]
@@ -616,6 +632,33 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every `kind()`, so per-kind counters can be made up front.
+    /// `event_kinds_list_is_complete` (tests/docs_match_code.rs) checks it
+    /// against the enum itself.
+    pub const KINDS: [&'static str; 21] = [
+        "queue_entered",
+        "queue_left",
+        "invited",
+        "invitation_withdrawn",
+        "session_updated",
+        "session_closed",
+        "team_chat",
+        "team_unread",
+        "favorites",
+        "offer",
+        "offer_withdrawn",
+        "status",
+        "queue_position",
+        "rep_joined",
+        "rep_left",
+        "transferred",
+        "control_input",
+        "view_requested",
+        "no_rep_available",
+        "chat",
+        "session_ended",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Event::QueueEntered { .. } => "queue_entered",
