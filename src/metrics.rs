@@ -4,10 +4,10 @@
 //! Names follow Prometheus conventions: base units (seconds, bytes),
 //! `_total` for counters, and label values from small fixed sets (message
 //! types, error codes, client kinds) or from the catalog (queue ids).
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::HashMap;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,

@@ -3,10 +3,10 @@
 //! Everything that talks to a rep, queue or session looks its address up
 //! here at the moment it needs it. Today every address is local; a cluster
 //! mode replaces the lookup, not the callers.
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use actix::Addr;
+use foldhash::HashMap;
 
 use super::queue::QueueActor;
 use super::rep::RepActor;

@@ -1,10 +1,10 @@
 //! What every actor and connection shares: the store, the catalog, the
 //! directory, metrics and settings. One per running application (tests run
 //! several side by side), passed around as `Arc<Hub>`.
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use foldhash::{HashMap, HashMapExt};
 use tokio_util::sync::CancellationToken;
 
 use super::directory::Directory;

@@ -8,11 +8,11 @@
 //!
 //! The session actor is the source of truth for where a session waits; this
 //! actor only mirrors it, so it never writes sessions to the store.
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use foldhash::{HashMap, HashMapExt};
 
 use super::rep::TeamChatPosted;
 use super::session::PositionChanged;

@@ -1,8 +1,9 @@
 //! A queue's contents: the sessions waiting in it, in order, and the
 //! invitations to shared sessions addressed to it. Team queue actors and rep
 //! actors (for the personal queue) each hold one.
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::ids::*;
