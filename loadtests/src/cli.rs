@@ -264,15 +264,14 @@ mod tests {
         words
     }
 
-    /// scripts/build-pgo.sh trains the server with `all` and is too slow
-    /// for CI to run (two whole-program builds): a renamed flag would only
-    /// show when someone next builds with it. This parses its command line.
-    #[test]
-    fn the_pgo_scripts_training_command_parses() {
-        let script = include_str!("../../scripts/build-pgo.sh");
+    /// The generator's command line in `script`, from the line where
+    /// `marker` is to the end of its backslash continuations, as the
+    /// generator's arguments: redirections left out, the shell's
+    /// `$variables` standing in as 1.
+    fn scripts_command(script: &str, marker: &str) -> Vec<String> {
         let at = script
-            .find("switchboard-loadtests\" all")
-            .expect("the script runs the generator's `all`");
+            .find(marker)
+            .unwrap_or_else(|| panic!("the script has no {marker}"));
         let start = script[..at].rfind('\n').map_or(0, |n| n + 1);
         let mut command = String::new();
         for line in script[start..].lines() {
@@ -283,11 +282,49 @@ mod tests {
             }
         }
         let mut words = shell_words(&command);
+        let program = words
+            .iter()
+            .position(|w| w.ends_with("switchboard-loadtests") || w == "$generator")
+            .expect("the command runs the generator");
+        words.drain(..program);
+        // Redirections and `&` are the shell's, not the generator's.
+        if let Some(end) = words.iter().position(|w| w.starts_with(['>', '&', '|'])) {
+            words.truncate(end);
+        }
         words[0] = "switchboard-loadtests".into();
+        for w in &mut words[1..] {
+            if w.starts_with('$') {
+                *w = "1".into();
+            }
+        }
+        words
+    }
+
+    /// scripts/build-pgo.sh trains the server with `all` and is too slow
+    /// for CI to run (two whole-program builds): a renamed flag would only
+    /// show when someone next builds with it. This parses its command line.
+    #[test]
+    fn the_pgo_scripts_training_command_parses() {
+        let script = include_str!("../../scripts/build-pgo.sh");
+        let words = scripts_command(script, "switchboard-loadtests\" all");
         let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{words:?}: {e}"));
         let Cmd::All(all) = cli.cmd else {
             panic!("not `all`: {words:?}")
         };
         assert_eq!(all.idle_connections, 4000, "{words:?}");
+    }
+
+    /// loadtests/callgrind-join.sh needs valgrind and minutes, so CI does
+    /// not run it either; the same check for its generator command.
+    #[test]
+    fn the_callgrind_scripts_generator_command_parses() {
+        let script = include_str!("../callgrind-join.sh");
+        let words = scripts_command(script, "\"$generator\" run");
+        let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{words:?}: {e}"));
+        let Cmd::Run(run) = cli.cmd else {
+            panic!("not `run`: {words:?}")
+        };
+        assert!(matches!(run.scenario, Scenario::JoinAlert), "{words:?}");
+        assert_eq!((run.reps, run.teams), (100, 10), "{words:?}");
     }
 }
