@@ -265,10 +265,10 @@ mod tests {
     }
 
     /// The generator's command line in `script`, from the line where
-    /// `marker` is to the end of its backslash continuations, as the
-    /// generator's arguments: redirections left out, the shell's
+    /// `marker` is to the end of its backslash continuations, parsed with
+    /// the generator's own flags: redirections left out, the shell's
     /// `$variables` standing in as 1.
-    fn scripts_command(script: &str, marker: &str) -> Vec<String> {
+    fn scripts_command(script: &str, marker: &str) -> Cmd {
         let at = script
             .find(marker)
             .unwrap_or_else(|| panic!("the script has no {marker}"));
@@ -297,7 +297,10 @@ mod tests {
                 *w = "1".into();
             }
         }
-        words
+        match Cli::try_parse_from(&words) {
+            Ok(cli) => cli.cmd,
+            Err(e) => panic!("{words:?}: {e}"),
+        }
     }
 
     /// scripts/build-pgo.sh trains the server with `all` and is too slow
@@ -306,12 +309,10 @@ mod tests {
     #[test]
     fn the_pgo_scripts_training_command_parses() {
         let script = include_str!("../../scripts/build-pgo.sh");
-        let words = scripts_command(script, "switchboard-loadtests\" all");
-        let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{words:?}: {e}"));
-        let Cmd::All(all) = cli.cmd else {
-            panic!("not `all`: {words:?}")
+        let Cmd::All(all) = scripts_command(script, "switchboard-loadtests\" all") else {
+            panic!("the script's command is not `all`")
         };
-        assert_eq!(all.idle_connections, 4000, "{words:?}");
+        assert_eq!(all.idle_connections, 4000);
     }
 
     /// loadtests/callgrind-join.sh needs valgrind and minutes, so CI does
@@ -319,12 +320,10 @@ mod tests {
     #[test]
     fn the_callgrind_scripts_generator_command_parses() {
         let script = include_str!("../callgrind-join.sh");
-        let words = scripts_command(script, "\"$generator\" run");
-        let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{words:?}: {e}"));
-        let Cmd::Run(run) = cli.cmd else {
-            panic!("not `run`: {words:?}")
+        let Cmd::Run(run) = scripts_command(script, "\"$generator\" run") else {
+            panic!("the script's command is not `run`")
         };
-        assert!(matches!(run.scenario, Scenario::JoinAlert), "{words:?}");
-        assert_eq!((run.reps, run.teams), (100, 10), "{words:?}");
+        assert!(matches!(run.scenario, Scenario::JoinAlert));
+        assert_eq!((run.reps, run.teams), (100, 10));
     }
 }
