@@ -148,7 +148,7 @@ impl Hub {
         self.order.fetch_max(seen, Ordering::Relaxed);
     }
 
-    pub fn new_connection(&self) -> (ConnHandle, tokio::sync::mpsc::Receiver<super::Outgoing>) {
+    pub fn new_connection(&self) -> (ConnHandle, super::outbound::Receiver<super::Outgoing>) {
         ConnHandle::new(
             self.next_conn.fetch_add(1, Ordering::Relaxed),
             self.settings.outbound_queue,

@@ -19,6 +19,7 @@
 //! nothing else until the write is durable and the new state is in place.
 pub mod directory;
 pub mod hub;
+pub mod outbound;
 pub mod queue;
 pub mod rep;
 pub mod session;
@@ -26,7 +27,6 @@ pub mod supervisor;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::ServerFrame;
@@ -43,7 +43,7 @@ pub type Outgoing = Arc<ServerFrame>;
 #[derive(Clone, Debug)]
 pub struct ConnHandle {
     pub id: u64,
-    tx: mpsc::Sender<Outgoing>,
+    tx: outbound::Sender<Outgoing>,
     /// Cancelled to close the connection (slow consumer, logout). A child
     /// of the server's shutdown token, so shutdown cancels it too and the
     /// connection watches one token, not two.
@@ -55,8 +55,8 @@ impl ConnHandle {
         id: u64,
         capacity: usize,
         shutdown: &CancellationToken,
-    ) -> (ConnHandle, mpsc::Receiver<Outgoing>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    ) -> (ConnHandle, outbound::Receiver<Outgoing>) {
+        let (tx, rx) = outbound::channel(capacity);
         (
             ConnHandle {
                 id,
@@ -72,7 +72,7 @@ impl ConnHandle {
     pub fn push(&self, frame: Outgoing, hub: &Hub) -> bool {
         match self.tx.try_send(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(outbound::SendError::Full) => {
                 hub.metrics.connections.slow_consumers.inc();
                 tracing::warn!(
                     conn = self.id,
@@ -81,7 +81,7 @@ impl ConnHandle {
                 self.kill.cancel();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(outbound::SendError::Closed) => false,
         }
     }
 }

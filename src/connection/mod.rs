@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::actors::{ConnHandle, Hub, Outgoing};
+use crate::actors::{outbound, ConnHandle, Hub, Outgoing};
 use crate::domain::ids::{ClientKind, RepId, Role, SessionId};
 use crate::error::{AppError, ErrorCode};
 use crate::protocol::{
@@ -81,7 +80,7 @@ pub struct Connection {
     ws: actix_ws::Session,
     encoding: Encoding,
     phase: Phase,
-    outbound: Option<mpsc::Receiver<Outgoing>>,
+    outbound: Option<outbound::Receiver<Outgoing>>,
     /// When the last ping went out (at first, when the connection opened):
     /// the next is due a heartbeat later.
     last_ping: Instant,
@@ -575,7 +574,7 @@ impl Connection {
 
 /// The next queued frame; never resolves while nothing is attached, or
 /// once the actor has let go of this connection.
-async fn recv(rx: &mut Option<mpsc::Receiver<Outgoing>>) -> Option<Outgoing> {
+async fn recv(rx: &mut Option<outbound::Receiver<Outgoing>>) -> Option<Outgoing> {
     if let Some(inner) = rx {
         if let Some(frame) = inner.recv().await {
             return Some(frame);
