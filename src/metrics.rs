@@ -228,7 +228,6 @@ pub const ENTRY_PATHS: &[&str] = &[
 pub struct ConnectionMetrics {
     pub connected: IntGaugeVec,
     pub messages: IntCounterVec,
-    pub bytes: IntCounterVec,
     pub errors: IntCounterVec,
     pub slow_consumers: IntCounter,
     // The counters of every frame out, resolved once: `with_label_values`
@@ -262,7 +261,6 @@ impl ConnectionMetrics {
                 .map(|kind| (kind, messages.with_label_values(&["out", kind])))
                 .collect(),
             messages,
-            bytes,
             connected: gauge_vec(
                 r,
                 "switchboard_connected_clients",
