@@ -35,21 +35,12 @@ done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 data=$(mktemp -d)
-trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+server_pid=
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$data"' EXIT
 
-# The catalog: 10 teams, 100 reps, rep i in team i mod 10 (the generator's
-# own naming, loadtests/src/catalog.rs), so each join alerts ten reps as in
-# the full scenario's 100 teams of 1,000.
-{
-  for t in $(seq 0 9); do
-    printf '[[seed.teams]]\nid = "t%d"\nname = "Team %d"\n\n' "$t" "$t"
-    printf '[[seed.issue_types]]\nid = "it%d"\nname = "Issue %d"\nteam = "t%d"\n\n' "$t" "$t" "$t"
-  done
-  for i in $(seq 0 99); do
-    printf '[[seed.reps]]\nid = "r%d"\nusername = "r%d"\ndisplay_name = "Rep %d"\npassword = "load-%d"\nteams = ["t%d"]\n\n' \
-      "$i" "$i" "$i" "$i" $((i % 10))
-  done
-} > "$out/catalog.toml"
+# The catalog: 10 teams of 10 reps (rep i in team i mod 10), so each join
+# alerts ten reps as in the full scenario's 100 teams of 1,000.
+"$generator" catalog --teams 10 --reps 100 --out "$out/catalog.toml"
 
 SWITCHBOARD_CONFIG="$out/catalog.toml" SWITCHBOARD_DATA_DIR="$data" \
   SWITCHBOARD_LISTEN=127.0.0.1:0 SWITCHBOARD_LOG_LEVEL=warn \

@@ -1,6 +1,6 @@
 //! Command-line flags and what each subcommand does.
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -31,6 +31,17 @@ pub enum Cmd {
     },
     /// Measures sled's write rate with Switchboard's durability setting.
     SledBench(SledArgs),
+    /// Writes the load-test catalog (teams, issue types, reps; see
+    /// catalog.rs) as a server configuration file.
+    Catalog {
+        #[arg(long, default_value_t = 100)]
+        teams: usize,
+        #[arg(long, default_value_t = 1000)]
+        reps: usize,
+        /// The configuration file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Runs one scenario against running servers.
     Run(RunArgs),
     /// Starts the server and the relay pinned to one core and runs every
@@ -217,6 +228,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
+        Cmd::Catalog { teams, reps, out } => {
+            // Only the catalog is written, so the data directory is unused.
+            let settings = crate::catalog::settings(Path::new("."), teams, reps);
+            crate::catalog::write_config(&settings, &out)
+        }
         Cmd::Run(a) if a.child => {
             let t = a.target()?;
             scenarios::idle::run_child(&t, &a.params(), a.offset, Duration::from_secs(a.duration))
@@ -320,10 +336,15 @@ mod tests {
     #[test]
     fn the_callgrind_scripts_generator_command_parses() {
         let script = include_str!("../callgrind-join.sh");
+        let Cmd::Catalog { teams, reps, .. } = scripts_command(script, "\"$generator\" catalog")
+        else {
+            panic!("the script's first command is not `catalog`")
+        };
         let Cmd::Run(run) = scripts_command(script, "\"$generator\" run") else {
             panic!("the script's command is not `run`")
         };
         assert!(matches!(run.scenario, Scenario::JoinAlert));
+        assert_eq!((run.reps, run.teams), (reps, teams));
         assert_eq!((run.reps, run.teams), (100, 10));
     }
 }
