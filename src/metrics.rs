@@ -257,7 +257,7 @@ impl ConnectionMetrics {
             bytes_out: bytes.with_label_values(&["out"]),
             messages_out: ServerFrame::PLAIN_KINDS
                 .into_iter()
-                .chain(Event::KINDS)
+                .chain(Event::KINDS.iter().copied())
                 .map(|kind| (kind, messages.with_label_values(&["out", kind])))
                 .collect(),
             messages,

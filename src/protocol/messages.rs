@@ -631,59 +631,54 @@ pub enum Event {
     },
 }
 
-impl Event {
-    /// Every `kind()`, so per-kind counters can be made up front.
-    /// `event_kinds_list_is_complete` (tests/docs_match_code.rs) checks it
-    /// against the enum itself.
-    pub const KINDS: [&'static str; 21] = [
-        "queue_entered",
-        "queue_left",
-        "invited",
-        "invitation_withdrawn",
-        "session_updated",
-        "session_closed",
-        "team_chat",
-        "team_unread",
-        "favorites",
-        "offer",
-        "offer_withdrawn",
-        "status",
-        "queue_position",
-        "rep_joined",
-        "rep_left",
-        "transferred",
-        "control_input",
-        "view_requested",
-        "no_rep_available",
-        "chat",
-        "session_ended",
-    ];
+/// Writes `Event::KINDS` and `Event::kind()` from one list, so the two
+/// cannot drift apart. The match is exhaustive, so a new variant does not
+/// compile until it is named here; `event_kinds_list_is_complete`
+/// (tests/docs_match_code.rs) checks the names against serde's, and
+/// `each_kind_is_its_variant_in_snake_case` below checks the pairs.
+macro_rules! event_kinds {
+    ($($variant:ident => $name:literal,)*) => {
+        impl Event {
+            /// Every `kind()`, so per-kind counters can be made up front.
+            pub const KINDS: &'static [&'static str] = &[$($name),*];
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Event::QueueEntered { .. } => "queue_entered",
-            Event::QueueLeft { .. } => "queue_left",
-            Event::Invited { .. } => "invited",
-            Event::InvitationWithdrawn { .. } => "invitation_withdrawn",
-            Event::SessionUpdated { .. } => "session_updated",
-            Event::SessionClosed { .. } => "session_closed",
-            Event::TeamChat { .. } => "team_chat",
-            Event::TeamUnread { .. } => "team_unread",
-            Event::Favorites { .. } => "favorites",
-            Event::Offer { .. } => "offer",
-            Event::OfferWithdrawn { .. } => "offer_withdrawn",
-            Event::Status { .. } => "status",
-            Event::NoRepAvailable { .. } => "no_rep_available",
-            Event::QueuePosition { .. } => "queue_position",
-            Event::RepJoined { .. } => "rep_joined",
-            Event::RepLeft { .. } => "rep_left",
-            Event::Transferred { .. } => "transferred",
-            Event::ControlInput { .. } => "control_input",
-            Event::ViewRequested { .. } => "view_requested",
-            Event::Chat { .. } => "chat",
-            Event::SessionEnded { .. } => "session_ended",
+            /// The serde tag of the event, for metrics and logs.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Event::$variant { .. } => $name,)*
+                }
+            }
         }
-    }
+
+        /// (variant, kind) pairs, for the test that they follow serde's
+        /// `rename_all = "snake_case"`.
+        #[cfg(test)]
+        const EVENT_VARIANTS: &[(&str, &str)] = &[$((stringify!($variant), $name)),*];
+    };
+}
+
+event_kinds! {
+    QueueEntered => "queue_entered",
+    QueueLeft => "queue_left",
+    Invited => "invited",
+    InvitationWithdrawn => "invitation_withdrawn",
+    SessionUpdated => "session_updated",
+    SessionClosed => "session_closed",
+    TeamChat => "team_chat",
+    TeamUnread => "team_unread",
+    Favorites => "favorites",
+    Offer => "offer",
+    OfferWithdrawn => "offer_withdrawn",
+    Status => "status",
+    QueuePosition => "queue_position",
+    RepJoined => "rep_joined",
+    RepLeft => "rep_left",
+    Transferred => "transferred",
+    ControlInput => "control_input",
+    ViewRequested => "view_requested",
+    NoRepAvailable => "no_rep_available",
+    Chat => "chat",
+    SessionEnded => "session_ended",
 }
 
 #[cfg(test)]
@@ -711,6 +706,25 @@ mod tests {
             panic!("a welcome: {frame:?}")
         };
         assert_eq!((heartbeat_ms, pong_timeout_ms), (0, 0));
+    }
+
+    #[test]
+    fn each_kind_is_its_variant_in_snake_case() {
+        // serde's snake_case: an underscore before every inner capital.
+        let snake = |variant: &str| {
+            let mut out = String::new();
+            for (i, c) in variant.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        };
+        assert_eq!(EVENT_VARIANTS.len(), Event::KINDS.len());
+        for (variant, kind) in EVENT_VARIANTS {
+            assert_eq!(&snake(variant), kind, "Event::{variant}");
+        }
     }
 
     /// Every event kept for replay sits in a per-recipient ring
