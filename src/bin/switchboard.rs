@@ -35,11 +35,15 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // The handlers go in before the port is printed: a SIGTERM sent as
+    // soon as a script has read the port must stop the server in order,
+    // not kill it with the signal's default action.
+    let signals = Signals::install();
     // Tests and scripts read the real port from this line.
     println!("switchboard listening on port {}", app.port());
     let stopper = app.stopper();
     let stopping = actix_web::rt::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         stopper.stop().await;
     });
     if let Err(e) = app.run_until_stopped().await {
@@ -52,12 +56,25 @@ async fn main() {
     let _ = stopping.await;
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("can install a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
+/// SIGTERM and SIGINT, either of which stops the server in order.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("can install a SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("can install a SIGINT handler"),
+        }
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM"),
+            _ = self.int.recv() => tracing::info!("SIGINT"),
+        }
     }
 }
