@@ -8,6 +8,7 @@
 
 mod common;
 
+mod allocator;
 mod bad_input;
 mod cli;
 mod config_cli;
