@@ -225,3 +225,17 @@ async fn sigterm_mid_traffic_loses_nothing_acknowledged() {
         );
     }
 }
+
+/// A SIGTERM sent the moment the port is printed, before any client
+/// connects, still stops the server in order (exit status 0), rather than
+/// killing it with the signal's default action: scripts and supervisors
+/// read that line to know the server is up.
+#[test]
+fn sigterm_right_after_start_is_an_ordered_stop() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = ServerProcess::start(dir.path(), &[]);
+        let status = server.sigterm();
+        assert!(status.success(), "{status}");
+    }
+}
