@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Installs what building and testing need when it is missing from a fresh
-# Debian machine: a C compiler (crates that build C) and make (the server
-# binary's allocator, jemalloc, is built with its own configure and make).
-# Everything else the tests use (sockets, sled files, the server binary)
-# comes with the Rust toolchain.
+# Installs the external tools the build and the tests use, only when missing:
+#   cc, make     (Debian packages gcc, libc6-dev, make) - crates that build C;
+#                the server binary's allocator, jemalloc, is built with its
+#                own configure and make
+#   promtool     (Debian package prometheus)  - tests/metrics.rs
+#   schemathesis (PyPI)                       - tests/openapi.rs
+# Idempotent and quiet; safe to run from several test binaries at once
+# (a lock serialises the installs). Prints what it installed, nothing else.
 set -euo pipefail
 
-missing=()
-command -v cc >/dev/null || missing+=(gcc libc6-dev)
-command -v make >/dev/null || missing+=(make)
-[ ${#missing[@]} -eq 0 ] && exit 0
+lock="${TMPDIR:-/tmp}/switchboard-ensure-test-tools.lock"
+exec 9>"$lock"
+flock 9
 
-echo "== installing ${missing[*]}"
-sudo=
-[ "$(id -u)" -eq 0 ] || sudo=sudo
-$sudo apt-get update -q
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+debian=()
+command -v cc >/dev/null 2>&1 || debian+=(gcc libc6-dev)
+command -v make >/dev/null 2>&1 || debian+=(make)
+command -v promtool >/dev/null 2>&1 || debian+=(prometheus)
+if [ ${#debian[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${debian[@]}" >/dev/null
+    echo "installed Debian packages: ${debian[*]}" >&2
+fi
+
+if ! python3 -c 'import schemathesis.cli' >/dev/null 2>&1; then
+    python3 -m pip install -q --disable-pip-version-check 'schemathesis>=4,<5' >/dev/null
+    echo "installed schemathesis (PyPI)" >&2
+fi
