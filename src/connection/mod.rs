@@ -128,31 +128,25 @@ impl Connection {
     /// Serves the connection until it closes; everything logged meanwhile
     /// is in the connection's span.
     ///
-    /// Neither this nor `serve` is an `async fn`: an async fn keeps its
-    /// arguments in its future beside the locals it moves them into
-    /// (rust-lang/rust#62958), so the connection (248 bytes) and its
-    /// stream were held four and three times over by every connection's
-    /// task, 2,176 bytes in all; passed into one `async move` block and
-    /// borrowed from there, each is held once (docs/performance.md,
-    /// change 27).
-    pub fn run(self, stream: actix_ws::MessageStream) -> impl Future<Output = ()> {
+    /// Not an `async fn`: an async fn keeps its arguments in its future
+    /// beside the locals it moves them into (rust-lang/rust#62958), so the
+    /// connection (248 bytes) and its stream were held several times over
+    /// by every connection's task, 2,176 bytes in all; moved into one
+    /// `async move` block and borrowed from there, each is held once
+    /// (docs/performance.md, change 27).
+    pub fn run(mut self, stream: actix_ws::MessageStream) -> impl Future<Output = ()> {
         let span = self.span.clone();
         let hard = hard_frame_limit(self.hub.settings.max_frame_bytes);
-        let stream = stream
+        let mut stream = stream
             .max_frame_size(hard)
             .aggregate_continuations()
             .max_continuation_size(hard);
-        self.serve(stream).instrument(span)
-    }
-
-    // Not `async fn`, for the reason `run` gives.
-    #[allow(clippy::manual_async_fn)]
-    fn serve(mut self, mut stream: AggregatedMessageStream) -> impl Future<Output = ()> {
         async move {
             let close = self.until_closed(&mut stream).await;
             self.detach();
             let _ = self.ws.clone().close(close).await;
         }
+        .instrument(span)
     }
 
     /// Records what the connection has become in its span.
