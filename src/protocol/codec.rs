@@ -5,9 +5,12 @@
 //! (failing that, `malformed_frame`); an unknown `type` is `unknown_type`;
 //! only then is the whole request read, and a missing or mistyped field is
 //! `invalid_request` naming the field, with `re` set to the request's id.
+use std::borrow::Cow;
+
+use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
 
-use super::messages::{Request, RequestBody, ServerFrame};
+use super::messages::{Request, RequestBody, RequestByType, ServerFrame};
 use crate::error::{AppError, ErrorCode};
 
 /// Binary frames carry MessagePack; text frames (the `switchboard.json`
@@ -19,9 +22,10 @@ pub enum Encoding {
 }
 
 #[derive(Deserialize)]
-struct Head {
-    #[serde(rename = "type")]
-    kind: Option<String>,
+struct Head<'a> {
+    /// Borrowed from the frame when it can be (always, in MessagePack).
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
     #[serde(default)]
     id: Option<u64>,
 }
@@ -53,7 +57,7 @@ pub fn decode_request(bytes: &[u8], enc: Encoding) -> Result<Request, DecodeErro
         re,
         error: AppError::new(ErrorCode::InvalidRequest, "the frame has no 'type' field"),
     })?;
-    if !RequestBody::TYPES.contains(&kind.as_str()) {
+    if !RequestBody::TYPES.contains(&&*kind) {
         return Err(DecodeError {
             re,
             error: AppError::new(
@@ -65,7 +69,7 @@ pub fn decode_request(bytes: &[u8], enc: Encoding) -> Result<Request, DecodeErro
             ),
         });
     }
-    let body: RequestBody = parse(bytes, enc).map_err(|e| DecodeError {
+    let body = parse_body(bytes, enc, &kind).map_err(|e| DecodeError {
         re,
         error: AppError::new(
             ErrorCode::InvalidRequest,
@@ -76,6 +80,95 @@ pub fn decode_request(bytes: &[u8], enc: Encoding) -> Result<Request, DecodeErro
         id: re.unwrap_or(0),
         body,
     })
+}
+
+/// Reads the request whose `type` is `kind` from the whole frame.
+fn parse_body(bytes: &[u8], enc: Encoding, kind: &str) -> Result<RequestBody, String> {
+    match enc {
+        Encoding::MessagePack => {
+            let mut frame = rmp_serde::Deserializer::from_read_ref(bytes);
+            RequestByType::deserialize(Typed {
+                kind,
+                frame: &mut frame,
+            })
+            .map_err(|e| e.to_string())
+        }
+        Encoding::Json => {
+            let mut frame = serde_json::Deserializer::from_slice(bytes);
+            RequestByType::deserialize(Typed {
+                kind,
+                frame: &mut frame,
+            })
+            .and_then(|body| frame.end().map(|()| body))
+            .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// A frame whose `type` is known, shown to serde as an externally tagged
+/// enum: the variant is the `type`, and the variant's fields are the
+/// frame's own map, in which `type` and `id` are keys no variant has and
+/// are skipped like any other unknown key.
+struct Typed<'k, D> {
+    kind: &'k str,
+    frame: D,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Typed<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        visitor.visit_enum(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de, D: Deserializer<'de>> de::EnumAccess<'de> for Typed<'_, D> {
+    type Error = D::Error;
+    type Variant = Self;
+
+    fn variant_seed<S: de::DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self), D::Error> {
+        let variant =
+            seed.deserialize(IntoDeserializer::<D::Error>::into_deserializer(self.kind))?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de, D: Deserializer<'de>> de::VariantAccess<'de> for Typed<'_, D> {
+    type Error = D::Error;
+
+    /// A request with no fields of its own (`ping`, `logout`): whatever
+    /// else the map holds is read past and ignored, as for any request.
+    fn unit_variant(self) -> Result<(), D::Error> {
+        de::IgnoredAny::deserialize(self.frame).map(|_| ())
+    }
+
+    fn newtype_variant_seed<S: de::DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<S::Value, D::Error> {
+        seed.deserialize(self.frame)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, D::Error> {
+        self.frame.deserialize_tuple(len, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.frame.deserialize_struct("", fields, visitor)
+    }
 }
 
 /// Room reserved for an encoded frame. Frames average about 270 bytes (a
@@ -169,6 +262,83 @@ mod tests {
         );
         let wrong = code(&mp(json!({"type":"view_queue","id":6,"queue":"nowhere"})));
         assert_eq!(wrong.error.code, ErrorCode::InvalidRequest);
+    }
+
+    /// One request of every type, with its optional fields set.
+    fn one_of_each_type() -> Vec<serde_json::Value> {
+        let s = "s-1";
+        vec![
+            json!({"type":"hello","protocol":1,"role":"customer","client":"mobile"}),
+            json!({"type":"ping"}),
+            json!({"type":"login","username":"ann","password":"pw","token":"t",
+                   "resume":{"stream":"rep:ann","after":7}}),
+            json!({"type":"logout"}),
+            json!({"type":"list_queues"}),
+            json!({"type":"view_queue","queue":"team:support","sort":"name"}),
+            json!({"type":"session_details","session":s}),
+            json!({"type":"accept","session":s}),
+            json!({"type":"get_next"}),
+            json!({"type":"transfer","session":s,"to":"rep:bob"}),
+            json!({"type":"invite","session":s,"to":"team:support"}),
+            json!({"type":"join","session":s}),
+            json!({"type":"leave","session":s}),
+            json!({"type":"control","session":s,"input":"click 1 2"}),
+            json!({"type":"request_view","session":s}),
+            json!({"type":"my_sessions"}),
+            json!({"type":"star","queue":"team:support"}),
+            json!({"type":"unstar","queue":"rep:ann"}),
+            json!({"type":"team_chat","team":"support","text":"hi"}),
+            json!({"type":"team_chat_history","team":"support"}),
+            json!({"type":"mark_team_chat_read","team":"support"}),
+            json!({"type":"generate_session_key","valid_for_secs":600,"portal":"main"}),
+            json!({"type":"list_teams"}),
+            json!({"type":"list_reps"}),
+            json!({"type":"set_status","status":"away"}),
+            json!({"type":"set_auto_assign","enabled":true}),
+            json!({"type":"decline_offer","session":s}),
+            json!({"type":"public_reps"}),
+            json!({"type":"start_session","entry":{"via":"issue_form","issue_type":"billing"},
+                   "name":"Cy","company":"Acme","description":"no sound"}),
+            json!({"type":"resume_session","token":"t","resume":{"stream":"session:s-1","after":3}}),
+            json!({"type":"chat","session":s,"text":"hello"}),
+            json!({"type":"chat_history","session":s}),
+            json!({"type":"end_session","session":s}),
+        ]
+    }
+
+    #[test]
+    fn each_type_decodes_as_its_tagged_enum_does() {
+        // Reading the variant straight from the frame must give what
+        // serde's internally tagged enum gives, in both encodings, with
+        // `id` and unknown keys anywhere in the map, before or after `type`.
+        let samples = one_of_each_type();
+        let mut types: Vec<_> = samples.iter().map(|v| v["type"].clone()).collect();
+        types.dedup();
+        assert_eq!(types.len(), RequestBody::TYPES.len());
+        for mut v in samples {
+            let tagged: RequestBody = serde_json::from_value(v.clone()).unwrap();
+            v["id"] = json!(41);
+            v["extra"] = json!({"nested": [1, "x"]});
+            let json_bytes = serde_json::to_vec(&v).unwrap();
+            for (bytes, enc) in [
+                (mp(v.clone()), Encoding::MessagePack),
+                (json_bytes, Encoding::Json),
+            ] {
+                let r = decode_request(&bytes, enc).unwrap_or_else(|e| panic!("{v}: {e:?}"));
+                assert_eq!((r.id, &r.body), (41, &tagged), "{v}");
+                assert_eq!(r.body.type_name(), v["type"], "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_without_fields_still_reads_past_its_map() {
+        // JSON is checked for trailing bytes after the map: a field-less
+        // request must have read its whole map first.
+        let r = decode_request(br#"{"type":"ping","x":[1,{"y":2}],"id":3}"#, Encoding::Json);
+        assert_eq!(r.map(|r| (r.id, r.body)).unwrap(), (3, RequestBody::Ping));
+        let bad = decode_request(br#"{"type":"ping"} x"#, Encoding::Json).unwrap_err();
+        assert_eq!(bad.error.code, ErrorCode::MalformedFrame);
     }
 
     #[test]

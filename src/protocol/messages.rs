@@ -56,9 +56,30 @@ pub enum Entry {
     HelpLink { link: HelpLinkId },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RequestBody {
+/// Writes the request enum twice from one list of variants: as
+/// [`RequestBody`], the internally tagged enum clients build and the server
+/// matches on, and as `RequestByType`, serde's remote view of the same
+/// variants as an externally tagged enum, which `decode_request` uses once
+/// it has read the frame's `type`. An internally tagged enum is read by
+/// buffering every field of the map (each string copied into serde's
+/// `Content`) before the tag picks the variant, then reading the variant
+/// from that buffer; knowing the variant first, the fields are read
+/// straight from the frame (docs/performance.md, change 30).
+macro_rules! request_bodies {
+    ($($variants:tt)*) => {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum RequestBody { $($variants)* }
+
+        /// Only ever read into a [`RequestBody`], never made itself.
+        #[allow(dead_code)]
+        #[derive(Deserialize)]
+        #[serde(remote = "RequestBody", rename_all = "snake_case")]
+        pub(super) enum RequestByType { $($variants)* }
+    };
+}
+
+request_bodies! {
     // --- any connection -------------------------------------------------
     /// First message on every connection.
     Hello {
