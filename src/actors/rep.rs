@@ -112,7 +112,7 @@ impl RepActor {
         let frame = Arc::new(ServerFrame::Event {
             stream: self.outbox.stream().clone(),
             seq,
-            event: Arc::unwrap_or_clone(event),
+            event,
         });
         let hub = self.hub.clone();
         let before = self.consoles.len();
@@ -178,7 +178,7 @@ pub struct Attach {
 pub struct Attached {
     pub stream: String,
     pub seq: u64,
-    pub resume: Resume<Event>,
+    pub resume: Resume<Arc<Event>>,
     /// The rep's availability, for `logged_in`.
     pub status: RepStatus,
     pub auto_assign: bool,
@@ -200,10 +200,7 @@ impl Handler<Attach> for RepActor {
     type Result = Attached;
     fn handle(&mut self, msg: Attach, ctx: &mut Context<Self>) -> Attached {
         let resume = match &msg.resume {
-            Some(r) => self
-                .outbox
-                .resume(&r.stream, r.after)
-                .map(Arc::unwrap_or_clone),
+            Some(r) => self.outbox.resume(&r.stream, r.after),
             // A fresh login fetches what it shows; nothing to replay.
             None => Resume::Replay(Vec::new()),
         };

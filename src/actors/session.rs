@@ -243,7 +243,7 @@ impl SessionActor {
         let frame = Arc::new(ServerFrame::Event {
             stream: self.customer.stream().clone(),
             seq,
-            event,
+            event: Arc::new(event),
         });
         let hub = self.hub.clone();
         self.customer_conns.retain(|c| c.push(frame.clone(), &hub));

@@ -533,7 +533,12 @@ async fn read_loop(
                     stream: stream.clone(),
                     after: seq,
                 });
-                Pushed::Event { stream, seq, event }
+                Pushed::Event {
+                    stream,
+                    seq,
+                    // Decoded just now, so never shared: this moves it out.
+                    event: std::sync::Arc::unwrap_or_clone(event),
+                }
             }
             ServerFrame::Snapshot {
                 stream,

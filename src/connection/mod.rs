@@ -512,7 +512,7 @@ impl Connection {
         &mut self,
         stream: &str,
         seq: u64,
-        resume: crate::domain::outbox::Resume<crate::protocol::Event>,
+        resume: crate::domain::outbox::Resume<Arc<crate::protocol::Event>>,
         snapshot: F,
     ) -> Result<(), AppError>
     where

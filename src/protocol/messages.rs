@@ -321,11 +321,14 @@ pub enum ServerFrame {
         message: String,
     },
     /// A pushed event, numbered within `stream`. The name is shared with
-    /// the stream's outbox rather than copied into every frame.
+    /// the stream's outbox rather than copied into every frame, and so is
+    /// the event: one alert goes to every rep watching the queue and stays
+    /// in each one's replay ring, and a copy per rep was an allocation for
+    /// every string in it (docs/performance.md, change 31).
     Event {
         stream: Arc<str>,
         seq: u64,
-        event: Event,
+        event: Arc<Event>,
     },
     /// Everything the client should show, as of event `seq` of `stream`;
     /// sent instead of a replay when the gap is too old.

@@ -1,4 +1,6 @@
 //! Customers: start a session, or resume one after a dropped connection.
+use std::sync::Arc;
+
 use super::super::{Answer, Connection, Phase};
 use crate::actors::session::{self, AttachCustomer};
 use crate::auth::{customer_token_key, CustomerToken};
@@ -82,13 +84,18 @@ async fn attach(
     conn.count(Some((Role::Customer, client)));
     let (id, snapshot_view) = (view.session.clone(), view.clone());
     let follow = conn
-        .follow_resume(&view.stream, view.seq, attached.resume, || async move {
-            let chat = session::load_chat(&hub, &id).await?;
-            Ok(Snapshot::Customer {
-                view: snapshot_view,
-                chat,
-            })
-        })
+        .follow_resume(
+            &view.stream,
+            view.seq,
+            attached.resume.map(Arc::new),
+            || async move {
+                let chat = session::load_chat(&hub, &id).await?;
+                Ok(Snapshot::Customer {
+                    view: snapshot_view,
+                    chat,
+                })
+            },
+        )
         .await;
     if let Err(e) = follow {
         conn.detach();
