@@ -16,7 +16,7 @@ use crate::domain::ids::{now_ms, QueueId, RepId, TeamId};
 use crate::domain::rep_state::RepStatus;
 use crate::domain::rules::QueueRules;
 use crate::metrics::Metrics;
-use crate::protocol::Event;
+use crate::protocol::{pack_event, Event};
 use crate::store::SharedStore;
 
 pub struct Hub {
@@ -246,10 +246,25 @@ impl Hub {
 
     /// Pushes one event to several reps. It is shared, not copied: each
     /// rep keeps it for replay, and an alert goes to every rep of a team.
+    /// When it goes to more than one, it is also encoded once here, not
+    /// once for each rep's console (docs/performance.md, change 32).
     pub fn push_to_reps<'a>(&self, reps: impl IntoIterator<Item = &'a str>, event: Event) {
+        let to: Vec<_> = reps
+            .into_iter()
+            .filter(|rep| self.listening(rep))
+            .filter_map(|rep| self.directory.rep(rep).ok())
+            .collect();
+        let packed = match to.len() {
+            0 => return,
+            1 => None,
+            _ => pack_event(&event),
+        };
         let event = Arc::new(event);
-        for rep in reps {
-            self.push_shared(rep, &event);
+        for addr in to {
+            addr.do_send(Push {
+                event: event.clone(),
+                packed: packed.clone(),
+            });
         }
     }
 
@@ -264,7 +279,10 @@ impl Hub {
             return;
         }
         if let Ok(addr) = self.directory.rep(rep) {
-            addr.do_send(Push(event.clone()));
+            addr.do_send(Push {
+                event: event.clone(),
+                packed: None,
+            });
         }
     }
 }

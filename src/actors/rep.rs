@@ -104,7 +104,13 @@ impl RepActor {
     }
 
     fn push(&mut self, event: impl Into<Arc<Event>>) {
-        let event = event.into();
+        self.push_packed(event.into(), None);
+    }
+
+    /// Numbers the event in the rep's stream, keeps it for replay and
+    /// sends it to every console; `packed` is its encoding when the sender
+    /// made one for several reps.
+    fn push_packed(&mut self, event: Arc<Event>, packed: Option<bytes::Bytes>) {
         let seq = self.outbox.push(event.clone());
         if self.consoles.is_empty() {
             return;
@@ -113,6 +119,7 @@ impl RepActor {
             stream: self.outbox.stream().clone(),
             seq,
             event,
+            packed,
         });
         let hub = self.hub.clone();
         let before = self.consoles.len();
@@ -154,15 +161,19 @@ impl Actor for RepActor {
     }
 }
 
-/// An event for this rep's consoles.
+/// An event for this rep's consoles, with its MessagePack encoding when
+/// the same event goes to several reps ([`crate::protocol::pack_event`]).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Push(pub Arc<Event>);
+pub struct Push {
+    pub event: Arc<Event>,
+    pub packed: Option<bytes::Bytes>,
+}
 
 impl Handler<Push> for RepActor {
     type Result = ();
     fn handle(&mut self, msg: Push, _: &mut Context<Self>) {
-        self.push(msg.0);
+        self.push_packed(msg.event, msg.packed);
     }
 }
 

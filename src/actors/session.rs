@@ -244,6 +244,7 @@ impl SessionActor {
             stream: self.customer.stream().clone(),
             seq,
             event: Arc::new(event),
+            packed: None,
         });
         let hub = self.hub.clone();
         self.customer_conns.retain(|c| c.push(frame.clone(), &hub));

@@ -527,7 +527,9 @@ async fn read_loop(
                 code,
                 message,
             } => Pushed::Error { code, message },
-            ServerFrame::Event { stream, seq, event } => {
+            ServerFrame::Event {
+                stream, seq, event, ..
+            } => {
                 let stream = stream.to_string();
                 *lock(&position) = Some(ResumeFrom {
                     stream: stream.clone(),

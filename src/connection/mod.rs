@@ -527,6 +527,7 @@ impl Connection {
                         stream: stream.clone(),
                         seq,
                         event,
+                        packed: None,
                     });
                 }
             }

@@ -329,6 +329,12 @@ pub enum ServerFrame {
         stream: Arc<str>,
         seq: u64,
         event: Arc<Event>,
+        /// Not on the wire: the event already encoded as MessagePack when
+        /// it goes to several reps at once (an alert goes to every rep
+        /// watching the queue), so `encode_frame` copies it in after the
+        /// frame's own fields rather than encode it again for each rep.
+        #[serde(skip)]
+        packed: Option<bytes::Bytes>,
     },
     /// Everything the client should show, as of event `seq` of `stream`;
     /// sent instead of a replay when the gap is too old.

@@ -3,5 +3,5 @@
 pub mod codec;
 pub mod messages;
 
-pub use codec::{decode_request, encode_frame, Encoding};
+pub use codec::{decode_request, encode_frame, pack_event, Encoding};
 pub use messages::*;
