@@ -164,10 +164,27 @@ impl<'de, D: Deserializer<'de>> de::VariantAccess<'de> for Typed<'_, D> {
 
     fn struct_variant<V: Visitor<'de>>(
         self,
-        fields: &'static [&'static str],
+        _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.frame.deserialize_struct("", fields, visitor)
+        self.frame.deserialize_map(MapOnly(visitor))
+    }
+}
+
+/// A request's fields come from a map only. serde's derived structs also
+/// read an array, field by field, which here would take an array frame's
+/// first element, its `type`, for the request's first field.
+struct MapOnly<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for MapOnly<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a map of the request's fields")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.0.visit_map(map)
     }
 }
 
@@ -368,6 +385,24 @@ mod tests {
                 assert_eq!((r.id, &r.body), (41, &tagged), "{v}");
                 assert_eq!(r.body.type_name(), v["type"], "{v}");
             }
+        }
+    }
+
+    #[test]
+    fn an_array_frame_is_not_read_as_a_request() {
+        // protocol.md 2.5: an array `[type, id]` passes the head and is
+        // then refused, rather than read field by field.
+        for (v, re) in [
+            (json!(["session_details", 5]), Some(5)),
+            (json!(["login", 5]), Some(5)),
+            // Read field by field, this one would be a valid request for
+            // the history of a team named "team_chat_history".
+            (json!(["team_chat_history"]), None),
+        ] {
+            let e = decode_request(&mp(v.clone()), Encoding::MessagePack).unwrap_err();
+            assert_eq!((e.re, e.error.code), (re, ErrorCode::InvalidRequest), "{v}");
+            let j = decode_request(v.to_string().as_bytes(), Encoding::Json).unwrap_err();
+            assert_eq!((j.re, j.error.code), (re, ErrorCode::InvalidRequest), "{v}");
         }
     }
 
