@@ -4,11 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use actix::Addr;
 use foldhash::{HashMap, HashMapExt};
 use tokio_util::sync::CancellationToken;
 
 use super::directory::Directory;
-use super::rep::Push;
+use super::rep::{Push, RepActor};
 use super::ConnHandle;
 use crate::config::{RulesSettings, ServerSettings, SupervisorSettings};
 use crate::domain::catalog::Catalog;
@@ -241,7 +242,12 @@ impl Hub {
     /// Pushes an event to one rep (all their consoles), numbered in their
     /// stream; nothing if no console has ever been given that stream.
     pub fn push_to_rep(&self, rep: &str, event: Event) {
-        self.push_shared(rep, &Arc::new(event));
+        if let Some(addr) = self.reachable(rep) {
+            addr.do_send(Push {
+                event: Arc::new(event),
+                packed: None,
+            });
+        }
     }
 
     /// Pushes one event to several reps. It is shared, not copied: each
@@ -251,8 +257,7 @@ impl Hub {
     pub fn push_to_reps<'a>(&self, reps: impl IntoIterator<Item = &'a str>, event: Event) {
         let to: Vec<_> = reps
             .into_iter()
-            .filter(|rep| self.listening(rep))
-            .filter_map(|rep| self.directory.rep(rep).ok())
+            .filter_map(|rep| self.reachable(rep))
             .collect();
         let packed = match to.len() {
             0 => return,
@@ -274,15 +279,12 @@ impl Hub {
         self.push_to_reps(watchers.iter().map(String::as_str), event);
     }
 
-    fn push_shared(&self, rep: &str, event: &Arc<Event>) {
-        if !self.listening(rep) {
-            return;
-        }
-        if let Ok(addr) = self.directory.rep(rep) {
-            addr.do_send(Push {
-                event: event.clone(),
-                packed: None,
-            });
+    /// The rep's actor, if a push to the rep can reach anyone
+    /// ([`Hub::listening`]).
+    fn reachable(&self, rep: &str) -> Option<Addr<RepActor>> {
+        match self.listening(rep) {
+            true => self.directory.rep(rep).ok(),
+            false => None,
         }
     }
 }
