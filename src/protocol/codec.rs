@@ -369,9 +369,10 @@ mod tests {
         // serde's internally tagged enum gives, in both encodings, with
         // `id` and unknown keys anywhere in the map, before or after `type`.
         let samples = one_of_each_type();
-        let mut types: Vec<_> = samples.iter().map(|v| v["type"].clone()).collect();
-        types.dedup();
-        assert_eq!(types.len(), RequestBody::TYPES.len());
+        let sampled: std::collections::BTreeSet<_> =
+            samples.iter().filter_map(|v| v["type"].as_str()).collect();
+        let listed = RequestBody::TYPES.iter().copied().collect();
+        assert_eq!(sampled, listed, "one sample of every request type");
         for mut v in samples {
             let tagged: RequestBody = serde_json::from_value(v.clone()).unwrap();
             v["id"] = json!(41);
