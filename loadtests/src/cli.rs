@@ -331,20 +331,28 @@ mod tests {
         assert_eq!(all.idle_connections, 4000);
     }
 
-    /// loadtests/callgrind-join.sh needs valgrind and minutes, so CI does
-    /// not run it either; the same check for its generator command.
+    /// loadtests/callgrind.sh needs valgrind and minutes, so CI does not
+    /// run it either; the same check for its generator commands, one per
+    /// scenario it counts.
     #[test]
-    fn the_callgrind_scripts_generator_command_parses() {
-        let script = include_str!("../callgrind-join.sh");
+    fn the_callgrind_scripts_generator_commands_parse() {
+        let script = include_str!("../callgrind.sh");
         let Cmd::Catalog { teams, reps, .. } = scripts_command(script, "\"$generator\" catalog")
         else {
             panic!("the script's first command is not `catalog`")
         };
-        let Cmd::Run(run) = scripts_command(script, "\"$generator\" run") else {
-            panic!("the script's command is not `run`")
+        let Cmd::Run(join) = scripts_command(script, "\"$generator\" run --scenario join-alert")
+        else {
+            panic!("the script's join command is not `run`")
         };
-        assert!(matches!(run.scenario, Scenario::JoinAlert));
-        assert_eq!((run.reps, run.teams), (reps, teams));
-        assert_eq!((run.reps, run.teams), (100, 10));
+        assert!(matches!(join.scenario, Scenario::JoinAlert));
+        assert_eq!((join.reps, join.teams), (reps, teams));
+        assert_eq!((join.reps, join.teams), (100, 10));
+        let Cmd::Run(chat) = scripts_command(script, "\"$generator\" run --scenario chat") else {
+            panic!("the script's chat command is not `run`")
+        };
+        assert!(matches!(chat.scenario, Scenario::Chat));
+        assert_eq!(chat.teams, teams);
+        assert_eq!((chat.connections, chat.balls), (1, 1));
     }
 }

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Counts the server's instructions per unit of work under valgrind's
+# callgrind: per customer in the join-to-alert scenario (`join`), or per
+# chat line in the chat scenario (`chat`). docs/performance.md (fourteenth
+# round) says why: an instruction count is the same from run to run within
+# a fraction of a percent, whatever else the machine is doing, where CPU
+# time on these shared machines swings by a third. It counts user space
+# only (the kernel's half of the work is not in it) and says nothing about
+# cache misses, so it tells whether a change removed work, not what a
+# second of CPU buys.
+#
+#   loadtests/callgrind.sh join|chat [SERVER_BIN] [OUT_DIR] [WINDOW_SECS]
+#
+# The server runs under callgrind with instrumentation off (its start, the
+# 100 reps' logins, each an argon2 hash, and chat's set-up run at full
+# speed); once the scenario is under way it is switched on for WINDOW_SECS
+# (default 30) in the steady middle of the phase, so the window holds whole
+# lifecycles in all their stages:
+# - join: customers join, are alerted to ten reps and end at 10 a second;
+#   counted once 40 have joined, per customer joined in the window.
+# - chat: one session, its customer and rep answering each other's lines
+#   one at a time; counted once 50 lines have been said, per line said in
+#   the window (a line is a durable write, a reply and two events). One line
+#   at a time, because lines in flight together share flushes and socket
+#   writes differently from run to run: 20 sessions with two lines each
+#   counted 63,419 and 61,461 instructions a line in two runs, one line at
+#   a time 64,333 and 64,377.
+# Prints the instructions per unit; OUT_DIR keeps the profile
+# (callgrind.out.1, read it with callgrind_annotate) and top-functions
+# lists. About 2 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scenario=${1:-}
+case "$scenario" in
+  join | chat) ;;
+  *) echo "usage: $0 join|chat [SERVER_BIN] [OUT_DIR] [WINDOW_SECS]" >&2; exit 2 ;;
+esac
+server=${2:-target/release/switchboard}
+out=${3:-loadtests/results/callgrind-$scenario-$(date +%s)}
+window=${4:-30}
+generator=target/release/switchboard-loadtests
+for tool in valgrind callgrind_control callgrind_annotate taskset curl; do
+  command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
+done
+[ -x "$server" ] && [ -x "$generator" ] || {
+  echo "build first: cargo build --release -p switchboard -p switchboard-loadtests" >&2
+  exit 1
+}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+data=$(mktemp -d)
+server_pid=
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$data"' EXIT
+
+# The catalog: 10 teams of 10 reps (rep i in team i mod 10), so each join
+# alerts ten reps as in the full scenario's 100 teams of 1,000. Chat uses
+# one rep per team, as its full scenario does.
+"$generator" catalog --teams 10 --reps 100 --out "$out/catalog.toml"
+
+SWITCHBOARD_CONFIG="$out/catalog.toml" SWITCHBOARD_DATA_DIR="$data" \
+  SWITCHBOARD_LISTEN=127.0.0.1:0 SWITCHBOARD_LOG_LEVEL=warn \
+  taskset -c 0 valgrind --tool=callgrind --instr-atstart=no \
+  --callgrind-out-file="$out/callgrind.out" "$server" > "$out/server.log" 2>&1 &
+server_pid=$!
+port=
+for _ in $(seq 600); do
+  port=$(sed -n 's/.*switchboard listening on port \([0-9]*\).*/\1/p' "$out/server.log")
+  [ -n "$port" ] && break
+  sleep 0.5
+done
+[ -n "$port" ] || { echo "the server did not start; see $out/server.log" >&2; exit 1; }
+
+# The unit counted: customers who entered a queue, or chat lines said.
+done_so_far() {
+  curl -s "http://127.0.0.1:$port/metrics" | case "$scenario" in
+    join) awk '$1 ~ /^switchboard_sessions_entered_total/ { n += $2 } END { print n + 0 }' ;;
+    chat) awk '$1 ~ /^switchboard_protocol_messages_total/ && /direction="in"/ && /type="chat"/ { n += $2 }
+               END { print n + 0 }' ;;
+  esac
+}
+
+# The phase outlasts the window, with time to spare for getting under way.
+case "$scenario" in
+  join)
+    unit=customer start_at=40 duration=$((window + 15))
+    taskset -c 1 "$generator" run --scenario join-alert \
+      --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
+      --reps 100 --teams 10 --rate 10 --duration "$duration" \
+      --out "$out/generator" > "$out/generator.log" 2>&1 &
+    ;;
+  chat)
+    unit=line start_at=50 duration=$((window + 30))
+    taskset -c 1 "$generator" run --scenario chat \
+      --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
+      --teams 10 --connections 1 --balls 1 --duration "$duration" \
+      --out "$out/generator" > "$out/generator.log" 2>&1 &
+    ;;
+esac
+generator_pid=$!
+
+while [ "$(done_so_far)" -lt "$start_at" ]; do
+  kill -0 "$generator_pid" 2>/dev/null || { echo "the generator stopped; see $out/generator.log" >&2; exit 1; }
+  sleep 0.5
+done
+callgrind_control --instr=on "$server_pid" > /dev/null 2>&1
+first=$(done_so_far)
+sleep "$window"
+callgrind_control --dump "$server_pid" > /dev/null 2>&1
+last=$(done_so_far)
+callgrind_control --instr=off "$server_pid" > /dev/null 2>&1
+wait "$generator_pid"
+
+profile="$out/callgrind.out.1"
+instructions=$(sed -n 's/^summary: //p' "$profile")
+units=$((last - first))
+callgrind_annotate "$profile" > "$out/top-self.txt" 2>/dev/null
+callgrind_annotate --inclusive=yes "$profile" > "$out/top-inclusive.txt" 2>/dev/null
+grep -E '"(alerts_missing|errors)":' "$out/generator/result.json" | head -2
+echo "${unit}s in the window: $units"
+echo "instructions in the window: $instructions"
+echo "instructions per $unit: $((instructions / units))"
+echo "profile: $profile"
