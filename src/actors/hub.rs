@@ -253,18 +253,25 @@ impl Hub {
     /// Pushes one event to several reps. It is shared, not copied: each
     /// rep keeps it for replay, and an alert goes to every rep of a team.
     /// When it goes to more than one, it is also encoded once here, not
-    /// once for each rep's console (docs/performance.md, change 32).
-    pub fn push_to_reps<'a>(&self, reps: impl IntoIterator<Item = &'a str>, event: Event) {
+    /// once for each rep's console (docs/performance.md, change 32). An
+    /// event already in an `Arc` is shared with whoever else holds it.
+    pub fn push_to_reps<'a>(
+        &self,
+        reps: impl IntoIterator<Item = &'a str>,
+        event: impl Into<Arc<Event>>,
+    ) {
         let to: Vec<_> = reps
             .into_iter()
             .filter_map(|rep| self.reachable(rep))
             .collect();
+        if to.is_empty() {
+            return;
+        }
+        let event = event.into();
         let packed = match to.len() {
-            0 => return,
             1 => None,
             _ => pack_event(&event),
         };
-        let event = Arc::new(event);
         for addr in to {
             addr.do_send(Push {
                 event: event.clone(),

@@ -235,22 +235,26 @@ impl SessionActor {
         }
     }
 
-    fn push_customer(&mut self, event: Event) {
-        let seq = self.customer.push(event.clone());
+    /// Takes the event shared or not: the customer's ring keeps its own
+    /// copy either way (an idle customer's few events are cheaper inline
+    /// than behind an `Arc` each), and the frame shares what it is given.
+    fn push_customer(&mut self, event: impl Into<Arc<Event>>) {
+        let event = event.into();
+        let seq = self.customer.push(Event::clone(&event));
         if self.customer_conns.is_empty() {
             return;
         }
         let frame = Arc::new(ServerFrame::Event {
             stream: self.customer.stream().clone(),
             seq,
-            event: Arc::new(event),
+            event,
             packed: None,
         });
         let hub = self.hub.clone();
         self.customer_conns.retain(|c| c.push(frame.clone(), &hub));
     }
 
-    fn push_reps(&self, event: Event) {
+    fn push_reps(&self, event: impl Into<Arc<Event>>) {
         let reps = self.session.participants.iter().map(|p| p.rep.as_str());
         self.hub.push_to_reps(reps, event);
     }
@@ -897,19 +901,26 @@ impl Handler<Chat> for SessionActor {
             name,
             text: msg.text,
         };
+        // The record is encoded now, so the write needs no copy of the
+        // line; the event is made once and shared by the reps' frames and
+        // the customer's (a line used to be copied four times:
+        // docs/performance.md, change 33).
+        let record = match store::encode(&line) {
+            Ok(record) => record,
+            Err(e) => return fail(e.into()),
+        };
         let hub = self.hub.clone();
         let key = session_chat_key(&self.session.id, line.seq);
-        let stored = line.clone();
         AtomicResponse::new(Box::pin(
-            async move { store::save(hub.store.as_ref(), &key, &stored, Expect::Absent).await }
+            async move { hub.store.put(&key, record, Expect::Absent).await }
                 .into_actor(self)
                 .map(move |res, act, _| {
                     res.map_err(AppError::from)?;
                     act.session.chat_lines += 1;
-                    let event = Event::Chat {
+                    let event = Arc::new(Event::Chat {
                         session: act.session.id.clone(),
                         line: line.clone(),
-                    };
+                    });
                     act.push_reps(event.clone());
                     act.push_customer(event);
                     Ok(line)
