@@ -240,10 +240,13 @@ impl SessionActor {
     /// than behind an `Arc` each), and the frame shares what it is given.
     fn push_customer(&mut self, event: impl Into<Arc<Event>>) {
         let event = event.into();
-        let seq = self.customer.push(Event::clone(&event));
         if self.customer_conns.is_empty() {
+            // No frame to share it with: the ring takes it, uncopied if
+            // nobody else holds it.
+            self.customer.push(Arc::unwrap_or_clone(event));
             return;
         }
+        let seq = self.customer.push(Event::clone(&event));
         let frame = Arc::new(ServerFrame::Event {
             stream: self.customer.stream().clone(),
             seq,
