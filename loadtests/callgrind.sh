@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Counts the server's instructions per unit of work under valgrind's
-# callgrind: per customer in the join-to-alert scenario (`join`), or per
-# chat line in the chat scenario (`chat`). docs/performance.md (fourteenth
-# round) says why: an instruction count is the same from run to run within
-# a fraction of a percent, whatever else the machine is doing, where CPU
-# time on these shared machines swings by a third. It counts user space
-# only (the kernel's half of the work is not in it) and says nothing about
-# cache misses, so it tells whether a change removed work, not what a
-# second of CPU buys.
+# callgrind: per customer in the join-to-alert scenario (`join`), per
+# routed session (`routing`), or per chat line in the chat scenario
+# (`chat`). docs/performance.md (fourteenth round) says why: an
+# instruction count is the same from run to run within a fraction of a
+# percent, whatever else the machine is doing, where CPU time on these
+# shared machines swings by a third. It counts user space only (the
+# kernel's half of the work is not in it) and says nothing about cache
+# misses, so it tells whether a change removed work, not what a second of
+# CPU buys.
 #
-#   loadtests/callgrind.sh join|chat [SERVER_BIN] [OUT_DIR] [WINDOW_SECS]
+#   loadtests/callgrind.sh join|routing|chat [SERVER_BIN] [OUT_DIR] [WINDOW_SECS]
 #
 # The server runs under callgrind with instrumentation off (its start, the
 # 100 reps' logins, each an argon2 hash, and chat's set-up run at full
@@ -18,6 +19,10 @@
 # lifecycles in all their stages:
 # - join: customers join, are alerted to ten reps and end at 10 a second;
 #   counted once 40 have joined, per customer joined in the window.
+# - routing: one customer lane, each session joined, accepted, ended and
+#   the next started, every step durable; counted once 50 sessions have
+#   entered a queue, per session entered in the window. One lane, for the
+#   reason given for chat below (two runs: 375,883 and 375,476).
 # - chat: one session, its customer and rep answering each other's lines
 #   one at a time; counted once 50 lines have been said, per line said in
 #   the window (a line is a durable write, a reply and two events). One line
@@ -33,8 +38,8 @@ cd "$(dirname "$0")/.."
 
 scenario=${1:-}
 case "$scenario" in
-  join | chat) ;;
-  *) echo "usage: $0 join|chat [SERVER_BIN] [OUT_DIR] [WINDOW_SECS]" >&2; exit 2 ;;
+  join | routing | chat) ;;
+  *) echo "usage: $0 join|routing|chat [SERVER_BIN] [OUT_DIR] [WINDOW_SECS]" >&2; exit 2 ;;
 esac
 server=${2:-target/release/switchboard}
 out=${3:-loadtests/results/callgrind-$scenario-$(date +%s)}
@@ -71,10 +76,11 @@ for _ in $(seq 600); do
 done
 [ -n "$port" ] || { echo "the server did not start; see $out/server.log" >&2; exit 1; }
 
-# The unit counted: customers who entered a queue, or chat lines said.
+# The unit counted: customers or sessions that entered a queue, or chat
+# lines said.
 done_so_far() {
   curl -s "http://127.0.0.1:$port/metrics" | case "$scenario" in
-    join) awk '$1 ~ /^switchboard_sessions_entered_total/ { n += $2 } END { print n + 0 }' ;;
+    join | routing) awk '$1 ~ /^switchboard_sessions_entered_total/ { n += $2 } END { print n + 0 }' ;;
     chat) awk '$1 ~ /^switchboard_protocol_messages_total/ && /direction="in"/ && /type="chat"/ { n += $2 }
                END { print n + 0 }' ;;
   esac
@@ -87,6 +93,13 @@ case "$scenario" in
     taskset -c 1 "$generator" run --scenario join-alert \
       --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
       --reps 100 --teams 10 --rate 10 --duration "$duration" \
+      --out "$out/generator" > "$out/generator.log" 2>&1 &
+    ;;
+  routing)
+    unit=session start_at=50 duration=$((window + 30))
+    taskset -c 1 "$generator" run --scenario routing \
+      --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
+      --reps 100 --teams 10 --connections 1 --duration "$duration" \
       --out "$out/generator" > "$out/generator.log" 2>&1 &
     ;;
   chat)

@@ -348,6 +348,13 @@ mod tests {
         assert!(matches!(join.scenario, Scenario::JoinAlert));
         assert_eq!((join.reps, join.teams), (reps, teams));
         assert_eq!((join.reps, join.teams), (100, 10));
+        let Cmd::Run(routing) = scripts_command(script, "\"$generator\" run --scenario routing")
+        else {
+            panic!("the script's routing command is not `run`")
+        };
+        assert!(matches!(routing.scenario, Scenario::Routing));
+        assert_eq!((routing.reps, routing.teams), (reps, teams));
+        assert_eq!(routing.connections, 1);
         let Cmd::Run(chat) = scripts_command(script, "\"$generator\" run --scenario chat") else {
             panic!("the script's chat command is not `run`")
         };
