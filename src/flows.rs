@@ -174,7 +174,7 @@ pub async fn session_details(
     id: &str,
     viewer: Option<&str>,
 ) -> AppResult<SessionDetails> {
-    if let Ok(addr) = hub.directory.session(id) {
+    if let Some(addr) = hub.directory.find_session(id) {
         if let Ok(d) = addr
             .send(Details {
                 viewer: viewer.map(str::to_string),
@@ -209,7 +209,7 @@ pub async fn my_sessions(hub: &Hub, rep: &str) -> AppResult<Vec<SessionDetails>>
     let view = rep_view(hub, rep).await?;
     let mut out = Vec::new();
     for id in view.sessions {
-        if let Ok(addr) = hub.directory.session(&id) {
+        if let Some(addr) = hub.directory.find_session(&id) {
             if let Ok(Ok(d)) = addr.send(Details { viewer: None }).await {
                 out.push(d);
             }
@@ -238,7 +238,7 @@ pub async fn live_session(
     hub: &Hub,
     id: &str,
 ) -> AppResult<actix::Addr<session_actor::SessionActor>> {
-    if let Ok(addr) = hub.directory.session(id) {
+    if let Some(addr) = hub.directory.find_session(id) {
         return Ok(addr);
     }
     if stored_session(hub, id).await?.is_some_and(|s| s.is_ended()) {

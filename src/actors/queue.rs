@@ -83,7 +83,7 @@ impl QueueActor {
             let estimate = self.queue.estimate_secs(position);
             let now = (position, estimate);
             if self.told.get(&s.session) != Some(&now) {
-                if let Ok(addr) = self.hub.directory.session(&s.session) {
+                if let Some(addr) = self.hub.directory.find_session(&s.session) {
                     addr.do_send(PositionChanged {
                         queue_name: name.clone(),
                         position,

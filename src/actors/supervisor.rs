@@ -243,7 +243,7 @@ impl Supervisor {
                 left_by_rule: s.rules.left_by_rule.clone(),
             };
             if let Some(due) = rules::due(rules, &w, now, reps_available) {
-                if let Ok(addr) = self.hub.directory.session(&s.session) {
+                if let Some(addr) = self.hub.directory.find_session(&s.session) {
                     addr.do_send(ApplyRule {
                         queue: queue.clone(),
                         steps_done: w.steps_done,
@@ -443,7 +443,7 @@ impl Handler<RepConnectionLost> for Supervisor {
             self.withdraw(&s, "connection lost");
         }
         for session in msg.sessions {
-            if let Ok(addr) = self.hub.directory.session(&session) {
+            if let Some(addr) = self.hub.directory.find_session(&session) {
                 addr.do_send(RepLost {
                     rep: msg.rep.clone(),
                 });

@@ -376,7 +376,7 @@ impl Connection {
                 }
             }
             Phase::Customer { session, conn, .. } => {
-                if let Ok(addr) = self.hub.directory.session(&session) {
+                if let Some(addr) = self.hub.directory.find_session(&session) {
                     addr.do_send(crate::actors::session::DetachCustomer { conn: conn.id });
                 }
             }

@@ -44,10 +44,10 @@ pub async fn chat(conn: &mut Connection, session: Option<SessionId>, text: Strin
 
 pub async fn history(conn: &mut Connection, session: Option<SessionId>) -> Answer {
     let (id, reader) = speaker(conn, session)?;
-    let lines = match conn.hub.directory.session(&id) {
-        Ok(addr) => addr.send(ChatHistory { reader }).await??,
+    let lines = match conn.hub.directory.find_session(&id) {
+        Some(addr) => addr.send(ChatHistory { reader }).await??,
         // Ended sessions: reps who were in them may still read the log.
-        Err(_) => {
+        None => {
             let rep = rep(conn)?;
             crate::flows::session_details(&conn.hub, &id, Some(&rep)).await?;
             session::load_chat(&conn.hub, &id).await?

@@ -53,7 +53,7 @@ pub async fn resume(conn: &mut Connection, token: String, resume: Option<ResumeF
     let (t, _) = store::load::<CustomerToken>(hub.store.as_ref(), &customer_token_key(&token))
         .await?
         .ok_or_else(invalid)?;
-    let addr = hub.directory.session(&t.session).map_err(|_| invalid())?;
+    let addr = hub.directory.find_session(&t.session).ok_or_else(invalid)?;
     let client = client(conn);
     attach(conn, addr, token, resume, client).await
 }
