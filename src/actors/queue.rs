@@ -347,26 +347,21 @@ impl Handler<PostTeamChat> for QueueActor {
             name: msg.name,
             text: msg.text,
         };
-        let hub = self.hub.clone();
         let key = team_chat_key(&team, line.seq);
-        let stored = line.clone();
-        AtomicResponse::new(Box::pin(
-            async move { store::save(hub.store.as_ref(), &key, &stored, Expect::Absent).await }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    res.map_err(AppError::from)?;
-                    act.chat_lines += 1;
-                    for rep in act.hub.watchers(&act.id).iter() {
-                        if let Ok(addr) = act.hub.directory.rep(rep) {
-                            addr.do_send(TeamChatPosted {
-                                team: team.clone(),
-                                line: line.clone(),
-                                lines: act.chat_lines,
-                            });
-                        }
-                    }
-                    Ok(line)
-                }),
-        ))
+        let write = store::save_owned(&self.hub.store, key, &line, Expect::Absent);
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, _| {
+            res.map_err(AppError::from)?;
+            act.chat_lines += 1;
+            for rep in act.hub.watchers(&act.id).iter() {
+                if let Ok(addr) = act.hub.directory.rep(rep) {
+                    addr.do_send(TeamChatPosted {
+                        team: team.clone(),
+                        line: line.clone(),
+                        lines: act.chat_lines,
+                    });
+                }
+            }
+            Ok(line)
+        })))
     }
 }

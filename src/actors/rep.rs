@@ -133,23 +133,17 @@ impl RepActor {
     /// Stores a changed state, then makes it the actor's. Nothing changes
     /// if the write fails.
     fn save(&mut self, next: RepState) -> ResponseActFuture<Self, AppResult<()>> {
-        let hub = self.hub.clone();
-        let key = state_key(&self.id);
         let expect = match self.revision {
             Some(r) => Expect::Revision(r),
             None => Expect::Absent,
         };
-        let write_state = next.clone();
-        Box::pin(
-            async move { store::save(hub.store.as_ref(), &key, &write_state, expect).await }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    let revision = res.map_err(AppError::from)?;
-                    act.state = next;
-                    act.revision = Some(revision);
-                    Ok(())
-                }),
-        )
+        let write = store::save_owned(&self.hub.store, state_key(&self.id), &next, expect);
+        Box::pin(write.into_actor(self).map(move |res, act, _| {
+            let revision = res.map_err(AppError::from)?;
+            act.state = next;
+            act.revision = Some(revision);
+            Ok(())
+        }))
     }
 }
 

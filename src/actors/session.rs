@@ -308,21 +308,21 @@ impl SessionActor {
         next: Session,
         then: impl FnOnce(&mut Self, Session, &mut Context<Self>) -> R + 'static,
     ) -> AtomicResponse<Self, AppResult<R>> {
-        let hub = self.hub.clone();
-        let key = session_key(&next.id);
-        let expect = Expect::Revision(self.revision);
-        let stored = next.clone();
-        AtomicResponse::new(Box::pin(
-            async move { store::save(hub.store.as_ref(), &key, &stored, expect).await }
-                .into_actor(self)
-                .map(move |res, act, ctx| {
-                    let revision = res.map_err(AppError::from)?;
-                    act.revision = revision;
-                    let prev = std::mem::replace(&mut act.session, next);
-                    act.count_state(Some(&prev.state), Some(&act.session.state));
-                    Ok(then(act, prev, ctx))
-                }),
-        ))
+        let write = store::save_owned(
+            &self.hub.store,
+            session_key(&next.id),
+            &next,
+            Expect::Revision(self.revision),
+        );
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            move |res, act, ctx| {
+                let revision = res.map_err(AppError::from)?;
+                act.revision = revision;
+                let prev = std::mem::replace(&mut act.session, next);
+                act.count_state(Some(&prev.state), Some(&act.session.state));
+                Ok(then(act, prev, ctx))
+            },
+        )))
     }
 
     /// Checks `check` against the live state and, if it passes, commits the
@@ -904,31 +904,22 @@ impl Handler<Chat> for SessionActor {
             name,
             text: msg.text,
         };
-        // The record is encoded now, so the write needs no copy of the
-        // line; the event is made once and shared by the reps' frames and
-        // the customer's (a line used to be copied four times:
-        // docs/performance.md, change 33).
-        let record = match store::encode(&line) {
-            Ok(record) => record,
-            Err(e) => return fail(e.into()),
-        };
-        let hub = self.hub.clone();
+        // The write needs no copy of the line, and the event is made once
+        // and shared by the reps' frames and the customer's (a line used
+        // to be copied four times: docs/performance.md, change 33).
         let key = session_chat_key(&self.session.id, line.seq);
-        AtomicResponse::new(Box::pin(
-            async move { hub.store.put(&key, record, Expect::Absent).await }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    res.map_err(AppError::from)?;
-                    act.session.chat_lines += 1;
-                    let event = Arc::new(Event::Chat {
-                        session: act.session.id.clone(),
-                        line: line.clone(),
-                    });
-                    act.push_reps(event.clone());
-                    act.push_customer(event);
-                    Ok(line)
-                }),
-        ))
+        let write = store::save_owned(&self.hub.store, key, &line, Expect::Absent);
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, _| {
+            res.map_err(AppError::from)?;
+            act.session.chat_lines += 1;
+            let event = Arc::new(Event::Chat {
+                session: act.session.id.clone(),
+                line: line.clone(),
+            });
+            act.push_reps(event.clone());
+            act.push_customer(event);
+            Ok(line)
+        })))
     }
 }
 

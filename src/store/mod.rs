@@ -137,6 +137,21 @@ pub async fn save<T: Record>(
     store.put(key, encode(record)?, expect).await
 }
 
+/// [`save`] for a future that must own what it writes, such as an actor's
+/// (`'static`): the record is encoded now, so the caller lends it rather
+/// than cloning it into the future (a copy of the session or chat line
+/// per write: docs/performance.md, changes 33 and 35).
+pub fn save_owned<T: Record>(
+    store: &SharedStore,
+    key: String,
+    record: &T,
+    expect: Expect,
+) -> impl std::future::Future<Output = Result<u64, StoreError>> + 'static {
+    let store = store.clone();
+    let value = encode(record);
+    async move { store.put(&key, value?, expect).await }
+}
+
 /// [`save`] through [`Store::put_unflushed`]: flush before acknowledging.
 pub async fn save_unflushed<T: Record>(
     store: &dyn Store,
