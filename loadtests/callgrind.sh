@@ -29,7 +29,8 @@
 #   at a time, because lines in flight together share flushes and socket
 #   writes differently from run to run: 20 sessions with two lines each
 #   counted 63,419 and 61,461 instructions a line in two runs, one line at
-#   a time 64,333 and 64,377.
+#   a time 64,333 and 64,377 (20 s windows; a count depends on the window's
+#   length, so compare counts of one length).
 # Prints the instructions per unit; OUT_DIR keeps the profile
 # (callgrind.out.1, read it with callgrind_annotate) and top-functions
 # lists. About 2 minutes.
