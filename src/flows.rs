@@ -9,6 +9,7 @@ use crate::actors::session::{self as session_actor, details, Accept, Details, Jo
 use crate::actors::Hub;
 use crate::auth::{bad_credentials, token_key, verify_password, RepToken};
 use crate::domain::catalog::Rep;
+use crate::domain::chat::session_chat_prefix;
 use crate::domain::ids::*;
 use crate::domain::keys::{check_validity, generate_key, random_token, SessionKey};
 use crate::domain::queue::SortBy;
@@ -201,7 +202,7 @@ pub async fn session_details(
         }
     }
     let mut d = details(&s);
-    d.chat_lines = hub.store.scan_prefix(&format!("chat/{id}/")).await?.len() as u64;
+    d.chat_lines = hub.store.scan_prefix(&session_chat_prefix(id)).await?.len() as u64;
     Ok(d)
 }
 

@@ -15,7 +15,7 @@ use super::rep::InSession;
 use super::supervisor::SessionAccepted;
 use super::{ConnHandle, Hub};
 use crate::auth::{customer_token_key_of_hash, CustomerToken};
-use crate::domain::chat::{check_text, session_chat_key, ChatLine};
+use crate::domain::chat::{check_text, session_chat_key, session_chat_prefix, ChatLine};
 use crate::domain::ids::*;
 use crate::domain::keys::{hash_secret, normalise, random_id, random_token, SessionKey};
 use crate::domain::outbox::{Outbox, Resume};
@@ -948,7 +948,7 @@ impl Handler<ChatHistory> for SessionActor {
 
 pub async fn load_chat(hub: &Hub, session: &str) -> AppResult<Vec<ChatLine>> {
     let lines =
-        store::load_all::<ChatLine>(hub.store.as_ref(), &format!("chat/{session}/")).await?;
+        store::load_all::<ChatLine>(hub.store.as_ref(), &session_chat_prefix(session)).await?;
     Ok(lines.into_iter().map(|(_, l, _)| l).collect())
 }
 

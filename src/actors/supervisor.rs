@@ -12,6 +12,7 @@ use super::queue::{Enter, Invite, QueueActor, WaitingList};
 use super::rep::{state_key, RepActor};
 use super::session::{ApplyRule, RepLost, SessionActor};
 use super::Hub;
+use crate::domain::chat::{session_chat_prefix, team_chat_prefix};
 use crate::domain::ids::{now_ms, Millis, QueueId, RepId, SessionId};
 use crate::domain::queue::{InvitationSummary, SessionSummary};
 use crate::domain::rep_state::RepState;
@@ -45,11 +46,7 @@ pub async fn ensure_actors(hub: &Arc<Hub>) -> AppResult<()> {
     for team in teams {
         let queue = QueueId::team(team.clone());
         if !hub.directory.has_queue(&queue) {
-            let lines = hub
-                .store
-                .scan_prefix(&format!("teamchat/{team}/"))
-                .await?
-                .len() as u64;
+            let lines = hub.store.scan_prefix(&team_chat_prefix(&team)).await?.len() as u64;
             let addr = QueueActor::new(queue.clone(), hub.clone(), lines).start();
             hub.directory.add_queue(queue, addr);
         }
@@ -94,7 +91,7 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
         }
         session.chat_lines = hub
             .store
-            .scan_prefix(&format!("chat/{}/", session.id))
+            .scan_prefix(&session_chat_prefix(&session.id))
             .await?
             .len() as u64;
         match &session.state {

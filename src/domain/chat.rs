@@ -38,21 +38,43 @@ pub fn check_text(text: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Store key of a session chat line: zero-padded so a prefix scan returns
-/// the transcript in order.
+/// Store key of a session chat line: zero-padded so a prefix scan of
+/// [`session_chat_prefix`] returns the transcript in order.
 pub fn session_chat_key(session: &str, seq: u64) -> String {
-    line_key("chat/", session, seq)
+    line_key(SESSION_CHAT, session, seq)
 }
 
 pub fn team_chat_key(team: &str, seq: u64) -> String {
-    line_key("teamchat/", team, seq)
+    line_key(TEAM_CHAT, team, seq)
 }
 
-/// `format!("{prefix}{owner}/{seq:012}")`, written out by hand: the
+/// What every line key of a session's transcript starts with.
+pub fn session_chat_prefix(session: &str) -> String {
+    transcript_prefix(SESSION_CHAT, session, 0)
+}
+
+/// What every line key of a team's chat starts with.
+pub fn team_chat_prefix(team: &str) -> String {
+    transcript_prefix(TEAM_CHAT, team, 0)
+}
+
+const SESSION_CHAT: &str = "chat/";
+const TEAM_CHAT: &str = "teamchat/";
+
+/// `{kind}{owner}/`, with room for `more` bytes after it.
+fn transcript_prefix(kind: &str, owner: &str, more: usize) -> String {
+    let mut prefix = String::with_capacity(kind.len() + owner.len() + 1 + more);
+    prefix.push_str(kind);
+    prefix.push_str(owner);
+    prefix.push('/');
+    prefix
+}
+
+/// `format!("{kind}{owner}/{seq:012}")`, written out by hand: the
 /// formatting machinery cost a chat line about 2% of its instructions
 /// (docs/performance.md, change 33). A number of more than 12 digits is
 /// written whole, as `format!` would.
-fn line_key(prefix: &str, owner: &str, seq: u64) -> String {
+fn line_key(kind: &str, owner: &str, seq: u64) -> String {
     const WIDTH: usize = 12;
     let mut digits = [b'0'; 20];
     let (mut n, mut start) = (seq, digits.len());
@@ -65,10 +87,7 @@ fn line_key(prefix: &str, owner: &str, seq: u64) -> String {
         }
     }
     let start = start.min(digits.len() - WIDTH);
-    let mut key = String::with_capacity(prefix.len() + owner.len() + 1 + digits.len() - start);
-    key.push_str(prefix);
-    key.push_str(owner);
-    key.push('/');
+    let mut key = transcript_prefix(kind, owner, digits.len() - start);
     key.extend(digits[start..].iter().map(|&d| char::from(d)));
     key
 }
@@ -78,7 +97,8 @@ mod tests {
     use super::*;
 
     /// The keys are stored: written by hand, they must stay what
-    /// `format!` wrote, or old transcripts would not be found.
+    /// `format!` wrote, or old transcripts would not be found; and a scan
+    /// of the prefix must find them.
     #[test]
     fn line_keys_are_what_format_wrote() {
         for seq in [
@@ -93,6 +113,8 @@ mod tests {
         ] {
             assert_eq!(session_chat_key("s-1", seq), format!("chat/s-1/{seq:012}"));
             assert_eq!(team_chat_key("t0", seq), format!("teamchat/t0/{seq:012}"));
+            assert!(session_chat_key("s-1", seq).starts_with(&session_chat_prefix("s-1")));
+            assert!(team_chat_key("t0", seq).starts_with(&team_chat_prefix("t0")));
         }
     }
 }

@@ -4,7 +4,7 @@ use super::rep;
 use crate::actors::queue::{PostTeamChat, Stats};
 use crate::actors::rep::MarkChatRead;
 use crate::actors::session::{self, ChatHistory, Speaker};
-use crate::domain::chat::ChatLine;
+use crate::domain::chat::{team_chat_prefix, ChatLine};
 use crate::domain::ids::{QueueId, Role, SessionId, TeamId};
 use crate::domain::session::rep_actor;
 use crate::error::AppError;
@@ -86,7 +86,7 @@ pub async fn team_chat(conn: &mut Connection, team: TeamId, text: String) -> Ans
 
 pub async fn team_history(conn: &mut Connection, team: TeamId) -> Answer {
     member(conn, &team)?;
-    let lines = store::load_all::<ChatLine>(conn.hub.store.as_ref(), &format!("teamchat/{team}/"))
+    let lines = store::load_all::<ChatLine>(conn.hub.store.as_ref(), &team_chat_prefix(&team))
         .await?
         .into_iter()
         .map(|(_, l, _)| l)
