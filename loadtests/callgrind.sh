@@ -88,31 +88,29 @@ done_so_far() {
   esac
 }
 
-# The phase outlasts the window, with time to spare for getting under way.
+# Starts the generator with the scenario's own flags ("$@") and the ones
+# every count shares. The phase outlasts the window, with time to spare for
+# getting under way.
+start_generator() {
+  taskset -c 1 "$generator" run "$@" \
+    --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
+    --duration "$duration" --out "$out/generator" > "$out/generator.log" 2>&1 &
+  generator_pid=$!
+}
 case "$scenario" in
   join)
     unit=customer start_at=40 duration=$((window + 15))
-    taskset -c 1 "$generator" run --scenario join-alert \
-      --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
-      --reps 100 --teams 10 --rate 10 --duration "$duration" \
-      --out "$out/generator" > "$out/generator.log" 2>&1 &
+    start_generator --scenario join-alert --reps 100 --teams 10 --rate 10
     ;;
   routing)
     unit=session start_at=50 duration=$((window + 30))
-    taskset -c 1 "$generator" run --scenario routing \
-      --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
-      --reps 100 --teams 10 --connections 1 --duration "$duration" \
-      --out "$out/generator" > "$out/generator.log" 2>&1 &
+    start_generator --scenario routing --reps 100 --teams 10 --connections 1
     ;;
   chat)
     unit=line start_at=50 duration=$((window + 30))
-    taskset -c 1 "$generator" run --scenario chat \
-      --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
-      --teams 10 --connections 1 --balls 1 --duration "$duration" \
-      --out "$out/generator" > "$out/generator.log" 2>&1 &
+    start_generator --scenario chat --teams 10 --connections 1 --balls 1
     ;;
 esac
-generator_pid=$!
 
 while [ "$(done_so_far)" -lt "$start_at" ]; do
   kill -0 "$generator_pid" 2>/dev/null || { echo "the generator stopped; see $out/generator.log" >&2; exit 1; }

@@ -280,11 +280,10 @@ mod tests {
         words
     }
 
-    /// The generator's command line in `script`, from the line where
-    /// `marker` is to the end of its backslash continuations, parsed with
-    /// the generator's own flags: redirections left out, the shell's
-    /// `$variables` standing in as 1.
-    fn scripts_command(script: &str, marker: &str) -> Cmd {
+    /// The words of the command in `script` from the line where `marker`
+    /// is to the end of its backslash continuations, without the shell's
+    /// redirections and `&`.
+    fn command_words(script: &str, marker: &str) -> Vec<String> {
         let at = script
             .find(marker)
             .unwrap_or_else(|| panic!("the script has no {marker}"));
@@ -298,15 +297,20 @@ mod tests {
             }
         }
         let mut words = shell_words(&command);
+        if let Some(end) = words.iter().position(|w| w.starts_with(['>', '&', '|'])) {
+            words.truncate(end);
+        }
+        words
+    }
+
+    /// The words from the generator's program on, parsed with its own
+    /// flags, the shell's `$variables` standing in as 1.
+    fn generator_command(mut words: Vec<String>) -> Cmd {
         let program = words
             .iter()
             .position(|w| w.ends_with("switchboard-loadtests") || w == "$generator")
             .expect("the command runs the generator");
         words.drain(..program);
-        // Redirections and `&` are the shell's, not the generator's.
-        if let Some(end) = words.iter().position(|w| w.starts_with(['>', '&', '|'])) {
-            words.truncate(end);
-        }
         words[0] = "switchboard-loadtests".into();
         for w in &mut words[1..] {
             if w.starts_with('$') {
@@ -317,6 +321,25 @@ mod tests {
             Ok(cli) => cli.cmd,
             Err(e) => panic!("{words:?}: {e}"),
         }
+    }
+
+    /// The generator's command line in `script`, from the line where
+    /// `marker` is.
+    fn scripts_command(script: &str, marker: &str) -> Cmd {
+        generator_command(command_words(script, marker))
+    }
+
+    /// One of loadtests/callgrind.sh's counts: `start_generator`'s command
+    /// with the flags its call for `scenario` passes in place of `"$@"`.
+    fn callgrind_command(script: &str, scenario: &str) -> Cmd {
+        let mut words = command_words(script, "\"$generator\" run \"$@\"");
+        let own = command_words(script, &format!("start_generator --scenario {scenario}"));
+        let at = words
+            .iter()
+            .position(|w| w == "$@")
+            .expect("start_generator passes its arguments on");
+        words.splice(at..=at, own.into_iter().skip(1));
+        generator_command(words)
     }
 
     /// scripts/build-pgo.sh trains the server with `all` and is too slow
@@ -341,21 +364,19 @@ mod tests {
         else {
             panic!("the script's first command is not `catalog`")
         };
-        let Cmd::Run(join) = scripts_command(script, "\"$generator\" run --scenario join-alert")
-        else {
+        let Cmd::Run(join) = callgrind_command(script, "join-alert") else {
             panic!("the script's join command is not `run`")
         };
         assert!(matches!(join.scenario, Scenario::JoinAlert));
         assert_eq!((join.reps, join.teams), (reps, teams));
         assert_eq!((join.reps, join.teams), (100, 10));
-        let Cmd::Run(routing) = scripts_command(script, "\"$generator\" run --scenario routing")
-        else {
+        let Cmd::Run(routing) = callgrind_command(script, "routing") else {
             panic!("the script's routing command is not `run`")
         };
         assert!(matches!(routing.scenario, Scenario::Routing));
         assert_eq!((routing.reps, routing.teams), (reps, teams));
         assert_eq!(routing.connections, 1);
-        let Cmd::Run(chat) = scripts_command(script, "\"$generator\" run --scenario chat") else {
+        let Cmd::Run(chat) = callgrind_command(script, "chat") else {
             panic!("the script's chat command is not `run`")
         };
         assert!(matches!(chat.scenario, Scenario::Chat));
