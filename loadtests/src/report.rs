@@ -163,8 +163,8 @@ fn cpu_per_session(r: Option<&ScenarioResult>) -> Option<f64> {
 
 /// Chat's clients wait for each line's acknowledgement, a durable write,
 /// so a server that is not the bottleneck shows a lower rate with idle CPU
-/// left (its core 0.86 busy in the seventeenth round, the relays' 0.99):
-/// CPU per line compares the servers' work alone.
+/// left (its core 0.86 to 0.96 busy in the seventeenth round, the relays'
+/// 0.99): CPU per line compares the servers' work alone.
 fn cpu_per_message(r: Option<&ScenarioResult>) -> Option<f64> {
     cpu_per(r, "messages_per_sec")
 }
