@@ -12,8 +12,9 @@ use super::session::Session;
 /// How many recent waits feed the estimate.
 const RECENT_WAITS: usize = 20;
 
-/// A waiting session as a queue shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A waiting session as a queue shows it. Its `Serialize` is written by
+/// hand in `protocol::flat`, beside the maps it is flattened into.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SessionSummary {
     pub session: SessionId,
     /// The customer's name, `[Browser] ` prefixed for browser sessions.

@@ -486,7 +486,9 @@ pub struct QueueView {
     pub invitations: Vec<InvitationSummary>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One map on the wire: the place in the queue beside the summary's fields.
+/// Written by hand in `protocol::flat` (why is said there); read as derived.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct QueueItem {
     /// Place in queue order (1 = next), whatever the sort.
     pub position: usize,
@@ -495,8 +497,10 @@ pub struct QueueItem {
     pub summary: SessionSummary,
 }
 
-/// Everything about a session, as its reps and the REST API see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything about a session, as its reps and the REST API see it: one
+/// map, the summary's and the state's fields beside the rest. Written by
+/// hand in `protocol::flat` (why is said there); read as derived.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SessionDetails {
     #[serde(flatten)]
     pub summary: SessionSummary,
