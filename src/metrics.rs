@@ -4,16 +4,18 @@
 //! Names follow Prometheus conventions: base units (seconds, bytes),
 //! `_total` for counters, and label values from small fixed sets (message
 //! types, error codes, client kinds) or from the catalog (queue ids).
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use foldhash::HashMap;
+use prometheus::core::{MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::protocol::{Event, ServerFrame};
+use crate::protocol::{Event, RequestBody, ServerFrame};
 
 /// Latency buckets from 50 µs to 10 s.
 fn latency_buckets() -> Vec<f64> {
@@ -68,6 +70,53 @@ fn histogram_vec(
     h
 }
 
+/// A labelled metric with its children for every label value known when
+/// the server starts, looked up without `with_label_values`, which hashes
+/// the labels with prometheus's own hasher, takes the vector's lock and
+/// clones the child on every call: on every frame out that was about 3% of
+/// a join's instructions (docs/performance.md, change 26), and a routed
+/// session made 14 such calls more (change 37). Making the children up
+/// front also starts them at zero, so rates and dashboards work before the
+/// first event. A value outside the known set still works, the slow way.
+/// `with_label_values` on a vector whose builder type prometheus does not
+/// export.
+type MakeChild<M> = Box<dyn Fn(&[&str]) -> M + Send + Sync>;
+
+pub struct Resolved<M, const N: usize> {
+    children: HashMap<[&'static str; N], M>,
+    /// `with_label_values` on the vector, for a value not known up front.
+    slow: MakeChild<M>,
+}
+
+impl<M: Clone + Send + Sync, const N: usize> Resolved<M, N> {
+    fn new<T>(vec: MetricVec<T>, known: impl IntoIterator<Item = [&'static str; N]>) -> Self
+    where
+        T: MetricVecBuilder<M = M> + 'static,
+    {
+        let children = known
+            .into_iter()
+            .map(|labels| (labels, vec.with_label_values(&labels)))
+            .collect();
+        Resolved {
+            children,
+            slow: Box::new(move |labels| vec.with_label_values(labels)),
+        }
+    }
+
+    /// The child for these label values.
+    pub fn get(&self, labels: [&'static str; N]) -> Cow<'_, M> {
+        match self.children.get(&labels) {
+            Some(child) => Cow::Borrowed(child),
+            None => Cow::Owned((self.slow)(&labels)),
+        }
+    }
+}
+
+/// Every value of one label.
+fn each(values: &'static [&'static str]) -> impl Iterator<Item = [&'static str; 1]> {
+    values.iter().map(|v| [*v])
+}
+
 /// The store's write path.
 pub struct StoreMetrics {
     write_seconds: Histogram,
@@ -118,18 +167,22 @@ impl StoreMetrics {
 pub struct QueueMetrics {
     pub waiting: IntGaugeVec,
     pub wait_seconds: HistogramVec,
-    pub by_state: IntGaugeVec,
-    pub entered: IntCounterVec,
+    /// By [`SESSION_STATES`].
+    pub by_state: Resolved<IntGauge, 1>,
+    /// By [`ENTRY_PATHS`].
+    pub entered: Resolved<IntCounter, 1>,
     pub accepts: IntCounter,
     pub transfers: IntCounter,
-    pub requeues: IntCounterVec,
-    pub rule_firings: IntCounterVec,
+    /// By [`REQUEUE_REASONS`].
+    pub requeues: Resolved<IntCounter, 1>,
+    /// By [`RULE_ACTIONS`].
+    pub rule_firings: Resolved<IntCounter, 1>,
     pub abandoned: IntCounter,
 }
 
 impl QueueMetrics {
     pub fn new(r: &Registry) -> Self {
-        let m = QueueMetrics {
+        QueueMetrics {
             waiting: gauge_vec(
                 r,
                 "switchboard_sessions_waiting",
@@ -143,17 +196,23 @@ impl QueueMetrics {
                 &["queue"],
                 wait_buckets(),
             ),
-            by_state: gauge_vec(
-                r,
-                "switchboard_sessions",
-                "Live (not ended) sessions, by state (waiting, active)",
-                &["state"],
+            by_state: Resolved::new(
+                gauge_vec(
+                    r,
+                    "switchboard_sessions",
+                    "Live (not ended) sessions, by state (waiting, active)",
+                    &["state"],
+                ),
+                each(SESSION_STATES),
             ),
-            entered: counter_vec(
-                r,
-                "switchboard_sessions_entered_total",
-                "Sessions that entered a queue, by path (session_key, rep_choice, support_button, issue_form, browser_link, transfer, requeue, rule)",
-                &["path"],
+            entered: Resolved::new(
+                counter_vec(
+                    r,
+                    "switchboard_sessions_entered_total",
+                    "Sessions that entered a queue, by path (session_key, rep_choice, support_button, issue_form, browser_link, transfer, requeue, rule)",
+                    &["path"],
+                ),
+                each(ENTRY_PATHS),
             ),
             accepts: counter(
                 r,
@@ -165,39 +224,30 @@ impl QueueMetrics {
                 "switchboard_transfers_total",
                 "Sessions transferred to another queue",
             ),
-            requeues: counter_vec(
-                r,
-                "switchboard_requeues_total",
-                "Sessions requeued, by reason",
-                &["reason"],
+            requeues: Resolved::new(
+                counter_vec(
+                    r,
+                    "switchboard_requeues_total",
+                    "Sessions requeued, by reason",
+                    &["reason"],
+                ),
+                each(REQUEUE_REASONS),
             ),
-            rule_firings: counter_vec(
-                r,
-                "switchboard_rule_firings_total",
-                "Waiting-session rule firings, by action",
-                &["action"],
+            rule_firings: Resolved::new(
+                counter_vec(
+                    r,
+                    "switchboard_rule_firings_total",
+                    "Waiting-session rule firings, by action",
+                    &["action"],
+                ),
+                each(RULE_ACTIONS),
             ),
             abandoned: counter(
                 r,
                 "switchboard_sessions_abandoned_total",
                 "Sessions ended because their customer never came back",
             ),
-        };
-        // Known label values start at zero, so rates and dashboards work
-        // before the first event.
-        for state in SESSION_STATES {
-            m.by_state.with_label_values(&[state]);
         }
-        for path in ENTRY_PATHS {
-            m.entered.with_label_values(&[path]);
-        }
-        for reason in REQUEUE_REASONS {
-            m.requeues.with_label_values(&[reason]);
-        }
-        for action in RULE_ACTIONS {
-            m.rule_firings.with_label_values(&[action]);
-        }
-        m
     }
 }
 
@@ -226,16 +276,15 @@ pub const ENTRY_PATHS: &[&str] = &[
 
 /// Connections and the protocol.
 pub struct ConnectionMetrics {
-    pub connected: IntGaugeVec,
-    pub messages: IntCounterVec,
-    pub errors: IntCounterVec,
+    /// By role (`rep`, `customer`) and client kind.
+    pub connected: Resolved<IntGauge, 2>,
+    /// By direction and type: requests in (and `invalid`), frames out.
+    pub messages: Resolved<IntCounter, 2>,
+    /// By error code.
+    pub errors: Resolved<IntCounter, 1>,
     pub slow_consumers: IntCounter,
-    // The counters of every frame out, resolved once: `with_label_values`
-    // hashes its labels and takes a lock, which on each frame out cost
-    // about 3% of a join's instructions (docs/performance.md, change 26).
     pub bytes_in: IntCounter,
     bytes_out: IntCounter,
-    messages_out: HashMap<&'static str, IntCounter>,
 }
 
 impl ConnectionMetrics {
@@ -252,50 +301,47 @@ impl ConnectionMetrics {
             "WebSocket payload bytes, by direction (in, out)",
             &["direction"],
         );
-        let m = ConnectionMetrics {
+        let ins = RequestBody::TYPES.iter().chain(["invalid"].iter());
+        let outs = ServerFrame::PLAIN_KINDS.iter().chain(Event::KINDS);
+        ConnectionMetrics {
             bytes_in: bytes.with_label_values(&["in"]),
             bytes_out: bytes.with_label_values(&["out"]),
-            messages_out: ServerFrame::PLAIN_KINDS
-                .into_iter()
-                .chain(Event::KINDS.iter().copied())
-                .map(|kind| (kind, messages.with_label_values(&["out", kind])))
-                .collect(),
-            messages,
-            connected: gauge_vec(
-                r,
-                "switchboard_connected_clients",
-                "Open client connections (logged-in reps, customers in a session) by role and client kind",
-                &["role", "client"],
+            messages: Resolved::new(
+                messages,
+                ins.map(|kind| ["in", *kind])
+                    .chain(outs.map(|kind| ["out", *kind])),
             ),
-            errors: counter_vec(
-                r,
-                "switchboard_errors_total",
-                "Errors sent to WebSocket clients, by error code",
-                &["code"],
+            connected: Resolved::new(
+                gauge_vec(
+                    r,
+                    "switchboard_connected_clients",
+                    "Open client connections (logged-in reps, customers in a session) by role and client kind",
+                    &["role", "client"],
+                ),
+                ["rep", "customer"].into_iter().flat_map(|role| {
+                    ["desktop", "mobile", "browser"].map(|client| [role, client])
+                }),
+            ),
+            errors: Resolved::new(
+                counter_vec(
+                    r,
+                    "switchboard_errors_total",
+                    "Errors sent to WebSocket clients, by error code",
+                    &["code"],
+                ),
+                crate::error::ErrorCode::ALL.iter().map(|code| [code.as_str()]),
             ),
             slow_consumers: counter(
                 r,
                 "switchboard_slow_consumers_dropped_total",
                 "Connections closed because their outbound queue was full",
             ),
-        };
-        for role in ["rep", "customer"] {
-            for client in ["desktop", "mobile", "browser"] {
-                m.connected.with_label_values(&[role, client]);
-            }
         }
-        for code in crate::error::ErrorCode::ALL {
-            m.errors.with_label_values(&[code.as_str()]);
-        }
-        m
     }
 
     /// Counts one frame of `kind` (`ServerFrame::kind`) and `bytes` out.
     pub fn sent(&self, kind: &'static str, bytes: usize) {
-        match self.messages_out.get(kind) {
-            Some(counter) => counter.inc(),
-            None => self.messages.with_label_values(&["out", kind]).inc(),
-        }
+        self.messages.get(["out", kind]).inc();
         self.bytes_out.inc_by(bytes as u64);
     }
 }
@@ -339,5 +385,65 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str, series: &str) -> Option<String> {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn resolved_children_start_at_zero_and_count_into_their_series() {
+        let m = Metrics::new();
+        let before = m.render();
+        assert_eq!(
+            line(
+                &before,
+                "switchboard_sessions_entered_total{path=\"transfer\"}"
+            )
+            .as_deref(),
+            Some("switchboard_sessions_entered_total{path=\"transfer\"} 0")
+        );
+        assert!(line(
+            &before,
+            "switchboard_connected_clients{client=\"mobile\",role=\"rep\"}"
+        )
+        .is_some());
+
+        m.queues.entered.get(["transfer"]).inc();
+        m.queues.by_state.get(["waiting"]).inc();
+        m.queues.by_state.get(["waiting"]).inc();
+        m.queues.by_state.get(["waiting"]).dec();
+        m.connections.connected.get(["rep", "mobile"]).inc();
+        m.connections.sent("reply", 10);
+        let after = m.render();
+        for expected in [
+            "switchboard_sessions_entered_total{path=\"transfer\"} 1",
+            "switchboard_sessions{state=\"waiting\"} 1",
+            "switchboard_connected_clients{client=\"mobile\",role=\"rep\"} 1",
+            "switchboard_protocol_messages_total{direction=\"out\",type=\"reply\"} 1",
+        ] {
+            assert!(
+                after.lines().any(|l| l == expected),
+                "{expected} in\n{after}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_label_value_nobody_listed_still_counts() {
+        let m = Metrics::new();
+        m.connections.messages.get(["in", "not_a_request"]).inc();
+        m.connections.messages.get(["in", "not_a_request"]).inc();
+        let text = m.render();
+        assert!(text.lines().any(|l| {
+            l == "switchboard_protocol_messages_total{direction=\"in\",type=\"not_a_request\"} 2"
+        }));
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use foldhash::{HashMap, HashMapExt};
+use prometheus::{Histogram, IntGauge};
 
 use super::rep::TeamChatPosted;
 use super::session::PositionChanged;
@@ -41,11 +42,18 @@ pub struct QueueActor {
     /// What each waiting customer was last told: (position, estimate).
     told: HashMap<SessionId, (usize, Option<u64>)>,
     positions_pending: bool,
+    /// This queue's own metrics, looked up by its label the first time
+    /// rather than on every enter and leave (docs/performance.md, change
+    /// 37); not before, so a queue nobody used has no series.
+    waiting_gauge: Option<IntGauge>,
+    wait_seconds: Option<Histogram>,
 }
 
 impl QueueActor {
     pub fn new(id: QueueId, hub: Arc<Hub>, chat_lines: u64) -> Self {
         QueueActor {
+            waiting_gauge: None,
+            wait_seconds: None,
             id,
             hub,
             queue: Queue::default(),
@@ -55,17 +63,12 @@ impl QueueActor {
         }
     }
 
-    fn label(&self) -> String {
-        self.id.to_string()
-    }
-
-    fn gauge(&self) {
-        self.hub
-            .metrics
-            .queues
-            .waiting
-            .with_label_values(&[&self.label()])
-            .set(self.queue.len() as i64);
+    fn gauge(&mut self) {
+        let waiting = self.queue.len() as i64;
+        let (id, metrics) = (&self.id, &self.hub.metrics.queues);
+        self.waiting_gauge
+            .get_or_insert_with(|| metrics.waiting.with_label_values(&[&id.to_string()]))
+            .set(waiting);
     }
 
     fn schedule_positions(&mut self, ctx: &mut Context<Self>) {
@@ -165,11 +168,9 @@ impl Handler<Leave> for QueueActor {
         if msg.reason == LeftQueueReason::Accepted {
             let waited = now_ms().saturating_sub(left.wait_start);
             self.queue.record_wait(waited);
-            self.hub
-                .metrics
-                .queues
-                .wait_seconds
-                .with_label_values(&[&self.label()])
+            let (id, metrics) = (&self.id, &self.hub.metrics.queues);
+            self.wait_seconds
+                .get_or_insert_with(|| metrics.wait_seconds.with_label_values(&[&id.to_string()]))
                 .observe(waited as f64 / 1000.0);
         }
         self.gauge();

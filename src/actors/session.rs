@@ -180,7 +180,7 @@ impl SessionActor {
 
     /// The session now waits in `to` (moved by a rule or requeued): the old
     /// queue lets go, the new one alerts, the customer is told.
-    fn moved(&mut self, from: Option<QueueId>, to: &QueueId, path: &str) {
+    fn moved(&mut self, from: Option<QueueId>, to: &QueueId, path: &'static str) {
         if let Some(from) = from {
             self.tell_queue(
                 &from,
@@ -191,12 +191,7 @@ impl SessionActor {
             );
         }
         self.enter_queue(to);
-        self.hub
-            .metrics
-            .queues
-            .entered
-            .with_label_values(&[path])
-            .inc();
+        self.hub.metrics.queues.entered.get([path]).inc();
         let queue_name = self.hub.catalog().queue_name(to);
         self.push_customer(Event::Transferred { queue_name });
     }
@@ -345,10 +340,10 @@ impl SessionActor {
     fn count_state(&self, from: Option<&SessionState>, to: Option<&SessionState>) {
         let gauge = &self.hub.metrics.queues.by_state;
         if let Some(label) = from.and_then(state_label) {
-            gauge.with_label_values(&[label]).dec();
+            gauge.get([label]).dec();
         }
         if let Some(label) = to.and_then(state_label) {
-            gauge.with_label_values(&[label]).inc();
+            gauge.get([label]).inc();
         }
     }
 
@@ -512,7 +507,7 @@ impl Handler<Transfer> for SessionActor {
                     .metrics
                     .queues
                     .entered
-                    .with_label_values(&["transfer"])
+                    .get(["transfer"])
                     .inc();
                 let queue_name = act.hub.catalog().queue_name(&to);
                 act.push_customer(Event::Transferred { queue_name });
@@ -757,7 +752,7 @@ impl Handler<RepLost> for SessionActor {
                         .metrics
                         .queues
                         .requeues
-                        .with_label_values(&["rep_connection_lost"])
+                        .get(["rep_connection_lost"])
                         .inc();
                     act.hub.push_to_rep(
                         &rep,
@@ -835,12 +830,7 @@ impl Handler<ApplyRule> for SessionActor {
             }
         }
         self.commit(next, move |act, _, _| {
-            act.hub
-                .metrics
-                .queues
-                .rule_firings
-                .with_label_values(&[action])
-                .inc();
+            act.hub.metrics.queues.rule_firings.get([action]).inc();
             tracing::info!(session = %act.session.id, action, "waiting-session rule fired");
             if let Some((message, redirect_url)) = told {
                 act.push_customer(Event::NoRepAvailable {
@@ -1416,11 +1406,7 @@ async fn start_with_id(
     }
     let (position, estimated_wait_secs) = entered?;
     tracing::info!(session = %id, path = path.as_str(), %queue, "session started");
-    hub.metrics
-        .queues
-        .entered
-        .with_label_values(&[path.as_str()])
-        .inc();
+    hub.metrics.queues.entered.get([path.as_str()]).inc();
     // So the customer's first view already shows their place. Not awaited:
     // the customer's attach, which reads it, is the next message to the same
     // mailbox, and an actor handles its messages in order. Awaiting it cost

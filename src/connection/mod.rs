@@ -390,10 +390,10 @@ impl Connection {
     fn count(&mut self, now: Option<(Role, ClientKind)>) {
         let gauge = &self.hub.metrics.connections.connected;
         if let Some((r, c)) = self.counted.take() {
-            gauge.with_label_values(&[r.as_str(), c.as_str()]).dec();
+            gauge.get([r.as_str(), c.as_str()]).dec();
         }
         if let Some((r, c)) = now {
-            gauge.with_label_values(&[r.as_str(), c.as_str()]).inc();
+            gauge.get([r.as_str(), c.as_str()]).inc();
             self.counted = Some((r, c));
         }
     }
@@ -463,12 +463,12 @@ impl Connection {
         }
     }
 
-    fn count_message(&self, direction: &str, kind: &str) {
+    fn count_message(&self, direction: &'static str, kind: &'static str) {
         self.hub
             .metrics
             .connections
             .messages
-            .with_label_values(&[direction, kind])
+            .get([direction, kind])
             .inc();
     }
 
@@ -495,7 +495,7 @@ impl Connection {
             .metrics
             .connections
             .errors
-            .with_label_values(&[e.code.as_str()])
+            .get([e.code.as_str()])
             .inc();
         let frame = ServerFrame::Error {
             re,
