@@ -423,12 +423,12 @@ impl Connection {
         let req = match decode_request(bytes, enc) {
             Ok(r) => r,
             Err(e) => {
-                self.count_message("in", "invalid");
+                self.count_request("invalid");
                 self.send_error(e.re, e.error).await;
                 return;
             }
         };
-        self.count_message("in", req.body.type_name());
+        self.count_request(req.body.type_name());
         let id = req.id;
         let kind = req.body.type_name();
         let before = self.phase_name();
@@ -463,13 +463,8 @@ impl Connection {
         }
     }
 
-    fn count_message(&self, direction: &'static str, kind: &'static str) {
-        self.hub
-            .metrics
-            .connections
-            .messages
-            .get([direction, kind])
-            .inc();
+    fn count_request(&self, kind: &'static str) {
+        self.hub.metrics.connections.messages_in.get([kind]).inc();
     }
 
     /// Writes one frame to the socket; false if the socket is gone.
