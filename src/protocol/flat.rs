@@ -44,7 +44,7 @@ impl SessionSummary {
     }
 }
 
-/// The summary alone (an alert, a stored queue entry) is the same map.
+/// The summary alone (in the alert, `queue_entered`) is the same map.
 impl Serialize for SessionSummary {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(Self::ENTRIES))?;
