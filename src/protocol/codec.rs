@@ -233,10 +233,14 @@ pub fn encode_frame(frame: &ServerFrame, enc: Encoding) -> Vec<u8> {
 }
 
 /// An event's MessagePack encoding, made once when the event goes to
-/// several reps: `None` (each frame then encodes its own) should encoding
-/// ever fail.
+/// several consoles: `None` (each frame then encodes its own) should
+/// encoding ever fail. Sized up front as a frame is: grown from empty, the
+/// buffer's reallocations cost more than the encoding of a short event.
 pub fn pack_event(event: &Event) -> Option<bytes::Bytes> {
-    rmp_serde::to_vec_named(event).ok().map(Into::into)
+    let mut buf = Vec::with_capacity(FRAME_CAPACITY);
+    rmp_serde::encode::write_named(&mut buf, event)
+        .ok()
+        .map(|()| buf.into())
 }
 
 /// The bytes `rmp_serde` writes for an event frame, around an event it
