@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use switchboard::client::{Client, Pushed};
 use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::error::ErrorCode;
-use switchboard::protocol::{Reply, RequestBody};
+use switchboard::protocol::{Event, Reply, RequestBody};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
@@ -699,6 +699,76 @@ async fn json_text_frames_work_the_same() {
     pong(&bob).await;
     assert_eq!(error_count(&app, "malformed_frame").await, 2);
     assert_eq!(error_count(&app, "unknown_type").await, 1);
+}
+
+/// A chat line and a session's end go to the rep and the customer encoded
+/// once for all their MessagePack consoles; a console that speaks JSON
+/// still gets its own JSON frame, with the same content.
+#[actix_web::test]
+async fn an_event_shared_by_consoles_reaches_json_and_messagepack_alike() {
+    let app = spawn_app().await;
+    let mut alice_json = Raw::connect(&app.ws_url()).await;
+    alice_json
+        .send_text(r#"{"type":"hello","id":1,"protocol":1,"role":"rep"}"#)
+        .await;
+    assert_eq!(alice_json.answer().await.value["body"]["kind"], "welcome");
+    alice_json
+        .send_text(r#"{"type":"login","id":2,"username":"alice","password":"alice-demo"}"#)
+        .await;
+    assert_eq!(alice_json.answer().await.value["body"]["kind"], "logged_in");
+    let mut alice = app.rep("alice").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    accept(&alice, &view.session).await.expect("accepted");
+
+    chat(&customer, None, "the VPN drops").await;
+    for c in [&mut alice, &mut customer] {
+        match hears(c, "the VPN drops").await {
+            Some(Event::Chat { session, line }) => {
+                assert_eq!(session, view.session);
+                assert_eq!((line.seq, line.from.as_str()), (0, "customer"));
+            }
+            other => panic!("no chat line, got {other:?}"),
+        }
+    }
+    let line = json_event(&mut alice_json, "chat").await;
+    assert_eq!(line["session"], json!(view.session), "{line}");
+    assert_eq!(line["line"]["text"], "the VPN drops", "{line}");
+    assert_eq!(line["line"]["name"], "Dana", "{line}");
+
+    customer
+        .request(RequestBody::EndSession { session: None })
+        .await
+        .expect("the customer ends it");
+    for c in [&mut alice, &mut customer] {
+        let ended = c
+            .wait_event(WAIT, |e| matches!(e, Event::SessionEnded { .. }))
+            .await;
+        assert!(
+            matches!(&ended, Some(Event::SessionEnded { session, .. }) if *session == view.session),
+            "{ended:?}"
+        );
+    }
+    let ended = json_event(&mut alice_json, "session_ended").await;
+    assert_eq!(ended["session"], json!(view.session), "{ended}");
+}
+
+/// The next pushed event of `kind` on a JSON console: it must come as a
+/// text frame, numbered in the console's stream.
+async fn json_event(raw: &mut Raw, kind: &str) -> Value {
+    loop {
+        let f = raw
+            .recv()
+            .await
+            .unwrap_or_else(|| panic!("no {kind} event"));
+        if f.value["type"] == "event" && f.value["event"]["kind"] == kind {
+            assert!(f.text, "a JSON console gets JSON: {}", f.value);
+            assert!(f.value["seq"].is_u64(), "{}", f.value);
+            assert!(f.value["stream"].is_string(), "{}", f.value);
+            return f.value["event"].clone();
+        }
+    }
 }
 
 #[actix_web::test]

@@ -260,10 +260,7 @@ impl Hub {
         reps: impl IntoIterator<Item = &'a str>,
         event: impl Into<Arc<Event>>,
     ) {
-        let to: Vec<_> = reps
-            .into_iter()
-            .filter_map(|rep| self.reachable(rep))
-            .collect();
+        let to = self.reachable_reps(reps);
         if to.is_empty() {
             return;
         }
@@ -272,12 +269,17 @@ impl Hub {
             1 => None,
             _ => pack_event(&event),
         };
-        for addr in to {
-            addr.do_send(Push {
-                event: event.clone(),
-                packed: packed.clone(),
-            });
-        }
+        push_packed(&to, &event, packed.as_ref());
+    }
+
+    /// The actors of those `reps` a push can reach ([`Hub::reachable`]).
+    pub fn reachable_reps<'a>(
+        &self,
+        reps: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Addr<RepActor>> {
+        reps.into_iter()
+            .filter_map(|rep| self.reachable(rep))
+            .collect()
     }
 
     /// Pushes an event to every rep who sees a queue.
@@ -293,6 +295,17 @@ impl Hub {
             true => self.directory.rep(rep).ok(),
             false => None,
         }
+    }
+}
+
+/// Sends one event to rep actors, with its encoding when the sender made
+/// it once for several consoles ([`crate::protocol::pack_event`]).
+pub fn push_packed(to: &[Addr<RepActor>], event: &Arc<Event>, packed: Option<&bytes::Bytes>) {
+    for addr in to {
+        addr.do_send(Push {
+            event: event.clone(),
+            packed: packed.cloned(),
+        });
     }
 }
 

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use super::hub::push_packed;
 use super::queue::{Enter, Invite as QueueInvite, Leave as QueueLeave, Withdraw};
-use super::rep::InSession;
+use super::rep::{InSession, RepActor};
 use super::supervisor::SessionAccepted;
 use super::{ConnHandle, Hub};
 use crate::auth::{customer_token_key_of_hash, CustomerToken};
@@ -27,7 +28,8 @@ use crate::domain::session::{
 };
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::protocol::{
-    CustomerView, Entry, Event, LeftQueueReason, ResumeFrom, ServerFrame, SessionDetails,
+    pack_event, CustomerView, Entry, Event, LeftQueueReason, ResumeFrom, ServerFrame,
+    SessionDetails,
 };
 use crate::store::{self, Expect};
 
@@ -156,14 +158,19 @@ impl SessionActor {
         }
         self.withdraw_invitations(&prev);
         tracing::info!(session = %prev.id, %reason, "session ended");
+        // Each rep hears of the end before being told they are free, as a
+        // rep actor handles its mail in order.
+        let reps = self
+            .hub
+            .reachable_reps(prev.participants.iter().map(|p| p.rep.as_str()));
+        self.push_everyone(
+            &reps,
+            Event::SessionEnded {
+                session: prev.id.clone(),
+                reason,
+            },
+        );
         for p in &prev.participants {
-            self.hub.push_to_rep(
-                &p.rep,
-                Event::SessionEnded {
-                    session: prev.id.clone(),
-                    reason: reason.clone(),
-                },
-            );
             if let Ok(addr) = self.hub.directory.rep(&p.rep) {
                 addr.do_send(InSession {
                     session: prev.id.clone(),
@@ -171,10 +178,6 @@ impl SessionActor {
                 });
             }
         }
-        self.push_customer(Event::SessionEnded {
-            session: prev.id.clone(),
-            reason,
-        });
         self.finish(ctx);
     }
 
@@ -234,7 +237,12 @@ impl SessionActor {
     /// copy either way (an idle customer's few events are cheaper inline
     /// than behind an `Arc` each), and the frame shares what it is given.
     fn push_customer(&mut self, event: impl Into<Arc<Event>>) {
-        let event = event.into();
+        self.push_customer_packed(event.into(), None);
+    }
+
+    /// [`Self::push_customer`], with the event's encoding when it was made
+    /// once for several consoles.
+    fn push_customer_packed(&mut self, event: Arc<Event>, packed: Option<bytes::Bytes>) {
         if self.customer_conns.is_empty() {
             // No frame to share it with: the ring takes it, uncopied if
             // nobody else holds it.
@@ -246,10 +254,29 @@ impl SessionActor {
             stream: self.customer.stream().clone(),
             seq,
             event,
-            packed: None,
+            packed,
         });
         let hub = self.hub.clone();
         self.customer_conns.retain(|c| c.push(frame.clone(), &hub));
+    }
+
+    /// Pushes one event to the reps `to` and to the customer. Going to more
+    /// than one console (a chat line goes to the rep and the customer
+    /// alike), it is encoded once here rather than once for each.
+    fn push_everyone(&mut self, to: &[Addr<RepActor>], event: Event) {
+        let event = Arc::new(event);
+        let packed = match to.len() + self.customer_conns.len() {
+            0 | 1 => None,
+            _ => pack_event(&event),
+        };
+        push_packed(to, &event, packed.as_ref());
+        self.push_customer_packed(event, packed);
+    }
+
+    /// The actors of the session's reps that a push can reach.
+    fn participant_reps(&self) -> Vec<Addr<RepActor>> {
+        let reps = self.session.participants.iter().map(|p| p.rep.as_str());
+        self.hub.reachable_reps(reps)
     }
 
     fn push_reps(&self, event: impl Into<Arc<Event>>) {
@@ -902,12 +929,12 @@ impl Handler<Chat> for SessionActor {
         AtomicResponse::new(Box::pin(write.into_actor(self).map(move |res, act, _| {
             res.map_err(AppError::from)?;
             act.session.chat_lines += 1;
-            let event = Arc::new(Event::Chat {
+            let event = Event::Chat {
                 session: act.session.id.clone(),
                 line: line.clone(),
-            });
-            act.push_reps(event.clone());
-            act.push_customer(event);
+            };
+            let reps = act.participant_reps();
+            act.push_everyone(&reps, event);
             Ok(line)
         })))
     }
