@@ -265,10 +265,7 @@ impl Hub {
             return;
         }
         let event = event.into();
-        let packed = match to.len() {
-            1 => None,
-            _ => pack_event(&event),
-        };
+        let packed = pack_for(to.len(), &event);
         push_packed(&to, &event, packed.as_ref());
     }
 
@@ -295,6 +292,16 @@ impl Hub {
             true => self.directory.rep(rep).ok(),
             false => None,
         }
+    }
+}
+
+/// The encoding of an event going to `recipients` consoles or rep
+/// actors, made once when there is more than one to share it; with one,
+/// its frame encodes the event itself.
+pub fn pack_for(recipients: usize, event: &Event) -> Option<bytes::Bytes> {
+    match recipients {
+        0 | 1 => None,
+        _ => pack_event(event),
     }
 }
 

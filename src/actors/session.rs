@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::hub::push_packed;
+use super::hub::{pack_for, push_packed};
 use super::queue::{Enter, Invite as QueueInvite, Leave as QueueLeave, Withdraw};
 use super::rep::{InSession, RepActor};
 use super::supervisor::SessionAccepted;
@@ -28,8 +28,7 @@ use crate::domain::session::{
 };
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::protocol::{
-    pack_event, CustomerView, Entry, Event, LeftQueueReason, ResumeFrom, ServerFrame,
-    SessionDetails,
+    CustomerView, Entry, Event, LeftQueueReason, ResumeFrom, ServerFrame, SessionDetails,
 };
 use crate::store::{self, Expect};
 
@@ -160,9 +159,7 @@ impl SessionActor {
         tracing::info!(session = %prev.id, %reason, "session ended");
         // Each rep hears of the end before being told they are free, as a
         // rep actor handles its mail in order.
-        let reps = self
-            .hub
-            .reachable_reps(prev.participants.iter().map(|p| p.rep.as_str()));
+        let reps = self.reachable_reps_of(&prev);
         self.push_everyone(
             &reps,
             Event::SessionEnded {
@@ -265,17 +262,14 @@ impl SessionActor {
     /// alike), it is encoded once here rather than once for each.
     fn push_everyone(&mut self, to: &[Addr<RepActor>], event: Event) {
         let event = Arc::new(event);
-        let packed = match to.len() + self.customer_conns.len() {
-            0 | 1 => None,
-            _ => pack_event(&event),
-        };
+        let packed = pack_for(to.len() + self.customer_conns.len(), &event);
         push_packed(to, &event, packed.as_ref());
         self.push_customer_packed(event, packed);
     }
 
-    /// The actors of the session's reps that a push can reach.
-    fn participant_reps(&self) -> Vec<Addr<RepActor>> {
-        let reps = self.session.participants.iter().map(|p| p.rep.as_str());
+    /// The actors of `session`'s reps that a push can reach.
+    fn reachable_reps_of(&self, session: &Session) -> Vec<Addr<RepActor>> {
+        let reps = session.participants.iter().map(|p| p.rep.as_str());
         self.hub.reachable_reps(reps)
     }
 
@@ -933,7 +927,7 @@ impl Handler<Chat> for SessionActor {
                 session: act.session.id.clone(),
                 line: line.clone(),
             };
-            let reps = act.participant_reps();
+            let reps = act.reachable_reps_of(&act.session);
             act.push_everyone(&reps, event);
             Ok(line)
         })))
