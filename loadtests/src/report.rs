@@ -414,6 +414,9 @@ impl Report {
                         known(s.open_files),
                         file_limit(s.open_file_limit_soft, s.open_file_limit_hard)
                     );
+                    if let Some(g) = s.generator_cpu_cores {
+                        let _ = writeln!(m, "- generator: {g:.2} cores over the same window");
+                    }
                 }
                 if !r.latency.is_empty() {
                     let _ = writeln!(

@@ -118,12 +118,18 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     let alert = &ja.latency["join_to_alert"];
     assert!(alert.count > 0, "no alerts: {:?}", ja.errors);
     assert!(alert.p99_us > 0 && alert.p99_us >= alert.p50_us);
+    // The generator's own load is reported beside the server's, so a tail
+    // set by the generator can be told from the server's.
+    let generator = ja.server.as_ref().and_then(|s| s.generator_cpu_cores);
+    assert!(generator.is_some_and(|g| g > 0.0), "{generator:?}");
+    assert!(ja.latency["generator_lag"].count > 0, "the lag probe ran");
     report.add(ja);
 
     let ja_relay = run_scenario(&args(Scenario::JoinAlert, rl.clone(), Protocol::Relay))
         .await
         .unwrap();
     assert!(ja_relay.latency["round_trip"].count > 0);
+    assert!(ja_relay.latency["generator_lag"].count > 0);
     report.add(ja_relay);
 
     let mut routing = args(Scenario::Routing, sb.clone(), Protocol::Switchboard);

@@ -9,6 +9,13 @@
 //! at the same rate over as many connections as there are reps: the bare
 //! round trip.
 //!
+//! Both also report `generator_lag`: how long a task the generator wakes
+//! waits for its core ([`lag_probe`]). Every latency here is measured by
+//! the generator, so it includes that wait; the two variants load the
+//! generator very differently (a customer's connection, join and end and
+//! ten alerts read per join, against one echo), and the lag says how much
+//! of a tail is the generator's own.
+//!
 //! Both run `WARMUP` (2 s) longer than the measured `duration` and leave the
 //! warm-up out of the percentiles (not out of the plot): in the first
 //! second every connection handles its first frame, and that cold start
@@ -37,6 +44,27 @@ const STAY: Duration = Duration::from_secs(1);
 const WARMUP: Duration = Duration::from_secs(2);
 /// How long to wait for late alerts after the last join.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How often the lag probe takes a sample: often enough for a p99 over a
+/// few seconds, rarely enough to cost the generator nothing it would
+/// notice.
+const PROBE_EVERY: Duration = Duration::from_millis(1);
+
+/// Until `until`, every [`PROBE_EVERY`] gives up the generator's thread
+/// and records how long the runtime takes to run this task again: the
+/// wait of every task ready at that moment (such as a rep's connection
+/// whose alert just arrived) plus a turn of the I/O driver.
+fn lag_probe(rec: Arc<Recorder>, until: Instant) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while Instant::now() < until {
+            tick.tick().await;
+            let yielded = Instant::now();
+            tokio::task::yield_now().await;
+            rec.record(yielded.elapsed());
+        }
+    })
+}
 
 pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     match p.protocol {
@@ -90,6 +118,8 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
         }));
     }
     let watch = ServerWatch::start(t.server_pid);
+    let lag = Arc::new(Recorder::after_warmup(start, WARMUP));
+    let probe = lag_probe(lag.clone(), start + run_for);
     let total = (p.rate * run_for.as_secs_f64()).round() as u64;
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let skipped = AtomicU64::new(0);
@@ -149,6 +179,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     }
     pb.finish_and_clear();
     let join_secs = start.elapsed().as_secs_f64();
+    let _ = probe.await;
     for c in customers {
         let _ = tokio::time::timeout_at((stop_at + Duration::from_secs(30)).into(), c).await;
     }
@@ -177,6 +208,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     r.figure("warmup_secs", WARMUP.as_secs_f64());
     r.latency.insert("join_to_alert".into(), alerts.summary());
     r.latency.insert("join_reply".into(), joins.summary());
+    r.latency.insert("generator_lag".into(), lag.summary());
     r.series.insert("join_to_alert".into(), alerts.series());
     r.server = watch.finish();
     r.errors = errors.first();
@@ -216,6 +248,8 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
         }));
     }
     let watch = ServerWatch::start(t.server_pid);
+    let lag = Arc::new(Recorder::after_warmup(start, WARMUP));
+    let probe = lag_probe(lag.clone(), start + run_for);
     let total = (p.rate * run_for.as_secs_f64()).round() as u64;
     let pb = timed_bar(run_for, "relay rtt");
     let mut sends = Vec::new();
@@ -234,6 +268,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
         }));
     }
     pb.finish_and_clear();
+    let _ = probe.await;
     for s in sends {
         let _ = s.await;
     }
@@ -246,6 +281,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     r.count("connections", n as u64);
     r.count("errors", errors.total());
     r.latency.insert("round_trip".into(), rtt.summary());
+    r.latency.insert("generator_lag".into(), lag.summary());
     r.series.insert("round_trip".into(), rtt.series());
     r.server = watch.finish();
     r.errors = errors.first();

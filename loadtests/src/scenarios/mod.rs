@@ -155,6 +155,13 @@ pub struct ServerUsage {
     pub open_files: Option<u64>,
     pub open_file_limit_soft: Option<u64>,
     pub open_file_limit_hard: Option<u64>,
+    /// Average cores the generator's own process was busy over the same
+    /// window (in idle with several processes, the first only). A
+    /// latency includes the generator's own queueing, so a figure taken
+    /// while the generator's core is busy is not the server's alone, and
+    /// one near 1.0 may be the generator's limit.
+    #[serde(default)]
+    pub generator_cpu_cores: Option<f64>,
 }
 
 /// Readings of the server at the start and end of a phase.
@@ -162,6 +169,7 @@ pub struct ServerWatch {
     pid: Option<u32>,
     start: Instant,
     before: Option<ProcSample>,
+    generator_before: Option<ProcSample>,
 }
 
 impl ServerWatch {
@@ -170,6 +178,7 @@ impl ServerWatch {
             pid,
             start: Instant::now(),
             before: pid.and_then(procstat::sample),
+            generator_before: procstat::sample(std::process::id()),
         }
     }
 
@@ -177,6 +186,7 @@ impl ServerWatch {
     pub fn restart_cpu(&mut self) {
         let rss = self.before.map(|b| b.rss_kib);
         self.start = Instant::now();
+        self.generator_before = procstat::sample(std::process::id());
         self.before = self.pid.and_then(procstat::sample).map(|mut s| {
             if let Some(r) = rss {
                 s.rss_kib = r;
@@ -192,6 +202,11 @@ impl ServerWatch {
         let wall = self.start.elapsed().as_secs_f64();
         let cpu = after.cpu_secs - before.cpu_secs;
         let FileLimit { soft, hard } = procstat::open_file_limit(pid);
+        let generator_cpu_cores =
+            match (self.generator_before, procstat::sample(std::process::id())) {
+                (Some(b), Some(a)) if wall > 0.0 => Some((a.cpu_secs - b.cpu_secs) / wall),
+                _ => None,
+            };
         Some(ServerUsage {
             pid,
             rss_before_kib: before.rss_kib,
@@ -203,6 +218,7 @@ impl ServerWatch {
             open_files: procstat::open_files(pid),
             open_file_limit_soft: soft,
             open_file_limit_hard: hard,
+            generator_cpu_cores,
         })
     }
 }
