@@ -9,7 +9,7 @@
 //! The session actor is the source of truth for where a session waits; this
 //! actor only mirrors it, so it never writes sessions to the store.
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use foldhash::{HashMap, HashMapExt};
@@ -20,7 +20,9 @@ use super::session::PositionChanged;
 use super::Hub;
 use crate::domain::chat::{check_text, team_chat_key, ChatLine};
 use crate::domain::ids::{now_ms, QueueId, SessionId};
-use crate::domain::queue::{InvitationSummary, Queue, SessionSummary, SortBy};
+use crate::domain::queue::{
+    until_position_round, InvitationSummary, Queue, SessionSummary, SortBy,
+};
 use crate::error::{AppError, AppResult};
 use crate::protocol::{Event, LeftQueueReason, QueueItem, QueueView};
 use crate::store::{self, Expect};
@@ -31,6 +33,13 @@ use crate::store::{self, Expect};
 /// bounds the cost of a long queue that moves fast: with 500 waiting and
 /// five accepts a second, one round a second tells 500 customers where
 /// five rounds would tell 2,500. Public so tests can wait a round out.
+///
+/// Each queue runs its rounds at its own instant of the second (a random
+/// phase), not a second after its first change: queues that filled
+/// together would otherwise keep running their rounds together, and a
+/// hundred busy team queues then sent about 900 updates in the same few
+/// milliseconds, every popup alert behind them waiting up to 10 ms
+/// (docs/performance.md, change 41).
 pub const POSITION_ROUND: Duration = Duration::from_secs(1);
 
 pub struct QueueActor {
@@ -42,6 +51,9 @@ pub struct QueueActor {
     /// What each waiting customer was last told: (position, estimate).
     told: HashMap<SessionId, (usize, Option<u64>)>,
     positions_pending: bool,
+    /// Rounds run at `started + round_phase + k * POSITION_ROUND`.
+    started: Instant,
+    round_phase: Duration,
     /// This queue's own metrics, looked up by its label the first time
     /// rather than on every enter and leave (docs/performance.md, change
     /// 37); not before, so a queue nobody used has no series.
@@ -60,6 +72,8 @@ impl QueueActor {
             chat_lines,
             told: HashMap::new(),
             positions_pending: false,
+            started: Instant::now(),
+            round_phase: POSITION_ROUND.mul_f64(rand::random::<f64>()),
         }
     }
 
@@ -74,7 +88,9 @@ impl QueueActor {
     fn schedule_positions(&mut self, ctx: &mut Context<Self>) {
         if !self.positions_pending {
             self.positions_pending = true;
-            ctx.run_later(POSITION_ROUND, |act, _| act.tell_positions());
+            let wait =
+                until_position_round(self.started.elapsed(), self.round_phase, POSITION_ROUND);
+            ctx.run_later(wait, |act, _| act.tell_positions());
         }
     }
 

@@ -212,9 +212,48 @@ impl Queue {
     }
 }
 
+/// How long until a queue's next position round. Each queue has its own
+/// instant in every `period` (`phase` after the start of each period since
+/// `since_start` began), and a round only ever runs at that instant: at
+/// most one round a `period`, and a change waits less than a `period` to
+/// be told. Queues with different phases never run their rounds
+/// together. Never zero: a change made at a round's own instant waits for
+/// the next one.
+pub fn until_position_round(
+    since_start: std::time::Duration,
+    phase: std::time::Duration,
+    period: std::time::Duration,
+) -> std::time::Duration {
+    let period_us = period.as_micros().max(1);
+    let into_period =
+        (since_start.as_micros() + period_us - phase.as_micros() % period_us) % period_us;
+    std::time::Duration::from_micros((period_us - into_period) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_position_round_waits_for_the_queue_s_own_instant() {
+        let (ms, second) = (Duration::from_millis, Duration::from_secs(1));
+        // A queue whose instant is 300 ms into each second.
+        assert_eq!(until_position_round(ms(0), ms(300), second), ms(300));
+        assert_eq!(until_position_round(ms(299), ms(300), second), ms(1));
+        assert_eq!(until_position_round(ms(1_700), ms(300), second), ms(600));
+        // A change at the instant itself waits a whole period, so two
+        // rounds are never less than a period apart.
+        assert_eq!(until_position_round(ms(2_300), ms(300), second), second);
+        // A phase of a period or more is taken modulo the period.
+        assert_eq!(until_position_round(ms(100), ms(1_300), second), ms(200));
+        // However long the server has run, the wait is within (0, period].
+        for t in (0..5_000).step_by(7) {
+            let wait = until_position_round(ms(t), ms(450), second);
+            assert!(wait > Duration::ZERO && wait <= second, "{t}: {wait:?}");
+            assert_eq!((t + wait.as_millis() as u64) % 1_000, 450, "{t}");
+        }
+    }
 
     fn summary(id: &str, name: &str, issue: &str, order: u64, wait_start: u64) -> SessionSummary {
         SessionSummary {
