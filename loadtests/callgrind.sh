@@ -2,7 +2,7 @@
 # Counts the server's instructions per unit of work under valgrind's
 # callgrind: per customer in the join-to-alert scenario (`join`), per
 # routed session (`routing`), or per chat line in the chat scenario
-# (`chat`). docs/performance.md (fourteenth round) says why: an
+# (`chat`). docs/performance-rounds.md (round 14) says why: an
 # instruction count is the same from run to run within a fraction of a
 # percent, whatever else the machine is doing, where CPU time on these
 # shared machines swings by a third. It counts user space only (the

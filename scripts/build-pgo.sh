@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the server with profile-guided optimisation (PGO) into
-# target/pgo/switchboard. docs/performance.md (eleventh round) says what it
+# target/pgo/switchboard. docs/performance-rounds.md (round 11) says what it
 # buys over `cargo build --release`; the README says when to use it.
 #
 # 1. builds the load generator and a server instrumented to count which

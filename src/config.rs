@@ -196,7 +196,7 @@ impl Default for ServerSettings {
             // soon a dead connection is noticed is the pong timeout's: 10 to
             // 35 s after it went quiet (10 s after the next ping), where a
             // live client answers within a round trip. See
-            // docs/performance.md, the thirteenth round.
+            // docs/performance-rounds.md, round 13.
             heartbeat_ms: 25_000,
             pong_timeout_ms: 10_000,
             hello_timeout_ms: 10_000,

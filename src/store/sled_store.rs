@@ -10,7 +10,7 @@
 //!
 //! The flusher is a plain thread, not a task: `flush()` blocks, and a task
 //! would need a hop through tokio's blocking pool for every flush (two more
-//! thread wake-ups each time, measured in docs/performance.md). Before
+//! thread wake-ups each time: docs/performance.md, change 11). Before
 //! flushing it yields the CPU while writers keep arriving, so a busy server
 //! makes fewer, larger flushes and an idle one flushes at once.
 //!
