@@ -52,9 +52,12 @@ const PROBE_EVERY: Duration = Duration::from_millis(1);
 /// Until `until`, every [`PROBE_EVERY`] gives up the generator's thread
 /// and records how long the runtime takes to run this task again: the
 /// wait of every task ready at that moment (such as a rep's connection
-/// whose alert just arrived) plus a turn of the I/O driver.
-fn lag_probe(rec: Arc<Recorder>, until: Instant) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// whose alert just arrived) plus a turn of the I/O driver. The samples
+/// leave out the warm-up, as every latency here does.
+fn lag_probe(start: Instant, until: Instant) -> (Arc<Recorder>, tokio::task::JoinHandle<()>) {
+    let lag = Arc::new(Recorder::after_warmup(start, WARMUP));
+    let rec = lag.clone();
+    let probe = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while Instant::now() < until {
@@ -63,7 +66,8 @@ fn lag_probe(rec: Arc<Recorder>, until: Instant) -> tokio::task::JoinHandle<()> 
             tokio::task::yield_now().await;
             rec.record(yielded.elapsed());
         }
-    })
+    });
+    (lag, probe)
 }
 
 pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
@@ -118,8 +122,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
         }));
     }
     let watch = ServerWatch::start(t.server_pid);
-    let lag = Arc::new(Recorder::after_warmup(start, WARMUP));
-    let probe = lag_probe(lag.clone(), start + run_for);
+    let (lag, probe) = lag_probe(start, start + run_for);
     let total = (p.rate * run_for.as_secs_f64()).round() as u64;
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let skipped = AtomicU64::new(0);
@@ -248,8 +251,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
         }));
     }
     let watch = ServerWatch::start(t.server_pid);
-    let lag = Arc::new(Recorder::after_warmup(start, WARMUP));
-    let probe = lag_probe(lag.clone(), start + run_for);
+    let (lag, probe) = lag_probe(start, start + run_for);
     let total = (p.rate * run_for.as_secs_f64()).round() as u64;
     let pb = timed_bar(run_for, "relay rtt");
     let mut sends = Vec::new();
