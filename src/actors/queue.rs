@@ -38,7 +38,7 @@ use crate::store::{self, Expect};
 /// phase), not a second after its first change: queues that filled
 /// together would otherwise keep running their rounds together, and a
 /// hundred busy team queues then sent about 900 updates in the same few
-/// milliseconds, every popup alert behind them waiting up to 10 ms
+/// milliseconds, every popup alert behind them waiting up to 12 ms
 /// (docs/performance.md, change 41).
 pub const POSITION_ROUND: Duration = Duration::from_secs(1);
 
