@@ -151,6 +151,17 @@ fn start_server(a: &AllArgs, config: &Path, data: &Path) -> anyhow::Result<Serve
     Ok(Server { child, port })
 }
 
+/// Pins this process, and so every child it starts, to `core`. `main`
+/// calls it for `all` before the runtime starts, so that the runtime
+/// sees one core and runs one thread.
+pub fn pin_generator(core: usize) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", &core.to_string()])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status();
+}
+
 pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.server_bin.exists(),
@@ -158,12 +169,6 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
         a.server_bin.display()
     );
     let me = std::env::current_exe()?;
-    // The generator (this process and its children) on its own core.
-    let _ = Command::new("taskset")
-        .args(["-a", "-p", "-c", &a.generator_core.to_string()])
-        .arg(std::process::id().to_string())
-        .stdout(Stdio::null())
-        .status();
     let mut report = Report::new();
     report.machine.notes.extend(a.note.iter().cloned());
     report.machine.notes.push(format!(
