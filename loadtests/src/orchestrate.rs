@@ -76,14 +76,15 @@ pub struct AllArgs {
     pub note: Vec<String>,
 }
 
-fn pinned(core: usize, program: &Path) -> Command {
+/// `program` run under `taskset`, on `core` alone.
+pub fn pinned(core: usize, program: &Path) -> Command {
     let mut c = Command::new("taskset");
     c.arg("-c").arg(core.to_string()).arg(program);
     c
 }
 
 /// Starts a child and waits (bounded) for the stdout line `prefix<port>`.
-fn start_and_read_port(mut cmd: Command, prefix: &str) -> anyhow::Result<(Child, u16)> {
+pub fn start_and_read_port(mut cmd: Command, prefix: &str) -> anyhow::Result<(Child, u16)> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("piped");

@@ -1,19 +1,14 @@
 //! A generator pinned to one core runs on one thread (change 42): tokio's
 //! default runtime would start a worker per core of the machine, and they
 //! would take turns at the one core with the main thread.
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
-/// The threads of a running process, from /proc.
-fn threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
+use switchboard_loadtests::orchestrate::{pinned, start_and_read_port};
+use switchboard_loadtests::procstat;
 
 /// The first core this process may run on: a container's cpuset need not
 /// include core 0.
-fn first_allowed_core() -> String {
+fn first_allowed_core() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let list = status
         .lines()
@@ -22,28 +17,25 @@ fn first_allowed_core() -> String {
     list.trim()
         .split(|c: char| !c.is_ascii_digit())
         .next()
+        .and_then(|c| c.parse().ok())
         .expect("a core")
-        .to_string()
 }
 
 #[test]
 fn pinned_to_one_core_the_relay_runs_on_one_thread() {
-    let core = first_allowed_core();
-    let mut child = Command::new("taskset")
-        .args(["-c", &core, env!("CARGO_BIN_EXE_switchboard-loadtests")])
-        .args(["relay", "--port", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("taskset runs the relay");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("piped stdout");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the relay says where it listens");
-    assert!(line.starts_with("relay listening on port "), "{line:?}");
+    // Started the way `all` starts its relays.
+    let exe = Path::new(env!("CARGO_BIN_EXE_switchboard-loadtests"));
+    let mut cmd = pinned(first_allowed_core(), exe);
+    cmd.args(["relay", "--port", "0"]);
+    let (mut relay, _port) =
+        start_and_read_port(cmd, "relay listening on port ").expect("the relay starts");
     // taskset execs the relay, so the child's pid is the relay's.
-    let n = threads(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(n, 1, "a one-core generator process runs one thread");
+    let threads = procstat::sample(relay.id()).map(|s| s.threads);
+    let _ = relay.kill();
+    let _ = relay.wait();
+    assert_eq!(
+        threads,
+        Some(1),
+        "a one-core generator process runs one thread"
+    );
 }
