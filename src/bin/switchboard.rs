@@ -11,7 +11,9 @@ use tracing_subscriber::EnvFilter;
 /// thread caches took 11.5% off the instructions per customer and gave
 /// routing about a tenth more sessions a second (docs/performance.md,
 /// change 29). Only the server binary sets it: the library leaves the
-/// choice to whoever links it.
+/// choice to whoever links it, and the `jemalloc` feature (on by default)
+/// can be turned off for allocation profiling (loadtests/dhat.sh).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -22,6 +24,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// KiB each more than with glibc. With both decays at zero, freed pages go
 /// back to the kernel at once and they cost 0.45 KiB less. The variable
 /// `_RJEM_MALLOC_CONF` still overrides these at run time.
+#[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 static malloc_conf: Option<&'static u8> = Some(&b"dirty_decay_ms:0,muzzy_decay_ms:0\0"[0]);
