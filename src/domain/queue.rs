@@ -111,9 +111,9 @@ pub struct Queue {
     /// Waiting sessions by their order key: iteration is queue order.
     /// Boxed: a B-tree node has room for eleven values and is about two
     /// thirds full when sessions arrive in order, so summaries held
-    /// inline (over 300 bytes each) cost a waiting customer about 0.5 KiB
-    /// of node; a box is allocated at its own size, and the node holds
-    /// only its pointer (docs/performance.md, change 43).
+    /// inline (264 bytes each) cost a waiting customer about 0.5 KiB of
+    /// node; a box is allocated at its own size, and the node holds only
+    /// its pointer (docs/performance.md, change 43).
     waiting: BTreeMap<u64, Box<SessionSummary>>,
     /// session id -> order key, for removal by id.
     index: HashMap<SessionId, u64>,
