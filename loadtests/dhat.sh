@@ -35,25 +35,8 @@ cargo build --release -p switchboard --bin switchboard --no-default-features \
   --target-dir target/dhat
 server=target/dhat/release/switchboard
 
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
-data=$(mktemp -d)
-server_pid=
-trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$data"' EXIT
-
-"$generator" catalog --teams 10 --reps 100 --out "$out/catalog.toml"
-SWITCHBOARD_CONFIG="$out/catalog.toml" SWITCHBOARD_DATA_DIR="$data" \
-  SWITCHBOARD_LISTEN=127.0.0.1:0 SWITCHBOARD_LOG_LEVEL=warn \
-  taskset -c 0 valgrind --tool=dhat --dhat-out-file="$out/dhat.out" \
-  "$server" > "$out/server.log" 2>&1 &
-server_pid=$!
-port=
-for _ in $(seq 600); do
-  port=$(sed -n 's/.*switchboard listening on port \([0-9]*\).*/\1/p' "$out/server.log")
-  [ -n "$port" ] && break
-  sleep 0.5
-done
-[ -n "$port" ] || { echo "the server did not start; see $out/server.log" >&2; exit 1; }
+. loadtests/valgrind-server.sh
+start_under_valgrind "$out" "$server" --tool=dhat --dhat-out-file="$out/dhat.out"
 
 taskset -c 1 "$generator" run --scenario idle --teams 10 --connections "$connections" \
   --duration 20 --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \

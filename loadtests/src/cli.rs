@@ -354,16 +354,24 @@ mod tests {
         assert_eq!(all.idle_connections, 4000);
     }
 
+    /// The catalog that loadtests/valgrind-server.sh gives the server for
+    /// callgrind.sh and dhat.sh: (teams, reps).
+    fn valgrind_servers_catalog() -> (usize, usize) {
+        let script = include_str!("../valgrind-server.sh");
+        let Cmd::Catalog { teams, reps, .. } = scripts_command(script, "\"$generator\" catalog")
+        else {
+            panic!("valgrind-server.sh's first command is not `catalog`")
+        };
+        (teams, reps)
+    }
+
     /// loadtests/callgrind.sh needs valgrind and minutes, so CI does not
     /// run it either; the same check for its generator commands, one per
     /// scenario it counts.
     #[test]
     fn the_callgrind_scripts_generator_commands_parse() {
         let script = include_str!("../callgrind.sh");
-        let Cmd::Catalog { teams, reps, .. } = scripts_command(script, "\"$generator\" catalog")
-        else {
-            panic!("the script's first command is not `catalog`")
-        };
+        let (teams, reps) = valgrind_servers_catalog();
         let Cmd::Run(join) = callgrind_command(script, "join-alert") else {
             panic!("the script's join command is not `run`")
         };
@@ -382,5 +390,17 @@ mod tests {
         assert!(matches!(chat.scenario, Scenario::Chat));
         assert_eq!(chat.teams, teams);
         assert_eq!((chat.connections, chat.balls), (1, 1));
+    }
+
+    /// loadtests/dhat.sh likewise: its waiting customers go to the teams
+    /// of the catalog the server was given.
+    #[test]
+    fn the_dhat_scripts_generator_command_parses() {
+        let script = include_str!("../dhat.sh");
+        let Cmd::Run(idle) = scripts_command(script, "\"$generator\" run --scenario idle") else {
+            panic!("the script's command is not `run`")
+        };
+        assert!(matches!(idle.scenario, Scenario::Idle));
+        assert_eq!(idle.teams, valgrind_servers_catalog().0);
     }
 }
