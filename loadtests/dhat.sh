@@ -67,8 +67,9 @@ def site(pp):
 size, blocks = collections.Counter(), collections.Counter()
 for pp in profile["pps"]:
     if pp.get("gb", 0):
-        size[site(pp)] += pp["gb"]
-        blocks[site(pp)] += pp.get("gbk", 0)
+        key = site(pp)
+        size[key] += pp["gb"]
+        blocks[key] += pp.get("gbk", 0)
 total = sum(size.values())
 print(f"heap at its peak: {total / customers:.0f} bytes per waiting customer")
 print("bytes/customer  blocks/customer  site")

@@ -4,11 +4,14 @@
 #
 #   start_under_valgrind OUT_DIR SERVER_BIN VALGRIND_ARGS...
 #
-# Sets `out` (OUT_DIR made absolute), `server_pid` and `port`; the server
-# is killed and its data directory removed when the calling script exits.
+# The caller sets `generator` (the load generator's binary, which writes
+# the catalog). Sets `out` (OUT_DIR made absolute), `server_pid` and
+# `port`; the server is killed and its data directory removed when the
+# calling script exits.
 
 start_under_valgrind() {
-  out=$1 server=$2
+  out=$1
+  local server=$2
   shift 2
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
