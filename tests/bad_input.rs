@@ -12,6 +12,8 @@ use switchboard::client::{Client, Pushed};
 use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::error::ErrorCode;
 use switchboard::protocol::{Event, Reply, RequestBody};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =
@@ -308,6 +310,89 @@ async fn oversized_frames_are_refused_and_huge_ones_close_the_connection() {
         Reply::ChatHistory { lines: vec![] },
         "no chat line was stored"
     );
+}
+
+/// The close code the server sends next, skipping other frames.
+async fn close_code(raw: &mut Raw) -> u16 {
+    loop {
+        match tokio::time::timeout(WAIT, raw.ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(close))))) => return close.code.into(),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected a close frame with a code, got {other:?}"),
+        }
+    }
+}
+
+/// One WebSocket frame of a fragmented message (RFC 6455, 5.4).
+fn fragment(data: &[u8], opcode: OpCode, last: bool) -> Message {
+    Message::Frame(WsFrame::message(data.to_vec(), opcode, last))
+}
+
+#[actix_web::test]
+async fn fragments_are_joined_and_bad_text_or_too_many_close_the_connection() {
+    let app = spawn_app().await;
+    let hard = switchboard::connection::hard_frame_limit(app.hub.settings.max_frame_bytes);
+    let binary = OpCode::Data(Data::Binary);
+    let more = OpCode::Data(Data::Continue);
+
+    // A request in three fragments, with a ping between two of them: the
+    // server joins them and answers the request.
+    let mut raw = Raw::connect(&app.ws_url()).await;
+    raw.hello("rep").await;
+    let bytes = rmp_serde::to_vec_named(&json!({"type": "ping", "id": 9})).expect("encodes");
+    let (first, rest) = bytes.split_at(3);
+    let (second, third) = rest.split_at(2);
+    for m in [
+        fragment(first, binary, false),
+        Message::Ping(b"hi".to_vec()),
+        fragment(second, more, false),
+        fragment(third, more, true),
+    ] {
+        raw.ws.send(m).await.expect("sends");
+    }
+    let f = raw.answer().await.value;
+    assert_eq!(
+        (&f["re"], &f["body"]["kind"]),
+        (&json!(9), &json!("pong")),
+        "{f}"
+    );
+
+    // A text frame that is not UTF-8: refused, and closed with 1007.
+    raw.ws
+        .send(fragment(
+            &[b'{', 0xff, 0xfe],
+            OpCode::Data(Data::Text),
+            true,
+        ))
+        .await
+        .expect("sends");
+    let f = raw.answer().await.value;
+    assert_error(&f, "malformed_frame", None);
+    assert!(f["message"].as_str().unwrap().contains("UTF-8"), "{f}");
+    assert_eq!(close_code(&mut raw).await, 1007);
+
+    // Fragments each under the hard limit that add up to more: refused,
+    // and closed with 1009.
+    let mut raw = Raw::connect(&app.ws_url()).await;
+    raw.hello("rep").await;
+    let piece = vec![0x90; hard / 2 + 1];
+    for m in [
+        fragment(&piece, binary, false),
+        fragment(&piece, more, false),
+        fragment(&piece, more, true),
+    ] {
+        // The server may close before the last fragment is written.
+        let _ = raw.ws.send(m).await;
+    }
+    assert_error(&raw.answer().await.value, "frame_too_large", None);
+    assert_eq!(close_code(&mut raw).await, 1009);
+
+    // The server serves the next connection as before.
+    let mut again = Raw::connect(&app.ws_url()).await;
+    again.hello("rep").await;
+    assert!(again.pings().await);
+    assert_eq!(error_count(&app, "malformed_frame").await, 1);
+    assert_eq!(error_count(&app, "frame_too_large").await, 1);
 }
 
 #[actix_web::test]

@@ -26,6 +26,7 @@ mod rest_api;
 mod restart;
 mod resume;
 mod shutdown;
+mod slow_client;
 mod supervisor_fallback;
 mod supervisor_routing;
 mod supervisor_rules;

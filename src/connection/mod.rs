@@ -4,20 +4,21 @@
 //! the client by an actor, the heartbeat tick, and shutdown. Requests are
 //! handled one at a time, in order, so replies come back in request order.
 //!
-//! Why actix-ws and not actix-web-actors: with actix-web-actors every frame
-//! an actor writes goes into an unbounded buffer, so one slow client can
-//! grow the server's memory without limit. Here the actors write into a
-//! bounded queue per connection ([`ConnHandle`]), and this loop moves frames
-//! to the socket only as fast as the client reads them (actix-ws's session
-//! waits when its own small buffer is full). A client that falls a whole
-//! queue behind is closed and resumes from its last event number.
+//! Why not actix-web-actors: there every frame an actor writes goes into an
+//! unbounded buffer, so one slow client can grow the server's memory
+//! without limit. Here the actors write into a bounded queue per
+//! connection ([`ConnHandle`]), and this loop moves frames to the socket
+//! only as fast as the client reads them ([`socket::Writer`] waits when its
+//! small buffer is full). A client that falls a whole queue behind is
+//! closed and resumes from its last event number. (Why not actix-ws
+//! either: `socket`'s header.)
 mod commands;
+pub mod socket;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason};
 use futures_util::StreamExt;
 use tracing::Instrument;
 
@@ -27,6 +28,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::protocol::{
     decode_request, encode_frame, Encoding, Reply, Request, RequestBody, ServerFrame,
 };
+use socket::{CloseCode, CloseReason, Incoming, ReadError};
 
 /// Frames larger than this are not even read: the connection is closed
 /// with 1009 (message too big). Frames between `max_frame_bytes` and this
@@ -62,7 +64,7 @@ enum Wake {
     /// The outbound queue overflowed: the client reads too slowly.
     TooSlow,
     Outbound(Outgoing),
-    Client(Option<Result<AggregatedMessage, actix_ws::ProtocolError>>),
+    Client(Option<Result<Incoming, ReadError>>),
     Heartbeat,
     /// `server.hello_timeout_ms` passed without a hello.
     HelloOverdue,
@@ -77,7 +79,7 @@ enum Next {
 
 pub struct Connection {
     hub: Arc<Hub>,
-    ws: actix_ws::Session,
+    ws: socket::Writer,
     encoding: Encoding,
     phase: Phase,
     outbound: Option<outbound::Receiver<Outgoing>>,
@@ -101,7 +103,7 @@ pub struct Connection {
 pub type Answer = Result<Reply, AppError>;
 
 impl Connection {
-    pub fn new(hub: Arc<Hub>, ws: actix_ws::Session) -> Self {
+    pub fn new(hub: Arc<Hub>, ws: socket::Writer) -> Self {
         let span = tracing::info_span!(
             "conn",
             conn = hub.next_connection_number(),
@@ -134,17 +136,12 @@ impl Connection {
     /// by every connection's task, 2,176 bytes in all; moved into one
     /// `async move` block and borrowed from there, each is held once
     /// (docs/performance.md, change 27).
-    pub fn run(mut self, stream: actix_ws::MessageStream) -> impl Future<Output = ()> {
+    pub fn run(mut self, mut stream: socket::Reader) -> impl Future<Output = ()> {
         let span = self.span.clone();
-        let hard = hard_frame_limit(self.hub.settings.max_frame_bytes);
-        let mut stream = stream
-            .max_frame_size(hard)
-            .aggregate_continuations()
-            .max_continuation_size(hard);
         async move {
             let close = self.until_closed(&mut stream).await;
             self.detach();
-            let _ = self.ws.clone().close(close).await;
+            let _ = self.ws.close(close);
         }
         .instrument(span)
     }
@@ -176,7 +173,7 @@ impl Connection {
     /// The run loop, until the connection is to close; returns why. Its
     /// timers and futures end with it, so they and the close handshake's
     /// state share their room in the task.
-    async fn until_closed(&mut self, stream: &mut AggregatedMessageStream) -> Option<CloseReason> {
+    async fn until_closed(&mut self, stream: &mut socket::Reader) -> Option<CloseReason> {
         // One timer keeps the heartbeat (docs/protocol.md 3.2): it is due
         // when the next ping is, or, while a ping is unanswered, at its
         // deadline. A live idle connection so wakes twice a heartbeat, for
@@ -235,7 +232,7 @@ impl Connection {
     /// Handles one wake-up of the run loop: go on, or close.
     ///
     /// The run loop boxes this future on every wake-up (a frame out, a
-    /// ping, a pong: 25 per join), so it is kept small (624 bytes), within
+    /// ping, a pong: 25 per join), so it is kept small (632 bytes), within
     /// the allocator's per-thread cache (1,032). A request (`on_frame`,
     /// which holds the state of every command) and the rare error and
     /// goodbye frames are boxed on their own; inline they made every box
@@ -257,43 +254,40 @@ impl Connection {
                 code: CloseCode::Policy,
                 description: Some("too slow: outbound queue full; reconnect and resume".into()),
             })),
-            Wake::Outbound(frame) => match self.send(&frame).await {
-                true => Next::Continue,
-                false => Next::Close(None),
-            },
+            Wake::Outbound(frame) => {
+                self.send(&frame).await;
+                self.go_on_while_open()
+            }
             Wake::Client(None) => Next::Close(None),
             Wake::Client(Some(Ok(m))) => {
                 // Any frame answers a ping: the client is there.
                 self.awaiting_pong = false;
                 match m {
-                    AggregatedMessage::Binary(b) => {
-                        Box::pin(self.on_frame(&b, Encoding::MessagePack)).await
+                    Incoming::Binary(b) => Box::pin(self.on_frame(&b, Encoding::MessagePack)).await,
+                    Incoming::Text(t) => Box::pin(self.on_frame(&t, Encoding::Json)).await,
+                    Incoming::Ping(p) => {
+                        if self.writable().await {
+                            let _ = self.ws.pong(&p);
+                        }
                     }
-                    AggregatedMessage::Text(t) => {
-                        Box::pin(self.on_frame(t.as_bytes(), Encoding::Json)).await
-                    }
-                    AggregatedMessage::Ping(p) => {
-                        let _ = self.ws.pong(&p).await;
-                    }
-                    AggregatedMessage::Pong(_) => {}
-                    AggregatedMessage::Close(_) => return Next::Close(None),
+                    Incoming::Pong => {}
+                    Incoming::Close => return Next::Close(None),
                 }
                 Next::Continue
             }
             // The peer went away without a close handshake: nothing to
             // answer, and not the client's fault.
-            Wake::Client(Some(Err(actix_ws::ProtocolError::Io(e)))) => {
+            Wake::Client(Some(Err(ReadError::Lost(e)))) => {
                 tracing::debug!("connection lost: {e}");
                 Next::Close(None)
             }
             Wake::Client(Some(Err(e))) => {
-                // The WebSocket layer itself failed (a frame over the hard
-                // limit, a broken frame): the byte stream cannot be trusted
-                // any more, so say why and close.
+                // The WebSocket layer itself failed (a message over the hard
+                // limit, text that is not UTF-8, a broken frame): the byte
+                // stream cannot be trusted any more, so say why and close.
                 let (code, close) = match e {
-                    actix_ws::ProtocolError::Overflow => {
-                        (ErrorCode::FrameTooLarge, CloseCode::Size)
-                    }
+                    ReadError::TooLarge(_) => (ErrorCode::FrameTooLarge, CloseCode::Size),
+                    ReadError::NotUtf8 => (ErrorCode::MalformedFrame, CloseCode::Invalid),
                     _ => (ErrorCode::MalformedFrame, CloseCode::Protocol),
                 };
                 Box::pin(
@@ -318,10 +312,10 @@ impl Connection {
                 }
                 self.last_ping = Instant::now();
                 self.awaiting_pong = true;
-                match self.ws.ping(b"").await {
-                    Ok(()) => Next::Continue,
-                    Err(_) => Next::Close(None),
+                if self.writable().await {
+                    let _ = self.ws.ping(b"");
                 }
+                self.go_on_while_open()
             }
             Wake::HelloOverdue => {
                 Box::pin(self.send_error(
@@ -467,22 +461,52 @@ impl Connection {
         self.hub.metrics.connections.messages_in.get([kind]).inc();
     }
 
-    /// Writes one frame to the socket; false if the socket is gone.
-    async fn send(&mut self, frame: &ServerFrame) -> bool {
+    /// Waits until a frame may be written to the socket: false if it
+    /// never will be, because the socket is gone or because the server
+    /// closes this connection meanwhile.
+    async fn writable(&mut self) -> bool {
+        if self.ws.has_room() {
+            return self.ws.is_open();
+        }
+        // Wait for the client to read, but not past the stop token: a
+        // client that stopped reading overflows its frame queue, and its
+        // connection must then close, not wait here for ever.
+        let stop = self.stop_token();
+        tokio::select! {
+            room = self.ws.room() => room.is_ok(),
+            _ = stop.cancelled() => false,
+        }
+    }
+
+    /// After a frame that may not have been written: close if the socket
+    /// is gone; otherwise go on, and if the server is closing this
+    /// connection the loop sees it next and closes with its reason.
+    fn go_on_while_open(&self) -> Next {
+        match self.ws.is_open() {
+            true => Next::Continue,
+            false => Next::Close(None),
+        }
+    }
+
+    /// Writes one frame to the socket, unless it cannot be written
+    /// ([`Connection::writable`]).
+    async fn send(&mut self, frame: &ServerFrame) {
+        if !self.writable().await {
+            return;
+        }
         let bytes = encode_frame(frame, self.encoding);
         self.hub.metrics.connections.sent(frame.kind(), bytes.len());
-        let sent = match self.encoding {
-            Encoding::MessagePack => self.ws.binary(bytes).await,
-            // Our JSON encoder only ever produces UTF-8, so this takes the
-            // buffer over rather than copying it; the lossy path is there
-            // only so a broken encoder cannot panic a connection.
-            Encoding::Json => {
-                let text = String::from_utf8(bytes)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                self.ws.text(text).await
-            }
+        // A frame not written is not lost track of: the socket is gone,
+        // and the run loop closes when it next looks.
+        let _ = match self.encoding {
+            Encoding::MessagePack => self.ws.binary(&bytes),
+            // Our JSON encoder only ever produces UTF-8; the lossy path is
+            // there only so a broken encoder cannot panic a connection.
+            Encoding::Json => match std::str::from_utf8(&bytes) {
+                Ok(text) => self.ws.text(text),
+                Err(_) => self.ws.text(&String::from_utf8_lossy(&bytes)),
+            },
         };
-        sent.is_ok()
     }
 
     async fn send_error(&mut self, re: Option<u64>, e: AppError) {
@@ -590,7 +614,7 @@ mod tests {
     const THREAD_CACHE_BYTES: usize = 1032;
 
     /// A connection of a hub with an empty catalog, and its stream.
-    async fn connection(dir: &std::path::Path) -> (Connection, actix_ws::MessageStream) {
+    async fn connection(dir: &std::path::Path) -> (Connection, socket::Reader) {
         let metrics = Arc::new(Metrics::new());
         let store = SledStore::open(dir, metrics.store.clone()).expect("sled");
         let hub = Arc::new(Hub::new(
@@ -602,23 +626,17 @@ mod tests {
             Catalog::default(),
             CancellationToken::new(),
         ));
-        let (req, mut payload) = TestRequest::get()
-            .insert_header(("upgrade", "websocket"))
-            .insert_header(("connection", "upgrade"))
-            .insert_header(("sec-websocket-version", "13"))
-            .insert_header(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="))
-            .to_http_parts();
+        let (req, mut payload) = TestRequest::get().to_http_parts();
         let body = actix_web::web::Payload::from_request(&req, &mut payload)
             .await
             .expect("a request body");
-        let (_response, session, stream) =
-            actix_ws::handle(&req, body).expect("a WebSocket upgrade");
-        (Connection::new(hub, session), stream)
+        let (writer, reader, _body) = socket::open(body.into_inner(), 1 << 20);
+        (Connection::new(hub, writer), reader)
     }
 
     /// The run loop boxes `on_wake` on every wake-up. The test runs in a
     /// debug build, but the future's layout is the same there as in a
-    /// release build (624 bytes in both), so a change that grows it past
+    /// release build (632 bytes in both), so a change that grows it past
     /// the cache fails here.
     #[actix_web::test]
     async fn a_wake_up_fits_the_allocators_thread_cache() {
@@ -636,9 +654,11 @@ mod tests {
     /// connection is open: 19,000 of them in the idle scenario. As async
     /// fns, `run` and `serve` made it 1,960 bytes (the connection and its
     /// stream held several times over), and tokio's task around it 2,176;
-    /// it is 840 now, and with tokio's header, trailer and bookkeeping (at
-    /// most 104 bytes) and its 128-byte alignment the task is 1,024. Like
-    /// `on_wake`'s, the layout is the same in debug and release builds.
+    /// it was 840 with actix-ws's session and streams, a 1,024-byte task,
+    /// and is 760 with the socket's writer and reader (change 44); with
+    /// tokio's header, trailer and bookkeeping (at most 104 bytes) and its
+    /// 128-byte alignment the task is 896. Like `on_wake`'s, the layout is
+    /// the same in debug and release builds.
     #[actix_web::test]
     async fn a_connections_task_holds_each_thing_once() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -646,8 +666,8 @@ mod tests {
         let task = conn.run(stream);
         let size = std::mem::size_of_val(&task);
         assert!(
-            size <= 1024 - 104,
-            "the connection's future is {size} bytes, which makes its task over 1,024: what is held twice?"
+            size <= 896 - 104,
+            "the connection's future is {size} bytes, which makes its task over 896: what is held twice?"
         );
     }
 }
