@@ -25,7 +25,8 @@ pub enum Cmd {
         #[arg(long, default_value_t = 0)]
         port: u16,
         /// tungstenite: the bare baseline; actix-ws: the same relay on
-        /// Switchboard's own WebSocket stack (actix-web and actix-ws).
+        /// actix-web, Switchboard's HTTP stack, with actix-ws for the
+        /// WebSocket (Switchboard's own until change 44).
         #[arg(long, value_enum, default_value_t = RelayStack::Tungstenite)]
         stack: RelayStack,
     },

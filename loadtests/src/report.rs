@@ -137,7 +137,7 @@ pub struct Report {
     pub switchboard: BTreeMap<String, ScenarioResult>,
     /// The relay baseline's results by scenario.
     pub relay: BTreeMap<String, ScenarioResult>,
-    /// The same relay on actix-web and actix-ws (Switchboard's stack), by
+    /// The same relay on actix-web (Switchboard's stack) and actix-ws, by
     /// scenario: what the stack costs before Switchboard's own work.
     #[serde(default)]
     pub relay_actix_ws: BTreeMap<String, ScenarioResult>,
@@ -539,7 +539,7 @@ impl Report {
         );
         let _ = writeln!(
             m,
-            "The same relay on actix-web and actix-ws, Switchboard's WebSocket stack.\n"
+            "The same relay on actix-web, Switchboard's HTTP stack, with actix-ws for the WebSocket (Switchboard's own WebSocket layer since change 44 is lighter than actix-ws).\n"
         );
         let _ = writeln!(
             m,

@@ -1,8 +1,10 @@
 //! The same relay on the stack Switchboard is built on: actix-web for the
-//! HTTP upgrade, actix-ws for the WebSocket. Its figures beside the
-//! tokio-tungstenite relay's say what the chosen stack costs before any of
-//! Switchboard's own work (queues, actors, storage), so a gap to the relay
-//! can be split into "the stack" and "ours".
+//! HTTP upgrade, and actix-ws for the WebSocket, as Switchboard had it
+//! until change 44 (docs/performance.md; since then Switchboard writes its
+//! frames over actix-http's codec itself, which costs less). Its figures
+//! beside the tokio-tungstenite relay's say what the chosen stack costs
+//! before any of Switchboard's own work (queues, actors, storage), so a
+//! gap to the relay can be split into "the stack" and "ours".
 //!
 //! Same protocol as [`super`]: the first frame is the connection's id,
 //! a binary frame is relayed to the connection its first 8 bytes name (0:
