@@ -191,12 +191,15 @@ impl Connection {
         let mut attached = self.attachment();
         let mut stop = std::pin::pin!(self.stop_token().cancelled_owned());
         // Its own timer, not the heartbeat's: a long heartbeat must not let a
-        // connection sit without a hello for longer. Made once and polled
-        // only while no hello has been accepted.
-        let hello_deadline = tokio::time::sleep_until(tokio::time::Instant::from_std(
-            self.opened + Duration::from_millis(self.hub.settings.hello_timeout_ms),
-        ));
-        tokio::pin!(hello_deadline);
+        // connection sit without a hello for longer. Made once, and dropped
+        // once a hello is accepted: held inline, its 112 bytes stayed in
+        // every connection's task for as long as the connection was open
+        // (docs/performance.md, change 45).
+        let mut hello_deadline = Some(Box::pin(tokio::time::sleep_until(
+            tokio::time::Instant::from_std(
+                self.opened + Duration::from_millis(self.hub.settings.hello_timeout_ms),
+            ),
+        )));
         loop {
             // The select only says what woke the loop; the work is done in
             // `on_wake`, boxed, so an idle connection's future holds the
@@ -211,10 +214,13 @@ impl Connection {
                 Some(frame) = recv(&mut self.outbound) => Wake::Outbound(frame),
                 msg = stream.next() => Wake::Client(msg),
                 _ = &mut beat => Wake::Heartbeat,
-                _ = &mut hello_deadline, if matches!(self.phase, Phase::New) => Wake::HelloOverdue,
+                _ = overdue(&mut hello_deadline) => Wake::HelloOverdue,
             };
             if let Next::Close(reason) = Box::pin(self.on_wake(wake)).await {
                 return reason;
+            }
+            if !matches!(self.phase, Phase::New) {
+                hello_deadline = None;
             }
             if self.attachment() != attached {
                 attached = self.attachment();
@@ -586,6 +592,14 @@ impl Connection {
     }
 }
 
+/// Resolves when the hello deadline passes; never once it is dropped.
+async fn overdue(deadline: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match deadline {
+        Some(d) => d.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next queued frame; never resolves while nothing is attached, or
 /// once the actor has let go of this connection.
 async fn recv(rx: &mut Option<outbound::Receiver<Outgoing>>) -> Option<Outgoing> {
@@ -655,10 +669,11 @@ mod tests {
     /// fns, `run` and `serve` made it 1,960 bytes (the connection and its
     /// stream held several times over), and tokio's task around it 2,176;
     /// it was 840 with actix-ws's session and streams, a 1,024-byte task,
-    /// and is 760 with the socket's writer and reader (change 44); with
-    /// tokio's header, trailer and bookkeeping (at most 104 bytes) and its
-    /// 128-byte alignment the task is 896. Like `on_wake`'s, the layout is
-    /// the same in debug and release builds.
+    /// 760 with the socket's writer and reader (change 44), and is 632
+    /// with the hello deadline boxed and the reader's fragments too
+    /// (change 45); with tokio's header, trailer and bookkeeping (at most
+    /// 104 bytes) and its 128-byte alignment the task is 768. Like
+    /// `on_wake`'s, the layout is the same in debug and release builds.
     #[actix_web::test]
     async fn a_connections_task_holds_each_thing_once() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -666,8 +681,8 @@ mod tests {
         let task = conn.run(stream);
         let size = std::mem::size_of_val(&task);
         assert!(
-            size <= 896 - 104,
-            "the connection's future is {size} bytes, which makes its task over 896: what is held twice?"
+            size <= 768 - 104,
+            "the connection's future is {size} bytes, which makes its task over 768: what is held twice?"
         );
     }
 }

@@ -319,7 +319,9 @@ pub struct Reader {
     /// polls, and no allocation at all when that is nothing.
     buf: BytesMut,
     codec: Codec,
-    fragments: Option<Fragments>,
+    /// Boxed: most connections never see a fragment, and every connection's
+    /// task holds its reader for as long as it is open.
+    fragments: Option<Box<Fragments>>,
     max_message: usize,
     done: bool,
 }
@@ -341,11 +343,11 @@ impl Reader {
         // The codec refuses a fragment out of order, so `fragments` is set
         // exactly between a first fragment and the last.
         if let Some(text) = text {
-            self.fragments = Some(Fragments {
+            self.fragments = Some(Box::new(Fragments {
                 text,
                 pieces: Vec::new(),
                 len: 0,
-            });
+            }));
         }
         let f = self
             .fragments
@@ -362,7 +364,7 @@ impl Reader {
         if !last {
             return Ok(None);
         }
-        let Some(f) = self.fragments.take() else {
+        let Some(f) = self.fragments.take().map(|f| *f) else {
             return Ok(None);
         };
         let joined = match <[Bytes; 1]>::try_from(f.pieces) {
