@@ -16,115 +16,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A bare WebSocket: says exactly what the test writes, and shows every
-/// frame the server sends (including `re`), decoded to JSON values.
-struct Raw {
-    ws: Socket,
-    next_id: u64,
-}
-
-/// One frame from the server: whether it came as text, and its content.
-struct Frame {
-    text: bool,
-    value: Value,
-}
-
-impl Raw {
-    async fn connect(url: &str) -> Raw {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connects");
-        Raw { ws, next_id: 100 }
-    }
-
-    async fn send_mp(&mut self, v: Value) {
-        let bytes = rmp_serde::to_vec_named(&v).expect("encodes");
-        self.send_bytes(bytes).await;
-    }
-
-    async fn send_bytes(&mut self, b: Vec<u8>) {
-        self.ws.send(Message::Binary(b)).await.expect("sends");
-    }
-
-    async fn send_text(&mut self, t: &str) {
-        self.ws
-            .send(Message::Text(t.to_string()))
-            .await
-            .expect("sends");
-    }
-
-    /// The next data frame (events included); `None` when the socket
-    /// closed or nothing came within [`WAIT`].
-    async fn recv(&mut self) -> Option<Frame> {
-        loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next()).await.ok()??;
-            match msg {
-                Ok(Message::Binary(b)) => {
-                    return Some(Frame {
-                        text: false,
-                        value: rmp_serde::from_slice(&b).expect("server frame is MessagePack"),
-                    })
-                }
-                Ok(Message::Text(t)) => {
-                    return Some(Frame {
-                        text: true,
-                        value: serde_json::from_str(&t).expect("server text frame is JSON"),
-                    })
-                }
-                Ok(Message::Close(_)) | Err(_) => return None,
-                Ok(_) => continue,
-            }
-        }
-    }
-
-    /// The next reply or error frame, skipping pushed events.
-    async fn answer(&mut self) -> Frame {
-        loop {
-            let f = self.recv().await.expect("an answer before close/timeout");
-            if matches!(f.value["type"].as_str(), Some("reply" | "error")) {
-                return f;
-            }
-        }
-    }
-
-    /// Sends a MessagePack request with a fresh id; answers the reply or
-    /// error frame.
-    async fn call(&mut self, mut v: Value) -> Value {
-        self.next_id += 1;
-        v["id"] = json!(self.next_id);
-        self.send_mp(v).await;
-        let f = self.answer().await;
-        assert!(!f.text, "a MessagePack connection answers in MessagePack");
-        assert_eq!(f.value["re"], json!(self.next_id), "{}", f.value);
-        f.value
-    }
-
-    /// Says hello; returns the `welcome` reply's body.
-    async fn hello(&mut self, role: &str) -> Value {
-        let r = self
-            .call(json!({"type": "hello", "protocol": 1, "role": role}))
-            .await;
-        assert_eq!(r["body"]["kind"], "welcome", "{r}");
-        r["body"].clone()
-    }
-
-    async fn login(&mut self, user: &str) {
-        let r = self
-            .call(json!({"type": "login", "username": user, "password": format!("{user}-demo")}))
-            .await;
-        assert_eq!(r["body"]["kind"], "logged_in", "{r}");
-    }
-
-    /// A `ping` on this same socket gets its `pong`.
-    async fn pings(&mut self) -> bool {
-        let r = self.call(json!({"type": "ping"})).await;
-        r["type"] == "reply" && r["body"]["kind"] == "pong"
-    }
-}
-
 /// Asserts `f` is an error frame with `code`, a sentence, and `re`.
 fn assert_error(f: &Value, code: &str, re: Option<u64>) {
     assert_eq!(f["type"], "error", "{f}");
@@ -314,13 +205,8 @@ async fn oversized_frames_are_refused_and_huge_ones_close_the_connection() {
 
 /// The close code the server sends next, skipping other frames.
 async fn close_code(raw: &mut Raw) -> u16 {
-    loop {
-        match tokio::time::timeout(WAIT, raw.ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(close))))) => return close.code.into(),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("expected a close frame with a code, got {other:?}"),
-        }
-    }
+    let close = raw.close_frame().await.expect("a close frame with a code");
+    close.code.into()
 }
 
 /// One WebSocket frame of a fragmented message (RFC 6455, 5.4).
@@ -904,13 +790,7 @@ async fn a_connection_without_hello_is_closed_on_time_whatever_the_heartbeat() {
         "told after {:?}, not after the hello timeout",
         started.elapsed()
     );
-    let close = loop {
-        match tokio::time::timeout(WAIT, raw.ws.next()).await {
-            Ok(Some(Ok(Message::Close(close)))) => break close,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
+    let close = raw.close_frame().await;
     assert_eq!(close.map(|c| u16::from(c.code)), Some(1008), "policy close");
     // The server itself is fine: the next client is served.
     let mut next = Raw::connect(&app.ws_url()).await;

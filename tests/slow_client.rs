@@ -5,34 +5,9 @@
 use std::time::Duration;
 
 use crate::common::*;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use switchboard::domain::ids::ClientKind;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// Sends a MessagePack request and reads until its reply.
-async fn call(ws: &mut Socket, request: Value) -> Value {
-    let id = request["id"].clone();
-    let bytes = rmp_serde::to_vec_named(&request).expect("encodes");
-    ws.send(Message::Binary(bytes)).await.expect("sends");
-    loop {
-        let frame = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a reply in time")
-            .expect("the socket is open")
-            .expect("a frame");
-        if let Message::Binary(b) = frame {
-            let v: Value = rmp_serde::from_slice(&b).expect("MessagePack");
-            if v["re"] == id {
-                assert_eq!(v["type"], "reply", "{v}");
-                return v;
-            }
-        }
-    }
-}
 
 fn reps_connected(app: &TestApp) -> i64 {
     let gauge = &app.hub.metrics.connections.connected;
@@ -57,19 +32,9 @@ async fn a_rep_console_that_stops_reading_is_closed_and_the_others_are_served() 
         .connect(([127, 0, 0, 1], app.port).into())
         .await
         .expect("connects");
-    let (mut alice, _) = tokio_tungstenite::client_async(app.ws_url(), tcp)
-        .await
-        .expect("upgrades");
-    call(
-        &mut alice,
-        json!({"id": 1, "type": "hello", "protocol": 1, "role": "rep"}),
-    )
-    .await;
-    call(
-        &mut alice,
-        json!({"id": 2, "type": "login", "username": "alice", "password": "alice-demo"}),
-    )
-    .await;
+    let mut alice = Raw::over(&app.ws_url(), tcp).await;
+    alice.hello("rep").await;
+    alice.login("alice").await;
     let mut bob = app.rep("bob").await;
     assert_eq!(reps_connected(&app), 2);
 
@@ -100,10 +65,10 @@ async fn a_rep_console_that_stops_reading_is_closed_and_the_others_are_served() 
     // From here on alice's console reads nothing, but asks for the queue a
     // hundred times: 8 MB of replies, more than the kernel's buffers hold,
     // so her connection waits for her to read.
-    for id in 100..200 {
-        let request = json!({"id": id, "type": "view_queue", "queue": "team:network"});
-        let bytes = rmp_serde::to_vec_named(&request).expect("encodes");
-        alice.send(Message::Binary(bytes)).await.expect("sends");
+    for id in 1000..1100 {
+        alice
+            .send_mp(json!({"id": id, "type": "view_queue", "queue": "team:network"}))
+            .await;
     }
     // More customers: their alerts for alice wait in her queue of eight
     // frames until it overflows and the server lets go of her console.
@@ -129,14 +94,7 @@ async fn a_rep_console_that_stops_reading_is_closed_and_the_others_are_served() 
 
     // Alice's console, read at last, holds the alerts the server had
     // written and then the close frame that says why.
-    let close = loop {
-        match tokio::time::timeout(WAIT, alice.next()).await {
-            Ok(Some(Ok(Message::Close(close)))) => break close,
-            Ok(Some(Ok(_))) => {}
-            other => panic!("expected alerts and a close frame, got {other:?}"),
-        }
-    };
-    let close = close.expect("a close code");
+    let close = alice.close_frame().await.expect("a close code");
     assert_eq!(close.code, CloseCode::Policy, "{close:?}");
     assert!(close.reason.contains("too slow"), "{close:?}");
 }

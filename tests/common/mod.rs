@@ -12,6 +12,9 @@ use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::protocol::{Entry, Event, Reply, RequestBody};
 use switchboard::Application;
 
+mod raw;
+pub use raw::Raw;
+
 /// Generous: CI machines are small and shared.
 pub const WAIT: Duration = Duration::from_secs(10);
 /// How long to wait to be sure something does *not* arrive.
