@@ -70,6 +70,14 @@ struct Shared {
     gone: bool,
 }
 
+impl Shared {
+    /// No frame may be written any more: the server closed the socket, or
+    /// it is gone from under it.
+    fn closed(&self) -> bool {
+        self.gone || self.finished
+    }
+}
+
 /// Keeps `cx`'s waker in `slot`, cloning it only when it changed.
 fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
@@ -140,14 +148,13 @@ impl Writer {
 
     /// Neither closed by the server nor gone from under it.
     pub fn is_open(&self) -> bool {
-        let s = self.shared.borrow();
-        !s.gone && !s.finished
+        !self.shared.borrow().closed()
     }
 
     /// Whether a frame can be written without waiting.
     pub fn has_room(&self) -> bool {
         let s = self.shared.borrow();
-        s.gone || s.finished || s.out.len() < ROOM
+        s.closed() || s.out.len() < ROOM
     }
 
     /// Waits until the body has taken enough that a frame may be written;
@@ -155,7 +162,7 @@ impl Writer {
     pub async fn room(&mut self) -> Result<(), Closed> {
         poll_fn(|cx| {
             let mut s = self.shared.borrow_mut();
-            if s.gone || s.finished {
+            if s.closed() {
                 Poll::Ready(Err(Closed))
             } else if s.out.len() < ROOM {
                 Poll::Ready(Ok(()))
@@ -177,26 +184,25 @@ impl Writer {
             }
             r
         });
-        let body = {
-            let mut s = self.shared.borrow_mut();
-            if s.gone || s.finished {
-                return Err(Closed);
-            }
-            Parser::write_close(&mut s.out, reason, false);
-            s.finished = true;
-            s.body.take()
-        };
-        wake(body);
-        Ok(())
+        self.append(true, |out| Parser::write_close(out, reason, false))
     }
 
     fn write(&mut self, op: OpCode, payload: &[u8]) -> Result<(), Closed> {
+        self.append(false, |out| {
+            Parser::write_message(out, payload, op, true, false)
+        })
+    }
+
+    /// Encodes a frame into the buffer and wakes the body; after the last
+    /// frame (`finish`) nothing more is written and the body ends.
+    fn append(&mut self, finish: bool, encode: impl FnOnce(&mut BytesMut)) -> Result<(), Closed> {
         let body = {
             let mut s = self.shared.borrow_mut();
-            if s.gone || s.finished {
+            if s.closed() {
                 return Err(Closed);
             }
-            Parser::write_message(&mut s.out, payload, op, true, false);
+            encode(&mut s.out);
+            s.finished = finish;
             s.body.take()
         };
         wake(body);
