@@ -206,10 +206,11 @@ pub const SYSTEM: &str = "system";
 
 impl Session {
     pub fn new(n: NewSession, now: Millis) -> Session {
+        let view_only = n.customer.client == ClientKind::Mobile;
         let mut s = Session {
             id: n.id,
             created_at: now,
-            view_only: n.customer.client == ClientKind::Mobile,
+            view_only,
             customer: Box::new(n.customer),
             entry: n.entry,
             browser: n.browser,
@@ -224,7 +225,10 @@ impl Session {
             owner: None,
             participants: Vec::new(),
             invitations: Vec::new(),
-            history: Vec::new(),
+            // Exactly the entries written below: a waiting session keeps
+            // this Vec for as long as it waits, and a growing Vec would
+            // reserve four (docs/performance.md, change 47).
+            history: Vec::with_capacity(if view_only { 3 } else { 2 }),
             customer_token_hash: n.customer_token_hash,
             chat_lines: 0,
             priority: n.priority,
@@ -705,6 +709,15 @@ mod tests {
             },
             1000,
         )
+    }
+
+    #[test]
+    fn a_new_session_history_holds_no_spare_room() {
+        // A waiting customer keeps this Vec for the whole wait (change 47).
+        for client in [ClientKind::Desktop, ClientKind::Mobile] {
+            let s = waiting(client);
+            assert_eq!(s.history.capacity(), s.history.len(), "{client:?}");
+        }
     }
 
     #[test]
