@@ -24,9 +24,9 @@ pub enum Cmd {
     Relay {
         #[arg(long, default_value_t = 0)]
         port: u16,
-        /// tungstenite: the bare baseline; actix-ws: the same relay on
-        /// actix-web, Switchboard's HTTP stack, with actix-ws for the
-        /// WebSocket (Switchboard's own until change 44).
+        /// tungstenite: the bare baseline; actix: the same relay on
+        /// Switchboard's stack, actix-web and Switchboard's own WebSocket
+        /// layer (until the twenty-fourth round it ran on actix-ws).
         #[arg(long, value_enum, default_value_t = RelayStack::Tungstenite)]
         stack: RelayStack,
     },
@@ -69,7 +69,7 @@ pub struct SledArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RelayStack {
     Tungstenite,
-    ActixWs,
+    Actix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -185,7 +185,7 @@ pub async fn run_scenario(a: &RunArgs) -> anyhow::Result<ScenarioResult> {
     }
 }
 
-/// `relay --stack actix-ws`, on the calling thread, until the process ends.
+/// `relay --stack actix`, on the calling thread, until the process ends.
 fn relay_on_actix(port: u16) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let (port, server) = crate::relay::actix_stack::bind(port)?;
@@ -199,7 +199,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Relay {
             port,
-            stack: RelayStack::ActixWs,
+            stack: RelayStack::Actix,
         } => {
             // actix-web's server needs an actix system of its own, on a
             // thread outside this tokio runtime.

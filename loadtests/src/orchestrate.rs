@@ -276,8 +276,8 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                 String::new()
             };
             // The relay baselines first: the bare one, then the same relay
-            // on actix-ws.
-            for stack in [RelayStack::Tungstenite, RelayStack::ActixWs] {
+            // on Switchboard's stack.
+            for stack in [RelayStack::Tungstenite, RelayStack::Actix] {
                 let name = stack
                     .to_possible_value()
                     .map_or("?".into(), |v| v.get_name().to_string());
@@ -289,7 +289,7 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                 eprintln!("== {scenario:?} on the {name} relay{of}");
                 match run_scenario(&args).await {
                     Ok(mut r) => {
-                        if stack == RelayStack::ActixWs {
+                        if stack == RelayStack::Actix {
                             r.protocol = ACTIX_RELAY.into();
                         }
                         runs.entry(r.protocol.clone()).or_default().push(r);

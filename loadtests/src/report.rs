@@ -62,9 +62,9 @@ impl Machine {
     }
 }
 
-/// The `protocol` of results from the actix-ws relay (`relay --stack
-/// actix-ws`), which speaks the relay protocol on Switchboard's stack.
-pub const ACTIX_RELAY: &str = "relay-actix-ws";
+/// The `protocol` of results from the stack relay (`relay --stack
+/// actix`), which speaks the relay protocol on Switchboard's stack.
+pub const ACTIX_RELAY: &str = "relay-actix";
 
 /// The figures a scenario's targets are about, the first one deciding which
 /// run of several is the median. Latencies are p99s in microseconds.
@@ -137,10 +137,11 @@ pub struct Report {
     pub switchboard: BTreeMap<String, ScenarioResult>,
     /// The relay baseline's results by scenario.
     pub relay: BTreeMap<String, ScenarioResult>,
-    /// The same relay on actix-web (Switchboard's stack) and actix-ws, by
-    /// scenario: what the stack costs before Switchboard's own work.
+    /// The same relay on Switchboard's stack (actix-web and its WebSocket
+    /// layer), by scenario: what the stack costs before Switchboard's own
+    /// work.
     #[serde(default)]
-    pub relay_actix_ws: BTreeMap<String, ScenarioResult>,
+    pub relay_actix: BTreeMap<String, ScenarioResult>,
     pub sled: Option<SledBench>,
     pub checks: Vec<Check>,
 }
@@ -190,7 +191,7 @@ impl Report {
     pub fn add(&mut self, r: ScenarioResult) {
         let map = match r.protocol.as_str() {
             "relay" => &mut self.relay,
-            ACTIX_RELAY => &mut self.relay_actix_ws,
+            ACTIX_RELAY => &mut self.relay_actix,
             _ => &mut self.switchboard,
         };
         map.insert(r.scenario.clone(), r);
@@ -374,7 +375,7 @@ impl Report {
         for (label, map) in [
             ("Switchboard", &self.switchboard),
             ("Relay baseline", &self.relay),
-            ("Relay on actix-ws", &self.relay_actix_ws),
+            ("Relay on Switchboard's stack", &self.relay_actix),
         ] {
             for (name, r) in map {
                 let _ = writeln!(m, "## {label}: {name}\n");
@@ -513,7 +514,7 @@ impl Report {
         };
         let mut lines = Vec::new();
         for (scenario, what, relay_value, our_value) in rows {
-            let actix = relay_value(self.relay_actix_ws.get(scenario));
+            let actix = relay_value(self.relay_actix.get(scenario));
             if actix.is_none() {
                 continue;
             }
@@ -539,11 +540,11 @@ impl Report {
         );
         let _ = writeln!(
             m,
-            "The same relay on actix-web, Switchboard's HTTP stack, with actix-ws for the WebSocket (Switchboard's own WebSocket layer since change 44 is lighter than actix-ws).\n"
+            "The same relay on Switchboard's stack: actix-web, and Switchboard's own WebSocket layer (`switchboard::connection::socket`) for the frames.\n"
         );
         let _ = writeln!(
             m,
-            "| scenario | figure | bare relay | actix-ws relay | Switchboard | actix-ws / bare | Switchboard / actix-ws |"
+            "| scenario | figure | bare relay | stack relay | Switchboard | stack / bare | Switchboard / stack |"
         );
         let _ = writeln!(m, "|---|---|---:|---:|---:|---:|---:|");
         for l in lines {
@@ -559,7 +560,7 @@ impl Report {
         for (label, map) in [
             ("switchboard", &self.switchboard),
             ("relay", &self.relay),
-            ("actix-ws relay", &self.relay_actix_ws),
+            ("stack relay", &self.relay_actix),
         ] {
             for (name, r) in map {
                 for (k, s) in &r.series {

@@ -35,7 +35,7 @@ fn start_server(dir: PathBuf) -> u16 {
         .expect("server starts in time")
 }
 
-/// Starts the relay on actix-ws (the stack baseline) in its own actix
+/// Starts the relay on Switchboard's stack (the stack baseline) in its own actix
 /// system on another thread; returns its port.
 fn start_actix_relay() -> u16 {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -203,8 +203,8 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     assert!(
         json["switchboard"]["join_alert"]["latency"]["join_to_alert"]["p99_us"].as_u64() > Some(0)
     );
-    assert!(json["relay_actix_ws"]["chat"]["figures"]["messages_per_sec"].as_f64() > Some(0.0));
-    assert!(json["relay_actix_ws"]["routing"]["figures"]["sessions_per_sec"].as_f64() > Some(0.0));
+    assert!(json["relay_actix"]["chat"]["figures"]["messages_per_sec"].as_f64() > Some(0.0));
+    assert!(json["relay_actix"]["routing"]["figures"]["sessions_per_sec"].as_f64() > Some(0.0));
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("## The stack alone"), "{summary}");
     assert!(

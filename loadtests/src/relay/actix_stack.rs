@@ -1,25 +1,32 @@
 //! The same relay on the stack Switchboard is built on: actix-web for the
-//! HTTP upgrade, and actix-ws for the WebSocket, as Switchboard had it
-//! until change 44 (docs/performance.md; since then Switchboard writes its
-//! frames over actix-http's codec itself, which costs less). Its figures
-//! beside the tokio-tungstenite relay's say what the chosen stack costs
-//! before any of Switchboard's own work (queues, actors, storage), so a
-//! gap to the relay can be split into "the stack" and "ours".
+//! HTTP upgrade and Switchboard's own WebSocket layer
+//! (`switchboard::connection::socket`, on actix-http's frame codec) for
+//! the frames. Its figures beside the tokio-tungstenite relay's say what
+//! that stack costs before any of Switchboard's own work (queues, actors,
+//! storage), so a gap to the relay can be split into "the stack" and
+//! "ours". Until the twenty-fourth round this relay ran on actix-ws, the
+//! WebSocket layer Switchboard had until change 44 (docs/performance.md).
 //!
 //! Same protocol as [`super`]: the first frame is the connection's id,
 //! a binary frame is relayed to the connection its first 8 bytes name (0:
-//! back to the sender). Written as a plain actix-ws server would be: one
-//! task per connection and a bounded outbound queue of the same size.
+//! back to the sender). One task per connection and a bounded outbound
+//! queue of the same size, as the tokio-tungstenite relay has.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use actix_web::body::BoxBody;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
-use actix_ws::Message;
+use futures_util::StreamExt;
+use switchboard::connection::socket::{self, Incoming, Reader, Writer};
 
 use super::PeerTable;
 
 type Peers = Arc<PeerTable<Bytes>>;
+
+/// The largest message a connection takes: the relay's frames are small,
+/// and Switchboard's own default limit is of this order.
+const MAX_MESSAGE: usize = 64 * 1024;
 
 #[derive(Clone, Default)]
 struct Relay {
@@ -50,51 +57,56 @@ pub fn bind(port: u16) -> anyhow::Result<(u16, actix_web::dev::Server)> {
     Ok((port, server.run()))
 }
 
+/// The upgrade as Switchboard's `GET /ws` does it (src/http/ws.rs), less
+/// the subprotocol and the shutdown check.
 async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
     relay: web::Data<Relay>,
 ) -> actix_web::Result<HttpResponse> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let mut response = actix_http::ws::handshake(req.head())?;
+    let (writer, reader, body) = socket::open(body.into_inner(), MAX_MESSAGE);
     let id = relay.next.fetch_add(1, Ordering::Relaxed);
-    actix_web::rt::spawn(connection(session, stream, id, relay.peers.clone()));
-    Ok(response)
+    actix_web::rt::spawn(connection(writer, reader, id, relay.peers.clone()));
+    Ok(response.message_body(BoxBody::new(body))?.into())
 }
 
-async fn connection(
-    mut session: actix_ws::Session,
-    mut stream: actix_ws::MessageStream,
-    id: u64,
-    peers: Peers,
-) {
+async fn connection(mut writer: Writer, mut reader: Reader, id: u64, peers: Peers) {
     let (tx, mut rx) = peers.join(id);
-    if session.binary(id.to_be_bytes().to_vec()).await.is_ok() {
+    if writer.binary(&id.to_be_bytes()).is_ok() {
         loop {
             tokio::select! {
-                msg = stream.recv() => match msg {
-                    Some(Ok(Message::Binary(b))) => {
+                msg = reader.next() => match msg {
+                    Some(Ok(Incoming::Binary(b))) => {
                         if let Some(to) = peers.destination(id, &tx, &b) {
                             let _ = to.try_send(b);
                         }
                     }
-                    // tungstenite answers pings by itself; actix-ws leaves it to us.
-                    Some(Ok(Message::Ping(p))) => {
-                        if session.pong(&p).await.is_err() {
+                    // tungstenite answers pings by itself; this layer leaves
+                    // it to us, as Switchboard's connection does.
+                    Some(Ok(Incoming::Ping(p))) => {
+                        if writer.pong(&p).is_err() {
                             break;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(Incoming::Close)) | Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
+                // A frame out waits for room in the socket's buffer, as
+                // Switchboard's do; the queue behind it is the bounded one.
                 out = rx.recv() => match out {
-                    Some(b) => if session.binary(b).await.is_err() { break },
+                    Some(b) => {
+                        if writer.room().await.is_err() || writer.binary(&b).is_err() {
+                            break;
+                        }
+                    }
                     None => break,
                 },
             }
         }
     }
     peers.leave(id);
-    let _ = session.close(None).await;
+    let _ = writer.close(None);
 }
 
 #[cfg(test)]

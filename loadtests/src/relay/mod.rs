@@ -6,8 +6,8 @@
 //! task per connection and a bounded outbound queue, as a plain
 //! tokio-tungstenite server would be written.
 //!
-//! [`actix_stack`] is the same relay on actix-web, Switchboard's own
-//! stack, and actix-ws.
+//! [`actix_stack`] is the same relay on Switchboard's own stack: actix-web
+//! and Switchboard's WebSocket layer.
 pub mod actix_stack;
 
 use std::collections::HashMap;
