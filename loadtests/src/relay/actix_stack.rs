@@ -24,8 +24,9 @@ use super::PeerTable;
 
 type Peers = Arc<PeerTable<Bytes>>;
 
-/// The largest message a connection takes: the relay's frames are small,
-/// and Switchboard's own default limit is of this order.
+/// The largest message a connection takes: the relay's frames are small.
+/// A limit, not a buffer: the reader allocates only what arrives. The
+/// same figure as Switchboard's default `server.max_frame_bytes`.
 const MAX_MESSAGE: usize = 64 * 1024;
 
 #[derive(Clone, Default)]
