@@ -348,17 +348,17 @@ impl Reader {
         };
         // The codec refuses a fragment out of order, so `fragments` is set
         // exactly between a first fragment and the last.
-        if let Some(text) = text {
-            self.fragments = Some(Box::new(Fragments {
+        let mut f = match text {
+            Some(text) => Box::new(Fragments {
                 text,
                 pieces: Vec::new(),
                 len: 0,
-            }));
-        }
-        let f = self
-            .fragments
-            .as_mut()
-            .ok_or(ReadError::Protocol(ProtocolError::ContinuationNotStarted))?;
+            }),
+            None => self
+                .fragments
+                .take()
+                .ok_or(ReadError::Protocol(ProtocolError::ContinuationNotStarted))?,
+        };
         f.len += piece.len();
         if f.len > self.max_message {
             return Err(ReadError::TooLarge(self.max_message));
@@ -368,11 +368,10 @@ impl Reader {
             f.pieces.push(piece);
         }
         if !last {
+            self.fragments = Some(f);
             return Ok(None);
         }
-        let Some(f) = self.fragments.take().map(|f| *f) else {
-            return Ok(None);
-        };
+        let f = *f;
         let joined = match <[Bytes; 1]>::try_from(f.pieces) {
             Ok([one]) => one,
             Err(pieces) => {
