@@ -10,7 +10,7 @@ use argon2::Argon2;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::{Millis, RepId};
-use crate::domain::keys::hash_secret;
+use crate::domain::keys::{hash_secret, random_token};
 use crate::error::{AppError, ErrorCode};
 use crate::store::Record;
 
@@ -50,8 +50,29 @@ pub fn token_key(token: &str) -> String {
     format!("token/{}", hash_secret(token))
 }
 
-/// A customer's resume token points at their session:
-/// `customer_token/<sha256 of token>`.
+/// A customer's resume token is their session's id followed by 32 random
+/// bytes in hex. The id finds the session's actor, and the session's record
+/// holds the token's SHA-256, which the actor checks; so starting a session
+/// writes no record for its token (docs/performance.md, change 48).
+pub fn new_customer_token(session: &str) -> String {
+    format!("{session}{}", random_token())
+}
+
+/// The session a customer token names, if it has the shape of one: 96
+/// characters, of which the first 32 are the session's id.
+pub fn customer_token_session(token: &str) -> Option<&str> {
+    const SESSION_ID_LEN: usize = 32;
+    const TOKEN_LEN: usize = SESSION_ID_LEN + 64;
+    if token.len() != TOKEN_LEN {
+        return None;
+    }
+    token.get(..SESSION_ID_LEN)
+}
+
+/// Before change 48 a customer's token was 64 hex characters and a record
+/// at `customer_token/<sha256 of token>` pointed at its session. Sessions
+/// started then may still be live after an upgrade, so their tokens are
+/// still looked up this way; nothing writes these records any more.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerToken {
     pub session: String,
@@ -63,12 +84,16 @@ impl Record for CustomerToken {
 }
 
 pub fn customer_token_key(token: &str) -> String {
-    customer_token_key_of_hash(&hash_secret(token))
+    format!("customer_token/{}", hash_secret(token))
 }
 
-/// The same key from the token's hash, for a caller that has it already.
-pub fn customer_token_key_of_hash(token_hash: &str) -> String {
-    format!("customer_token/{token_hash}")
+/// One answer for every token that does not resume a session (unknown,
+/// wrong secret, ended session), so a wrong guess learns nothing.
+pub fn invalid_customer_token() -> AppError {
+    AppError::new(
+        ErrorCode::InvalidToken,
+        "that session token is unknown or its session has ended",
+    )
 }
 
 pub fn bad_credentials() -> AppError {

@@ -467,3 +467,68 @@ async fn a_session_started_right_before_kill_9_is_waiting_after_it() {
     let (_customer, view) = resume(&url, &last.token).await;
     assert_eq!(view.session, last.session);
 }
+
+#[actix_web::test]
+async fn a_resume_token_from_before_change_48_still_resumes_its_session() {
+    // Until change 48 a customer's token was 64 hex characters, found
+    // through a `customer_token` record of its own. A session started then
+    // is made here as that server left it: its record holds the old token's
+    // hash, and the old record points at it. After an upgrade the customer
+    // must still get back in with the token they were given.
+    use std::sync::Arc;
+    use switchboard::actors::session::session_key;
+    use switchboard::auth::{customer_token_key, CustomerToken};
+    use switchboard::domain::keys::{hash_secret, random_token};
+    use switchboard::domain::session::Session;
+    use switchboard::metrics::StoreMetrics;
+    use switchboard::store::{self, Expect, SledStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let url = server.ws_url();
+    let mut customer = customer_at(&url).await;
+    let started = start_issue(&mut customer, "vpn", "Old Token").await;
+    server.kill9();
+
+    let old_token = random_token();
+    {
+        let sled = SledStore::open(dir.path(), Arc::new(StoreMetrics::unregistered())).unwrap();
+        let key = session_key(&started.session);
+        let (mut session, revision) = store::load::<Session>(&sled, &key)
+            .await
+            .unwrap()
+            .expect("the session was stored");
+        session.customer_token_hash = hash_secret(&old_token);
+        store::save(&sled, &key, &session, Expect::Revision(revision))
+            .await
+            .unwrap();
+        let pointer = CustomerToken {
+            session: started.session.clone(),
+        };
+        store::save(
+            &sled,
+            &customer_token_key(&old_token),
+            &pointer,
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+    }
+
+    let server = ServerProcess::start(dir.path(), &[]);
+    let url = server.ws_url();
+    let (_customer, view) = resume(&url, &old_token).await;
+    assert_eq!(view.session, started.session);
+    assert_eq!(view.state, "waiting");
+    // The session's record now says which token is its own: the one this
+    // server handed out no longer opens it.
+    let other = customer_at(&url).await;
+    let e = other
+        .request(RequestBody::ResumeSession {
+            token: started.token.clone(),
+            resume: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidToken));
+}

@@ -427,11 +427,30 @@ async fn a_customer_gets_the_missed_lines_in_order() {
         other => panic!("{other:?}"),
     }
 
-    // Unknown tokens are refused.
+    // A token begins with its session's id; the rest is the secret. An
+    // unknown token, this session's id with another secret, and a token
+    // naming no session are all refused alike, and the connection stays.
+    assert!(now.token.starts_with(&view.session), "{}", now.token);
     let stranger = app.customer(ClientKind::Desktop).await;
+    let forged = format!("{}{}", view.session, "0".repeat(64));
+    let nobody = format!("{}{}", "0".repeat(32), &now.token[32..]);
+    for token in ["0".repeat(64), forged, nobody, now.token[..95].to_string()] {
+        let e = stranger
+            .request(RequestBody::ResumeSession {
+                token: token.clone(),
+                resume: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::InvalidToken), "{token}");
+    }
+    assert_eq!(ok(&stranger, RequestBody::Ping).await, Reply::Pong);
+
+    // Once the session has ended its own token is refused too.
+    ok(&alice, end_session(&view.session)).await;
     let e = stranger
         .request(RequestBody::ResumeSession {
-            token: "0".repeat(64),
+            token: now.token.clone(),
             resume: None,
         })
         .await

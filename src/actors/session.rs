@@ -15,10 +15,10 @@ use super::queue::{Enter, Invite as QueueInvite, Leave as QueueLeave, Withdraw};
 use super::rep::{InSession, RepActor};
 use super::supervisor::SessionAccepted;
 use super::{ConnHandle, Hub};
-use crate::auth::{customer_token_key_of_hash, CustomerToken};
+use crate::auth::{invalid_customer_token, new_customer_token};
 use crate::domain::chat::{check_text, session_chat_key, session_chat_prefix, ChatLine};
 use crate::domain::ids::*;
-use crate::domain::keys::{hash_secret, normalise, random_id, random_token, SessionKey};
+use crate::domain::keys::{hash_secret, normalise, random_id, SessionKey};
 use crate::domain::outbox::{Outbox, Resume};
 use crate::domain::queue::{InvitationSummary, SessionSummary};
 use crate::domain::rules::Due;
@@ -1039,8 +1039,10 @@ impl Handler<Details> for SessionActor {
 
 // --- the customer's connection ------------------------------------------------------
 
+/// Attaches a customer's connection, if `token` is the session's resume
+/// token; any other token is `invalid_token`, as an unknown one is.
 #[derive(Message)]
-#[rtype(result = "CustomerAttached")]
+#[rtype(result = "AppResult<CustomerAttached>")]
 pub struct AttachCustomer {
     pub conn: ConnHandle,
     pub token: String,
@@ -1054,8 +1056,11 @@ pub struct CustomerAttached {
 }
 
 impl Handler<AttachCustomer> for SessionActor {
-    type Result = CustomerAttached;
-    fn handle(&mut self, msg: AttachCustomer, ctx: &mut Context<Self>) -> CustomerAttached {
+    type Result = AppResult<CustomerAttached>;
+    fn handle(&mut self, msg: AttachCustomer, ctx: &mut Context<Self>) -> Self::Result {
+        if hash_secret(&msg.token) != self.session.customer_token_hash {
+            return Err(invalid_customer_token());
+        }
         let resume = match &msg.resume {
             Some(r) => self.customer.resume(&r.stream, r.after),
             // The first connection since the actor started also gets what
@@ -1070,10 +1075,10 @@ impl Handler<AttachCustomer> for SessionActor {
         self.customer_seen = true;
         self.customer_conns.push(msg.conn);
         self.watch_customer(ctx);
-        CustomerAttached {
+        Ok(CustomerAttached {
             view: self.customer_view(msg.token),
             resume,
-        }
+        })
     }
 }
 
@@ -1345,9 +1350,8 @@ async fn start_with_id(
                 .map(|t| (t.priority, t.skills.clone()))
         })
         .unwrap_or_default();
-    let token = random_token();
+    let token = new_customer_token(&id);
     let token_hash = hash_secret(&token);
-    let token_key = customer_token_key_of_hash(&token_hash);
     let session = Session::new(
         NewSession {
             id: id.clone(),
@@ -1379,31 +1383,13 @@ async fn start_with_id(
     // The queue's actor is looked up before anything is written, so a
     // queue that is gone leaves no records and no actor behind.
     let queue_addr = hub.directory.queue(&queue)?;
-    let token_record = CustomerToken {
-        session: id.clone(),
-    };
-    store::save_unflushed(
-        hub.store.as_ref(),
-        &token_key,
-        &token_record,
-        Expect::Absent,
-    )
-    .await?;
-    let revision = match store::save_unflushed(
+    let revision = store::save_unflushed(
         hub.store.as_ref(),
         &session_key(&id),
         &session,
         Expect::Absent,
     )
-    .await
-    {
-        Ok(revision) => revision,
-        Err(e) => {
-            // A token for no session is harmless, but take it away again.
-            let _ = hub.store.delete(&token_key, Expect::Any).await;
-            return Err(e.into());
-        }
-    };
+    .await?;
     let summary = SessionSummary::of(&session);
     let addr = SessionActor::new(hub.clone(), session, revision).start();
     hub.directory.add_session(id.clone(), addr.clone());

@@ -3,9 +3,10 @@ use std::sync::Arc;
 
 use super::super::{Answer, Connection, Phase};
 use crate::actors::session::{self, AttachCustomer};
-use crate::auth::{customer_token_key, CustomerToken};
+use crate::auth::{
+    customer_token_key, customer_token_session, invalid_customer_token, CustomerToken,
+};
 use crate::domain::ids::{ClientKind, Role};
-use crate::error::{AppError, ErrorCode};
 use crate::protocol::{Entry, Reply, ResumeFrom, Snapshot};
 use crate::store;
 
@@ -41,19 +42,25 @@ pub async fn start(
 
 pub async fn resume(conn: &mut Connection, token: String, resume: Option<ResumeFrom>) -> Answer {
     let hub = conn.hub.clone();
-    let invalid = || {
-        AppError::new(
-            ErrorCode::InvalidToken,
-            "that session token is unknown or its session has ended",
-        )
-    };
     if token.is_empty() || token.len() > 256 {
-        return Err(invalid());
+        return Err(invalid_customer_token());
     }
-    let (t, _) = store::load::<CustomerToken>(hub.store.as_ref(), &customer_token_key(&token))
-        .await?
-        .ok_or_else(invalid)?;
-    let addr = hub.directory.find_session(&t.session).ok_or_else(invalid)?;
+    // The token names its session; the session's actor checks the rest.
+    let session = match customer_token_session(&token) {
+        Some(id) => id.to_string(),
+        // A token from before change 48 has a record of its own.
+        None => {
+            store::load::<CustomerToken>(hub.store.as_ref(), &customer_token_key(&token))
+                .await?
+                .ok_or_else(invalid_customer_token)?
+                .0
+                .session
+        }
+    };
+    let addr = hub
+        .directory
+        .find_session(&session)
+        .ok_or_else(invalid_customer_token)?;
     let client = client(conn);
     attach(conn, addr, token, resume, client).await
 }
@@ -73,7 +80,7 @@ async fn attach(
             token,
             resume,
         })
-        .await?;
+        .await??;
     let view = attached.view;
     conn.outbound = Some(rx);
     conn.phase = Phase::Customer {
