@@ -52,10 +52,19 @@ impl Application {
             StartError::Store(format!("{}: {e}", settings.store.data_dir.display()))
         })?;
         let store: SharedStore = Arc::new(
-            SledStore::open(&settings.store.data_dir, metrics.store.clone())
-                .map_err(|e| StartError::Store(e.to_string()))?,
+            SledStore::open(
+                &settings.store.data_dir,
+                settings.store.cache_bytes,
+                metrics.store.clone(),
+            )
+            .map_err(|e| StartError::Store(e.to_string()))?,
         );
-        tracing::info!(dir = %settings.store.data_dir.display(), backend = store.backend(), "store open");
+        tracing::info!(
+            dir = %settings.store.data_dir.display(),
+            backend = store.backend(),
+            cache_bytes = settings.store.cache_bytes,
+            "store open"
+        );
 
         if admin::seed_if_empty(store.as_ref(), &settings.seed)
             .await

@@ -113,6 +113,11 @@ pub struct ServerSettings {
 pub struct StoreSettings {
     /// Where sled keeps its files.
     pub data_dir: PathBuf,
+    /// The most memory sled's page cache may hold, in bytes. The actors
+    /// hold every live session's state, so the cache needs only the pages
+    /// being written; sled's own default (1 GiB) kept a second copy of every
+    /// waiting customer's record (docs/performance.md, change 49).
+    pub cache_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,6 +213,7 @@ impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             data_dir: PathBuf::from("./data"),
+            cache_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -255,6 +261,9 @@ pub struct Flags {
     /// store.data_dir: where sled keeps its files.
     #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// store.cache_bytes: the most memory sled's page cache may hold.
+    #[arg(long, env = "SWITCHBOARD_STORE_CACHE_BYTES")]
+    pub store_cache_bytes: Option<u64>,
     /// log.format: text or json.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -321,6 +330,9 @@ impl Settings {
         }
         if let Some(v) = f.data_dir {
             self.store.data_dir = v;
+        }
+        if let Some(v) = f.store_cache_bytes {
+            self.store.cache_bytes = v;
         }
         if let Some(v) = f.log_format {
             self.log.format = v;
@@ -405,6 +417,9 @@ impl Settings {
         }
         if self.store.data_dir.as_os_str().is_empty() {
             return bad("store.data_dir", "must not be empty");
+        }
+        if self.store.cache_bytes < 64 * 1024 {
+            return bad("store.cache_bytes", "must be at least 65536");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format", "must be 'text' or 'json'");

@@ -91,3 +91,9 @@ fn a_pong_timeout_too_short_to_answer_is_refused() {
     let out = run(&["--pong-timeout-ms", "5"], &[]);
     assert_refused(&out, "server.pong_timeout_ms", "at least 10");
 }
+
+#[test]
+fn a_store_cache_below_64_kib_is_refused() {
+    let out = run(&[], &[("SWITCHBOARD_STORE_CACHE_BYTES", "4096")]);
+    assert_refused(&out, "store.cache_bytes", "at least 65536");
+}

@@ -122,3 +122,31 @@ async fn text_logs_by_default() {
     }
     server.kill9();
 }
+
+/// The start-up log says which store opened and how much memory its cache
+/// may take: the value the operator set, here through the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_line_reports_the_cache_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, log) = start_capturing_log(
+        dir.path(),
+        &[
+            ("SWITCHBOARD_LOG_FORMAT", "json"),
+            ("SWITCHBOARD_LOG_LEVEL", "info"),
+            ("SWITCHBOARD_STORE_CACHE_BYTES", "1048576"),
+        ],
+    );
+    let _alice = server.rep("alice").await;
+    let lines = log.lock().unwrap().clone();
+    let store_open = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "store open")
+        .unwrap_or_else(|| panic!("no 'store open' line:\n{}", lines.join("\n")));
+    assert_eq!(store_open["fields"]["backend"], "sled", "{store_open}");
+    assert_eq!(
+        store_open["fields"]["cache_bytes"], 1_048_576,
+        "{store_open}"
+    );
+    server.kill9();
+}

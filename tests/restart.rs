@@ -492,7 +492,9 @@ async fn a_resume_token_from_before_change_48_still_resumes_its_session() {
 
     let old_token = random_token();
     {
-        let sled = SledStore::open(dir.path(), Arc::new(StoreMetrics::unregistered())).unwrap();
+        let cache = switchboard::config::StoreSettings::default().cache_bytes;
+        let sled =
+            SledStore::open(dir.path(), cache, Arc::new(StoreMetrics::unregistered())).unwrap();
         let key = session_key(&started.session);
         let (mut session, revision) = store::load::<Session>(&sled, &key)
             .await

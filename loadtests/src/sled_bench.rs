@@ -28,9 +28,19 @@ pub struct SledBench {
     pub store_put_writes_per_sec: f64,
 }
 
+/// The page cache Switchboard's default configuration gives sled.
+fn cache_bytes() -> u64 {
+    switchboard::config::StoreSettings::default().cache_bytes
+}
+
 fn open_raw(dir: &Path) -> anyhow::Result<sled::Db> {
-    // The same configuration as SledStore: no timer flushes, we flush.
-    Ok(sled::Config::new().path(dir).flush_every_ms(None).open()?)
+    // The same configuration as SledStore: its cache, no timer flushes (we
+    // flush).
+    Ok(sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes())
+        .flush_every_ms(None)
+        .open()?)
 }
 
 /// Inserts `batch` keys, flushes, and again, for `duration`; writes/s.
@@ -65,6 +75,7 @@ pub async fn store_puts(
 ) -> anyhow::Result<f64> {
     let store = Arc::new(SledStore::open(
         dir,
+        cache_bytes(),
         Arc::new(StoreMetrics::unregistered()),
     )?);
     let done = Arc::new(AtomicU64::new(0));

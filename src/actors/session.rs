@@ -18,7 +18,7 @@ use super::{ConnHandle, Hub};
 use crate::auth::{invalid_customer_token, new_customer_token};
 use crate::domain::chat::{check_text, session_chat_key, session_chat_prefix, ChatLine};
 use crate::domain::ids::*;
-use crate::domain::keys::{hash_secret, normalise, random_id, SessionKey};
+use crate::domain::keys::{hash_secret, new_session_id, normalise, SessionKey};
 use crate::domain::outbox::{Outbox, Resume};
 use crate::domain::queue::{InvitationSummary, SessionSummary};
 use crate::domain::rules::Due;
@@ -1292,7 +1292,7 @@ pub async fn start(
     req: StartRequest,
 ) -> AppResult<(Addr<SessionActor>, String, (usize, Option<u64>))> {
     check_customer_text(&req)?;
-    let id = random_id();
+    let id = new_session_id(now_ms());
     let key = match &req.entry {
         Entry::SessionKey { key } => Some(key.clone()),
         _ => None,

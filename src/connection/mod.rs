@@ -630,7 +630,8 @@ mod tests {
     /// A connection of a hub with an empty catalog, and its stream.
     async fn connection(dir: &std::path::Path) -> (Connection, socket::Reader) {
         let metrics = Arc::new(Metrics::new());
-        let store = SledStore::open(dir, metrics.store.clone()).expect("sled");
+        let cache = crate::config::StoreSettings::default().cache_bytes;
+        let store = SledStore::open(dir, cache, metrics.store.clone()).expect("sled");
         let hub = Arc::new(Hub::new(
             Arc::new(store),
             metrics,

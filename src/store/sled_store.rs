@@ -49,11 +49,17 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir` and starts its flusher thread,
-    /// which ends when the store is dropped.
-    pub fn open(dir: &Path, metrics: Arc<StoreMetrics>) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir` with a page cache of at most
+    /// `cache_bytes`, and starts its flusher thread, which ends when the
+    /// store is dropped.
+    pub fn open(
+        dir: &Path,
+        cache_bytes: u64,
+        metrics: Arc<StoreMetrics>,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             // We flush ourselves before acknowledging; sled's own timer
             // would only add extra flushes.
             .flush_every_ms(None)
@@ -285,7 +291,8 @@ mod tests {
     use super::*;
 
     async fn open(dir: &Path) -> SledStore {
-        SledStore::open(dir, Arc::new(StoreMetrics::unregistered())).unwrap()
+        let cache = crate::config::StoreSettings::default().cache_bytes;
+        SledStore::open(dir, cache, Arc::new(StoreMetrics::unregistered())).unwrap()
     }
 
     #[tokio::test]
@@ -314,5 +321,53 @@ mod tests {
         let store = open(dir.path()).await;
         let v = store.get("a/b").await.unwrap().unwrap();
         assert_eq!((v.revision, v.value.as_slice()), (2, &b"two"[..]));
+    }
+
+    /// With the smallest cache the configuration allows, most pages live
+    /// only in sled's files: every record must still read back, update by
+    /// revision and survive reopening. 4 MB of records against 64 KiB.
+    #[tokio::test]
+    async fn records_far_beyond_a_small_cache_read_back() {
+        const RECORDS: usize = 4_000;
+        let record = |i: usize, round: u8| vec![round; 1_000 + i % 7];
+        let key = |i: usize| format!("session/{i:08}");
+        let dir = tempfile::tempdir().unwrap();
+        let open_small = || {
+            SledStore::open(
+                dir.path(),
+                64 * 1024,
+                Arc::new(StoreMetrics::unregistered()),
+            )
+            .unwrap()
+        };
+        {
+            let store = open_small();
+            for i in 0..RECORDS {
+                store
+                    .put(&key(i), record(i, 1), Expect::Absent)
+                    .await
+                    .unwrap();
+            }
+            // Every other record updated from its revision, which means
+            // reading pages that were paged out long ago.
+            for i in (0..RECORDS).step_by(2) {
+                store
+                    .put(&key(i), record(i, 2), Expect::Revision(1))
+                    .await
+                    .unwrap();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let store = open_small();
+        let all = store.scan_prefix("session/").await.unwrap();
+        assert_eq!(all.len(), RECORDS);
+        for (i, (k, v)) in all.iter().enumerate() {
+            let round = if i % 2 == 0 { 2 } else { 1 };
+            assert_eq!(k, &key(i));
+            assert_eq!(
+                (v.revision, &v.value),
+                (u64::from(round), &record(i, round))
+            );
+        }
     }
 }
