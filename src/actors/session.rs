@@ -1284,9 +1284,10 @@ async fn use_key(hub: &Hub, typed: &str, session: &str) -> AppResult<QueueId> {
     }
 }
 
-/// Starts a session: resolves the entry to a queue, stores the session and
-/// the customer's resume token, starts its actor and puts it in the queue.
-/// Answers the actor, the customer's token and the queue position.
+/// Starts a session: resolves the entry to a queue, stores the session (whose
+/// record holds the hash of the customer's resume token), starts its actor
+/// and puts it in the queue. Answers the actor, the customer's token and the
+/// queue position.
 pub async fn start(
     hub: &Arc<Hub>,
     req: StartRequest,
@@ -1373,15 +1374,15 @@ async fn start_with_id(
         },
         now_ms(),
     );
-    // Both records are written before either is durable, and the session
-    // enters its queue (raising the reps' popup alert) while they are
-    // flushed: the alert does not wait for the disk, but the customer's
+    // The record is written before it is durable, and the session enters
+    // its queue (raising the reps' popup alert) while it is flushed: the
+    // alert does not wait for the disk, but the customer's
     // reply does, so what is acknowledged is durable. Should the flush fail
     // the session is taken out of its queue again. A crash in between
     // loses a session nobody was told exists; the reps who saw its alert
     // get a fresh queue view when they reconnect.
     // The queue's actor is looked up before anything is written, so a
-    // queue that is gone leaves no records and no actor behind.
+    // queue that is gone leaves no record and no actor behind.
     let queue_addr = hub.directory.queue(&queue)?;
     let revision = store::save_unflushed(
         hub.store.as_ref(),
