@@ -428,8 +428,9 @@ async fn a_customer_gets_the_missed_lines_in_order() {
     }
 
     // A token begins with its session's id; the rest is the secret. An
-    // unknown token, this session's id with another secret, and a token
-    // naming no session are all refused alike, and the connection stays.
+    // unknown token of the old shape, this session's id with another
+    // secret, a token naming no session and the real token cut short are
+    // all refused alike, and the connection stays.
     assert!(now.token.starts_with(&view.session), "{}", now.token);
     let stranger = app.customer(ClientKind::Desktop).await;
     let forged = format!("{}{}", view.session, "0".repeat(64));
