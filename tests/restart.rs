@@ -74,15 +74,7 @@ async fn customer_at(url: &str) -> Client {
 
 async fn resume(url: &str, token: &str) -> (Client, CustomerView) {
     let c = customer_at(url).await;
-    match ok(
-        &c,
-        RequestBody::ResumeSession {
-            token: token.into(),
-            resume: None,
-        },
-    )
-    .await
-    {
+    match ok(&c, resume_session(token)).await {
         Reply::SessionStarted(view) => (c, view),
         other => panic!("expected the session, got {other:?}"),
     }
@@ -525,12 +517,8 @@ async fn a_resume_token_from_before_change_48_still_resumes_its_session() {
     // The session's record now says which token is its own: the one this
     // server handed out no longer opens it.
     let other = customer_at(&url).await;
-    let e = other
-        .request(RequestBody::ResumeSession {
-            token: started.token.clone(),
-            resume: None,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Some(ErrorCode::InvalidToken));
+    assert_eq!(
+        refused(&other, resume_session(&started.token)).await,
+        ErrorCode::InvalidToken
+    );
 }

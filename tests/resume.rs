@@ -436,27 +436,17 @@ async fn a_customer_gets_the_missed_lines_in_order() {
     let forged = format!("{}{}", view.session, "0".repeat(64));
     let nobody = format!("{}{}", "0".repeat(32), &now.token[32..]);
     for token in ["0".repeat(64), forged, nobody, now.token[..95].to_string()] {
-        let e = stranger
-            .request(RequestBody::ResumeSession {
-                token: token.clone(),
-                resume: None,
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::InvalidToken), "{token}");
+        let code = refused(&stranger, resume_session(&token)).await;
+        assert_eq!(code, ErrorCode::InvalidToken, "{token}");
     }
     assert_eq!(ok(&stranger, RequestBody::Ping).await, Reply::Pong);
 
     // Once the session has ended its own token is refused too.
     ok(&alice, end_session(&view.session)).await;
-    let e = stranger
-        .request(RequestBody::ResumeSession {
-            token: now.token.clone(),
-            resume: None,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Some(ErrorCode::InvalidToken));
+    assert_eq!(
+        refused(&stranger, resume_session(&now.token)).await,
+        ErrorCode::InvalidToken
+    );
 }
 
 #[actix_web::test]

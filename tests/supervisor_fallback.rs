@@ -163,14 +163,7 @@ async fn delete_rep(port: u16, token: &str, id: &str) {
 /// A customer's new connection `c` resumes the session of `token` from
 /// the start: the reply.
 async fn resumed(c: &Client, token: &str) -> Reply {
-    reply_of(
-        c,
-        RequestBody::ResumeSession {
-            token: token.into(),
-            resume: None,
-        },
-    )
-    .await
+    reply_of(c, resume_session(token)).await
 }
 
 fn control(session: &str) -> RequestBody {
@@ -604,14 +597,10 @@ async fn a_customer_gone_past_the_grace_abandons_the_session() {
         (HistoryEvent::Ended, "abandoned")
     );
     let late = app.customer(ClientKind::Desktop).await;
-    let err = late
-        .request(RequestBody::ResumeSession {
-            token: view.token.clone(),
-            resume: None,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::InvalidToken));
+    assert_eq!(
+        refused(&late, resume_session(&view.token)).await,
+        ErrorCode::InvalidToken
+    );
 
     // A waiting session leaves its queue.
     let mut customer = app.customer(ClientKind::Desktop).await;

@@ -458,6 +458,15 @@ pub fn leave(session: &str) -> RequestBody {
     }
 }
 
+/// A customer's `resume_session` with `token`, from the start of the
+/// session's stream.
+pub fn resume_session(token: &str) -> RequestBody {
+    RequestBody::ResumeSession {
+        token: token.into(),
+        resume: None,
+    }
+}
+
 /// End `session` for everyone (a rep's request; a customer sends
 /// `EndSession { session: None }`).
 pub fn end_session(session: &str) -> RequestBody {
