@@ -484,7 +484,7 @@ async fn a_resume_token_from_before_change_48_still_resumes_its_session() {
 
     let old_token = random_token();
     {
-        let cache = switchboard::config::StoreSettings::default().cache_bytes;
+        let cache = switchboard::config::StoreSettings::DEFAULT_CACHE_BYTES;
         let sled =
             SledStore::open(dir.path(), cache, Arc::new(StoreMetrics::unregistered())).unwrap();
         let key = session_key(&started.session);

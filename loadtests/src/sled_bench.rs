@@ -29,16 +29,14 @@ pub struct SledBench {
 }
 
 /// The page cache Switchboard's default configuration gives sled.
-fn cache_bytes() -> u64 {
-    switchboard::config::StoreSettings::default().cache_bytes
-}
+const CACHE_BYTES: u64 = switchboard::config::StoreSettings::DEFAULT_CACHE_BYTES;
 
 fn open_raw(dir: &Path) -> anyhow::Result<sled::Db> {
     // The same configuration as SledStore: its cache, no timer flushes (we
     // flush).
     Ok(sled::Config::new()
         .path(dir)
-        .cache_capacity(cache_bytes())
+        .cache_capacity(CACHE_BYTES)
         .flush_every_ms(None)
         .open()?)
 }
@@ -75,7 +73,7 @@ pub async fn store_puts(
 ) -> anyhow::Result<f64> {
     let store = Arc::new(SledStore::open(
         dir,
-        cache_bytes(),
+        CACHE_BYTES,
         Arc::new(StoreMetrics::unregistered()),
     )?);
     let done = Arc::new(AtomicU64::new(0));

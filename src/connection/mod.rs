@@ -630,7 +630,7 @@ mod tests {
     /// A connection of a hub with an empty catalog, and its stream.
     async fn connection(dir: &std::path::Path) -> (Connection, socket::Reader) {
         let metrics = Arc::new(Metrics::new());
-        let cache = crate::config::StoreSettings::default().cache_bytes;
+        let cache = crate::config::StoreSettings::DEFAULT_CACHE_BYTES;
         let store = SledStore::open(dir, cache, metrics.store.clone()).expect("sled");
         let hub = Arc::new(Hub::new(
             Arc::new(store),

@@ -289,9 +289,10 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StoreSettings;
 
     async fn open(dir: &Path) -> SledStore {
-        let cache = crate::config::StoreSettings::default().cache_bytes;
+        let cache = StoreSettings::DEFAULT_CACHE_BYTES;
         SledStore::open(dir, cache, Arc::new(StoreMetrics::unregistered())).unwrap()
     }
 
@@ -335,7 +336,7 @@ mod tests {
         let open_small = || {
             SledStore::open(
                 dir.path(),
-                64 * 1024,
+                StoreSettings::MIN_CACHE_BYTES,
                 Arc::new(StoreMetrics::unregistered()),
             )
             .unwrap()
