@@ -44,14 +44,20 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 
 pub struct SledStore {
     db: sled::Db,
-    flusher: mpsc::Sender<Waiter>,
+    /// The flusher's queue; taken (closed) when the store is dropped.
+    flusher: Option<mpsc::Sender<Waiter>>,
+    /// Joined when the store is dropped: the thread holds a handle to the
+    /// database, and sled keeps its directory locked until the last handle
+    /// is gone. Once a store is dropped its directory can be opened again
+    /// at once, by a restarted server in the tests or by the next open.
+    flusher_thread: Option<std::thread::JoinHandle<()>>,
     metrics: Arc<StoreMetrics>,
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir` with a page cache of at most
-    /// `cache_bytes`, and starts its flusher thread, which ends when the
-    /// store is dropped.
+    /// `cache_bytes`, and starts its flusher thread, which ends before a
+    /// drop of the store returns.
     pub fn open(
         dir: &Path,
         cache_bytes: u64,
@@ -69,25 +75,25 @@ impl SledStore {
             })?;
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
         let (flush_db, flush_metrics) = (db.clone(), metrics.clone());
-        std::thread::Builder::new()
+        let flusher_thread = std::thread::Builder::new()
             .name("store-flusher".into())
             .spawn(move || flusher(flush_db, rx, flush_metrics))
             .map_err(|e| StoreError::Backend(format!("cannot start the flusher thread: {e}")))?;
         Ok(SledStore {
             db,
-            flusher: tx,
+            flusher: Some(tx),
+            flusher_thread: Some(flusher_thread),
             metrics,
         })
     }
 
     async fn durable(&self) -> Result<(), StoreError> {
+        let stopped = || StoreError::Backend("the flusher has stopped".into());
         let (tx, rx) = oneshot::channel();
-        self.flusher
-            .send(tx)
-            .await
-            .map_err(|_| StoreError::Backend("the flusher has stopped".into()))?;
+        let queue = self.flusher.as_ref().ok_or_else(stopped)?;
+        queue.send(tx).await.map_err(|_| stopped())?;
         rx.await
-            .map_err(|_| StoreError::Backend("the flusher has stopped".into()))?
+            .map_err(|_| stopped())?
             .map_err(StoreError::Backend)
     }
 
@@ -180,6 +186,18 @@ impl SledStore {
 
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+impl Drop for SledStore {
+    /// Closes the flusher's queue, so the thread ends once it has flushed
+    /// for whoever was waiting, and waits for it: when this returns, only
+    /// the store's own handle to the database is left, and it goes next.
+    fn drop(&mut self) {
+        self.flusher = None;
+        if let Some(thread) = self.flusher_thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The group-commit loop (see the module comment). Runs on its own thread
@@ -317,11 +335,31 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // Let the flusher thread drop its handle to the database.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let store = open(dir.path()).await;
         let v = store.get("a/b").await.unwrap().unwrap();
         assert_eq!((v.revision, v.value.as_slice()), (2, &b"two"[..]));
+    }
+
+    /// sled keeps its directory locked while any handle to the database
+    /// is open, and the flusher thread holds one. A dropped store has
+    /// waited for that thread, so its directory opens again at once: a
+    /// server restarted on it, or the next open here, is not refused with
+    /// "could not acquire lock" while the thread winds down.
+    #[tokio::test]
+    async fn a_dropped_store_can_be_opened_again_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20u8 {
+            let store = open(dir.path()).await;
+            let expect = match round {
+                0 => Expect::Absent,
+                r => Expect::Revision(u64::from(r)),
+            };
+            store.put("a/b", vec![round], expect).await.unwrap();
+            drop(store);
+        }
+        let store = open(dir.path()).await;
+        let v = store.get("a/b").await.unwrap().unwrap();
+        assert_eq!((v.revision, v.value), (20, vec![19]));
     }
 
     /// With the smallest cache the configuration allows, most pages live
@@ -358,7 +396,6 @@ mod tests {
                     .unwrap();
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let store = open_small();
         let all = store.scan_prefix("session/").await.unwrap();
         assert_eq!(all.len(), RECORDS);
