@@ -522,3 +522,47 @@ async fn a_resume_token_from_before_change_48_still_resumes_its_session() {
         ErrorCode::InvalidToken
     );
 }
+
+#[actix_web::test]
+async fn a_second_server_on_a_data_directory_in_use_is_refused_plainly() {
+    // sled locks its directory: two servers on one would both believe they
+    // own its records. The second must stop at once and say why, and the
+    // first must go on serving as if nothing happened.
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = ServerProcess::start(dir.path(), &[]);
+    let mut customer = first.customer(ClientKind::Desktop).await;
+    let started = start_issue(&mut customer, "vpn", "Before The Second").await;
+
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env("SWITCHBOARD_CONFIG", config_path())
+        .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_DATA_DIR", dir.path())
+        .env("SWITCHBOARD_LOG_LEVEL", "warn")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is in use by another process"),
+        "the refusal says why: {stderr}"
+    );
+    assert!(
+        stderr.contains(&dir.path().display().to_string()),
+        "and names the directory: {stderr}"
+    );
+
+    let alice = first.rep("alice").await;
+    let waiting = queue(&alice, "team:network").await;
+    assert!(
+        waiting
+            .items
+            .iter()
+            .any(|i| i.summary.session == started.session),
+        "the first server still serves its waiting customer"
+    );
+    // Once the first is gone the directory is free again.
+    first.kill9();
+    let again = ServerProcess::start(dir.path(), &[]);
+    let (_customer, view) = resume(&again.ws_url(), &started.token).await;
+    assert_eq!(view.session, started.session);
+}

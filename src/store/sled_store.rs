@@ -70,8 +70,14 @@ impl SledStore {
             // would only add extra flushes.
             .flush_every_ms(None)
             .open()
-            .map_err(|e| {
-                StoreError::Backend(format!("cannot open sled at {}: {e}", dir.display()))
+            .map_err(|e| match directory_in_use(dir) {
+                true => StoreError::Backend(format!(
+                    "the data directory {} is in use by another process (another \
+                     server on it?): stop that one, or give this one another \
+                     store.data_dir",
+                    dir.display()
+                )),
+                false => StoreError::Backend(format!("cannot open sled at {}: {e}", dir.display())),
             })?;
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
         let (flush_db, flush_metrics) = (db.clone(), metrics.clone());
@@ -186,6 +192,15 @@ impl SledStore {
 
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// Whether another open of the database holds sled's lock on `dir`. sled
+/// refuses to open a locked directory with an I/O error that only says it
+/// "could not acquire lock"; this asks the lock itself, after the open
+/// failed, so that the message can say what is wrong.
+fn directory_in_use(dir: &Path) -> bool {
+    std::fs::File::open(dir.join("db"))
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 impl Drop for SledStore {
@@ -360,6 +375,24 @@ mod tests {
         let store = open(dir.path()).await;
         let v = store.get("a/b").await.unwrap().unwrap();
         assert_eq!((v.revision, v.value), (20, vec![19]));
+    }
+
+    #[tokio::test]
+    async fn a_directory_already_open_is_refused_with_a_plain_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open(dir.path()).await;
+        let cache = StoreSettings::DEFAULT_CACHE_BYTES;
+        let second = SledStore::open(dir.path(), cache, Arc::new(StoreMetrics::unregistered()));
+        let Err(StoreError::Backend(message)) = second else {
+            panic!("a second open of a directory in use must fail");
+        };
+        assert!(message.contains("in use by another process"), "{message}");
+        assert!(message.contains("store.data_dir"), "{message}");
+        // Refused, not harmed: the first store still works.
+        first
+            .put("a/b", b"x".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
     }
 
     /// With the smallest cache the configuration allows, most pages live
