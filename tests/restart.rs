@@ -543,7 +543,7 @@ async fn a_second_server_on_a_data_directory_in_use_is_refused_plainly() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("is in use by another process"),
+        stderr.contains("is in use: another server"),
         "the refusal says why: {stderr}"
     );
     assert!(

@@ -48,8 +48,8 @@ pub struct SledStore {
     flusher: Option<mpsc::Sender<Waiter>>,
     /// Joined when the store is dropped: the thread holds a handle to the
     /// database, and sled keeps its directory locked until the last handle
-    /// is gone. Once a store is dropped its directory can be opened again
-    /// at once, by a restarted server in the tests or by the next open.
+    /// is gone, so a dropped store leaves only sled's own threads to let
+    /// go of it (see [`LOCK_WAIT`]).
     flusher_thread: Option<std::thread::JoinHandle<()>>,
     metrics: Arc<StoreMetrics>,
 }
@@ -63,22 +63,13 @@ impl SledStore {
         cache_bytes: u64,
         metrics: Arc<StoreMetrics>,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             // We flush ourselves before acknowledging; sled's own timer
             // would only add extra flushes.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match directory_in_use(dir) {
-                true => StoreError::Backend(format!(
-                    "the data directory {} is in use by another process (another \
-                     server on it?): stop that one, or give this one another \
-                     store.data_dir",
-                    dir.display()
-                )),
-                false => StoreError::Backend(format!("cannot open sled at {}: {e}", dir.display())),
-            })?;
+            .flush_every_ms(None);
+        let db = open_when_unlocked(&config, dir)?;
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
         let (flush_db, flush_metrics) = (db.clone(), metrics.clone());
         let flusher_thread = std::thread::Builder::new()
@@ -192,6 +183,43 @@ impl SledStore {
 
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// How long an open waits for sled's lock on the data directory before it
+/// gives up. The last handle to a database can be dropped while one of
+/// sled's I/O threads still holds its files for a moment (the job that
+/// wrote its last buffer ends just after the write it reports): a store
+/// reopened at once, or a server started as the previous one exits, would
+/// otherwise be refused. Anything still holding the lock after this is
+/// another open of the store, most likely another server.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled with `config`, waiting up to [`LOCK_WAIT`] while `dir` is
+/// locked, and says so plainly if it stays locked.
+fn open_when_unlocked(config: &sled::Config, dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(_) if directory_in_use(dir) && Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(_) if directory_in_use(dir) => {
+                return Err(StoreError::Backend(format!(
+                    "the data directory {} is in use: another server (or another open \
+                     of its store) holds it. Stop that one, or give this one another \
+                     store.data_dir",
+                    dir.display()
+                )))
+            }
+            Err(e) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot open sled at {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
+    }
 }
 
 /// Whether another open of the database holds sled's lock on `dir`. sled
@@ -356,10 +384,10 @@ mod tests {
     }
 
     /// sled keeps its directory locked while any handle to the database
-    /// is open, and the flusher thread holds one. A dropped store has
-    /// waited for that thread, so its directory opens again at once: a
-    /// server restarted on it, or the next open here, is not refused with
-    /// "could not acquire lock" while the thread winds down.
+    /// is open, and the flusher thread and sled's I/O threads let go of
+    /// theirs just after a store is dropped. A store reopened at once must
+    /// not be refused with "could not acquire lock" while they wind down:
+    /// the drop joins the flusher, and the open waits for the rest.
     #[tokio::test]
     async fn a_dropped_store_can_be_opened_again_at_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -386,7 +414,7 @@ mod tests {
         let Err(StoreError::Backend(message)) = second else {
             panic!("a second open of a directory in use must fail");
         };
-        assert!(message.contains("in use by another process"), "{message}");
+        assert!(message.contains("is in use"), "{message}");
         assert!(message.contains("store.data_dir"), "{message}");
         // Refused, not harmed: the first store still works.
         first
