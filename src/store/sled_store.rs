@@ -186,11 +186,12 @@ fn backend(e: sled::Error) -> StoreError {
 }
 
 /// How long an open waits for sled's lock on the data directory before it
-/// gives up. The last handle to a database can be dropped while one of
-/// sled's I/O threads still holds its files for a moment (the job that
-/// wrote its last buffer ends just after the write it reports): a store
-/// reopened at once, or a server started as the previous one exits, would
-/// otherwise be refused. Anything still holding the lock after this is
+/// gives up. The lock can outlive the last handle to a database by a
+/// moment: under load, one test run in three found a directory still
+/// locked right after its store was dropped, most likely by the sled I/O
+/// job that wrote the last buffer (it reports the write before it is
+/// dropped with the files it holds). Without the wait a store reopened at
+/// once would be refused. Anything still holding the lock after this is
 /// another open of the store, most likely another server.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
