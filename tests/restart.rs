@@ -533,11 +533,7 @@ async fn a_second_server_on_a_data_directory_in_use_is_refused_plainly() {
     let mut customer = first.customer(ClientKind::Desktop).await;
     let started = start_issue(&mut customer, "vpn", "Before The Second").await;
 
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("SWITCHBOARD_CONFIG", config_path())
-        .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
-        .env("SWITCHBOARD_DATA_DIR", dir.path())
-        .env("SWITCHBOARD_LOG_LEVEL", "warn")
+    let second = server_command(dir.path(), &[])
         .output()
         .expect("the binary runs");
     let stderr = String::from_utf8_lossy(&second.stderr);

@@ -200,26 +200,25 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 fn open_when_unlocked(config: &sled::Config, dir: &Path) -> Result<sled::Db, StoreError> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        match config.open() {
+        let e = match config.open() {
             Ok(db) => return Ok(db),
-            Err(_) if directory_in_use(dir) && Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(_) if directory_in_use(dir) => {
-                return Err(StoreError::Backend(format!(
-                    "the data directory {} is in use: another server (or another open \
-                     of its store) holds it. Stop that one, or give this one another \
-                     store.data_dir",
-                    dir.display()
-                )))
-            }
-            Err(e) => {
-                return Err(StoreError::Backend(format!(
-                    "cannot open sled at {}: {e}",
-                    dir.display()
-                )))
-            }
+            Err(e) => e,
+        };
+        if !directory_in_use(dir) {
+            return Err(StoreError::Backend(format!(
+                "cannot open sled at {}: {e}",
+                dir.display()
+            )));
         }
+        if Instant::now() >= deadline {
+            return Err(StoreError::Backend(format!(
+                "the data directory {} is in use: another server (or another open \
+                 of its store) holds it. Stop that one, or give this one another \
+                 store.data_dir",
+                dir.display()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -353,9 +352,12 @@ mod tests {
     use super::*;
     use crate::config::StoreSettings;
 
+    fn open_with(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        SledStore::open(dir, cache_bytes, Arc::new(StoreMetrics::unregistered()))
+    }
+
     async fn open(dir: &Path) -> SledStore {
-        let cache = StoreSettings::DEFAULT_CACHE_BYTES;
-        SledStore::open(dir, cache, Arc::new(StoreMetrics::unregistered())).unwrap()
+        open_with(dir, StoreSettings::DEFAULT_CACHE_BYTES).unwrap()
     }
 
     #[tokio::test]
@@ -410,8 +412,7 @@ mod tests {
     async fn a_directory_already_open_is_refused_with_a_plain_reason() {
         let dir = tempfile::tempdir().unwrap();
         let first = open(dir.path()).await;
-        let cache = StoreSettings::DEFAULT_CACHE_BYTES;
-        let second = SledStore::open(dir.path(), cache, Arc::new(StoreMetrics::unregistered()));
+        let second = open_with(dir.path(), StoreSettings::DEFAULT_CACHE_BYTES);
         let Err(StoreError::Backend(message)) = second else {
             panic!("a second open of a directory in use must fail");
         };
@@ -433,14 +434,7 @@ mod tests {
         let record = |i: usize, round: u8| vec![round; 1_000 + i % 7];
         let key = |i: usize| format!("session/{i:08}");
         let dir = tempfile::tempdir().unwrap();
-        let open_small = || {
-            SledStore::open(
-                dir.path(),
-                StoreSettings::MIN_CACHE_BYTES,
-                Arc::new(StoreMetrics::unregistered()),
-            )
-            .unwrap()
-        };
+        let open_small = || open_with(dir.path(), StoreSettings::MIN_CACHE_BYTES).unwrap();
         {
             let store = open_small();
             for i in 0..RECORDS {

@@ -217,7 +217,7 @@ impl Drop for ServerProcess {
 /// The server binary on a free port of 127.0.0.1 with the demo catalog,
 /// data in `data_dir`, `warn` logging and `extra_env` on top; its stdout
 /// (where it prints its port) piped. The caller decides where stderr goes.
-fn server_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
+pub fn server_command(data_dir: &Path, extra_env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.env("SWITCHBOARD_CONFIG", config_path())
         .env("SWITCHBOARD_LISTEN", "127.0.0.1:0")
