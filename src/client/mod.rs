@@ -28,6 +28,11 @@ use crate::protocol::{
 
 /// How long a request waits for its reply by default.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening a socket (the TCP connection and the WebSocket
+/// upgrade) may take: a listener that accepts and never answers the
+/// upgrade, such as a hung server or another service on the port, would
+/// otherwise hold the caller for ever.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pushed frames buffered for the application before the reader waits.
 const EVENT_BUFFER: usize = 4096;
 
@@ -451,6 +456,22 @@ async fn open(
     events: mpsc::Sender<Pushed>,
     position: Arc<Mutex<Option<ResumeFrom>>>,
 ) -> Result<(Sink, tokio::task::JoinHandle<()>), ClientError> {
+    let socket = tokio::time::timeout(CONNECT_TIMEOUT, open_socket(url, local))
+        .await
+        .map_err(|_| {
+            ClientError::Io(format!(
+                "{url} did not answer the WebSocket upgrade within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })??;
+    let (sink, stream) = socket.split();
+    let reader = tokio::spawn(read_loop(stream, waiters, events, position));
+    Ok((sink, reader))
+}
+
+/// The TCP connection to `url`, from `local` if given, upgraded to a
+/// WebSocket.
+async fn open_socket(url: &str, local: Option<std::net::IpAddr>) -> Result<Socket, ClientError> {
     let io = |e: &dyn std::fmt::Display| ClientError::Io(e.to_string());
     let (socket, _) = match local {
         None => tokio_tungstenite::connect_async(url)
@@ -475,9 +496,7 @@ async fn open(
                 .map_err(|e| io(&e))?
         }
     };
-    let (sink, stream) = socket.split();
-    let reader = tokio::spawn(read_loop(stream, waiters, events, position));
-    Ok((sink, reader))
+    Ok(socket)
 }
 
 async fn read_loop(
@@ -568,4 +587,44 @@ async fn read_loop(
         let _ = w.send(Err(ClientError::Closed));
     }
     let _ = events.send(Pushed::Closed).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_that_never_answers_the_upgrade_is_given_up_on() {
+        // Accepts, reads nothing, answers nothing: a hung server.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        // Both ways of connecting, side by side: each waits out the timeout.
+        let attempts = [None, Some(std::net::Ipv4Addr::LOCALHOST.into())].map(|local| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let attempt =
+                    Client::connect_from(&url, local, Role::Customer, ClientKind::Desktop);
+                let outcome = tokio::time::timeout(CONNECT_TIMEOUT * 3, attempt).await;
+                (local, outcome.map(|o| o.err()))
+            })
+        });
+        for attempt in attempts {
+            let (local, outcome) = attempt.await.unwrap();
+            let error = outcome.expect("the client gives up by itself");
+            assert_eq!(
+                error,
+                Some(ClientError::Io(format!(
+                    "{url} did not answer the WebSocket upgrade within 10 s"
+                ))),
+                "from {local:?}"
+            );
+        }
+        held.abort();
+    }
 }
