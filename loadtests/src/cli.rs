@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::Report;
 use crate::scenarios::{self, Params, Protocol, ScenarioResult, Target};
+use switchboard::domain::chat::MAX_CHAT_BYTES;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -152,6 +153,67 @@ impl RunArgs {
         })
     }
 
+    /// Refuses, before anything connects, a flag the scenario cannot
+    /// honour. Without this a zero, negative or infinite value ran and
+    /// wrote an empty "result" (`--connections 0`, `--rate -5`), or never
+    /// ended (`--rate inf` scheduled endless joins at one instant).
+    pub fn check(&self) -> Result<(), BadFlag> {
+        for url in &self.servers {
+            if !url.starts_with("ws://") {
+                return Err(BadFlag::new(
+                    "--server",
+                    format!("{url}: give a ws:// URL, such as ws://127.0.0.1:8080/ws"),
+                ));
+            }
+        }
+        at_least_one("--duration", "seconds measured", self.duration)?;
+        at_least_one("--teams", "teams in the server's catalog", self.teams)?;
+        match self.scenario {
+            Scenario::Idle => {
+                at_least_one("--connections", "connections to hold", self.connections)?;
+                at_least_one("--procs", "generator processes", self.procs)?;
+                if !(self.rate.is_finite() && self.rate >= 0.0) {
+                    return Err(BadFlag::new(
+                        "--rate",
+                        format!(
+                            "must be connections per second, 0 for no limit; it is {}",
+                            self.rate
+                        ),
+                    ));
+                }
+            }
+            Scenario::JoinAlert => {
+                if !(self.rate.is_finite() && self.rate > 0.0) {
+                    return Err(BadFlag::new(
+                        "--rate",
+                        format!("must be joins per second, above 0; it is {}", self.rate),
+                    ));
+                }
+                if self.protocol == Protocol::Switchboard {
+                    at_least_one("--reps", "reps to alert", self.reps)?;
+                }
+            }
+            Scenario::Routing => {
+                at_least_one("--connections", "customer lanes", self.connections)?;
+            }
+            Scenario::Chat => {
+                at_least_one("--connections", "chat sessions", self.connections)?;
+                at_least_one("--balls", "messages in flight per session", self.balls)?;
+                if self.message_bytes > MAX_CHAT_BYTES {
+                    return Err(BadFlag::new(
+                        "--message-bytes",
+                        format!(
+                            "must be at most {MAX_CHAT_BYTES}, the longest chat line \
+                             Switchboard takes; it is {}",
+                            self.message_bytes
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn params(&self) -> Params {
         Params {
             protocol: self.protocol,
@@ -167,8 +229,46 @@ impl RunArgs {
     }
 }
 
+/// A flag that [`RunArgs::check`] refused: its name (as `run` spells
+/// it) and what is wrong with its value. `all` names its own flag instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFlag {
+    pub flag: &'static str,
+    pub problem: String,
+}
+
+impl BadFlag {
+    fn new(flag: &'static str, problem: String) -> BadFlag {
+        BadFlag { flag, problem }
+    }
+}
+
+impl std::fmt::Display for BadFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.flag, self.problem)
+    }
+}
+
+impl std::error::Error for BadFlag {}
+
+/// `flag`, which counts `what`, is at least 1.
+fn at_least_one<N: Default + PartialEq>(
+    flag: &'static str,
+    what: &str,
+    value: N,
+) -> Result<(), BadFlag> {
+    if value == N::default() {
+        return Err(BadFlag::new(
+            flag,
+            format!("({what}) must be at least 1; it is 0"),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs one scenario (the `run` subcommand without writing files).
 pub async fn run_scenario(a: &RunArgs) -> anyhow::Result<ScenarioResult> {
+    a.check()?;
     let t = a.target()?;
     let p = a.params();
     match a.scenario {

@@ -163,13 +163,131 @@ pub fn pin_generator(core: usize) {
         .status();
 }
 
+impl AllArgs {
+    /// The scenarios asked for, in the order they run.
+    pub fn scenarios(&self) -> Vec<Scenario> {
+        [
+            Scenario::Idle,
+            Scenario::JoinAlert,
+            Scenario::Routing,
+            Scenario::Chat,
+        ]
+        .into_iter()
+        .filter(|s| self.only.is_empty() || self.only.contains(s))
+        .collect()
+    }
+
+    /// What one run of `scenario` is given: these flags, against the
+    /// relay or server listening on `port` with process id `pid`, with
+    /// this program (`me`) for idle's extra generator processes.
+    pub fn run_args(
+        &self,
+        scenario: Scenario,
+        protocol: Protocol,
+        port: u16,
+        pid: u32,
+        me: &Path,
+    ) -> RunArgs {
+        let mut r = RunArgs {
+            scenario,
+            servers: vec![match protocol {
+                Protocol::Switchboard => format!("ws://127.0.0.1:{port}/ws"),
+                Protocol::Relay => format!("ws://127.0.0.1:{port}/"),
+            }],
+            server_pid: Some(pid),
+            protocol,
+            connections: 100,
+            rate: 0.0,
+            duration: 10,
+            sources: self.sources.clone(),
+            reps: self.reps,
+            teams: self.teams,
+            procs: 1,
+            balls: self.chat_balls,
+            message_bytes: 64,
+            out: PathBuf::new(),
+            child: false,
+            offset: 0,
+            exe: Some(me.to_path_buf()),
+        };
+        match scenario {
+            Scenario::Idle => {
+                r.connections = self.idle_connections;
+                r.procs = self.idle_procs;
+                r.duration = self.idle_secs;
+            }
+            Scenario::JoinAlert => {
+                r.rate = self.join_rate;
+                r.duration = self.join_secs;
+            }
+            Scenario::Routing => {
+                r.connections = self.routing_lanes;
+                r.duration = self.routing_secs;
+            }
+            Scenario::Chat => {
+                r.connections = self.chat_pairs;
+                r.duration = self.chat_secs;
+            }
+        }
+        r
+    }
+
+    /// Refuses flags some run could not honour, before the catalog's slow
+    /// seeding: every run's own flags as `run` checks them, and what the
+    /// catalog `all` writes must hold.
+    pub fn check(&self, me: &Path) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.repeat >= 1,
+            "--repeat (runs of each scenario) must be at least 1; it is 0"
+        );
+        for scenario in self.scenarios() {
+            for protocol in [Protocol::Relay, Protocol::Switchboard] {
+                if let Err(bad) = self.run_args(scenario, protocol, 0, 0, me).check() {
+                    anyhow::bail!("{} {}", all_flag(scenario, bad.flag), bad.problem);
+                }
+            }
+        }
+        // Rep i serves team i mod --teams: with fewer reps than teams,
+        // some teams' customers would alert nobody (join to alert) or never
+        // be accepted (routing and chat, which log in reps 0..teams).
+        let needs_reps = self.scenarios().iter().any(|s| *s != Scenario::Idle);
+        anyhow::ensure!(
+            !needs_reps || self.teams <= self.reps,
+            "--teams ({}) must be at most --reps ({}): every team needs a rep",
+            self.teams,
+            self.reps
+        );
+        Ok(())
+    }
+}
+
+/// The flag of `all` that [`AllArgs::run_args`] turns into `run`'s
+/// `flag` for `scenario`.
+fn all_flag(scenario: Scenario, flag: &'static str) -> &'static str {
+    match (scenario, flag) {
+        (Scenario::Idle, "--connections") => "--idle-connections",
+        (Scenario::Idle, "--procs") => "--idle-procs",
+        (Scenario::Idle, "--duration") => "--idle-secs",
+        (Scenario::JoinAlert, "--rate") => "--join-rate",
+        (Scenario::JoinAlert, "--duration") => "--join-secs",
+        (Scenario::Routing, "--connections") => "--routing-lanes",
+        (Scenario::Routing, "--duration") => "--routing-secs",
+        (Scenario::Chat, "--connections") => "--chat-pairs",
+        (Scenario::Chat, "--balls") => "--chat-balls",
+        (Scenario::Chat, "--duration") => "--chat-secs",
+        // --reps, --teams and --sources are the same flags in both.
+        (_, flag) => flag,
+    }
+}
+
 pub async fn all(a: AllArgs) -> anyhow::Result<()> {
+    let me = std::env::current_exe()?;
+    a.check(&me)?;
     anyhow::ensure!(
         a.server_bin.exists(),
         "{} not found: cargo build --release -p switchboard",
         a.server_bin.display()
     );
-    let me = std::env::current_exe()?;
     let mut report = Report::new();
     report.machine.notes.extend(a.note.iter().cloned());
     report.machine.notes.push(format!(
@@ -182,11 +300,11 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     report
         .commands
         .push(std::env::args().collect::<Vec<_>>().join(" "));
-    let only = |s: Scenario| a.only.is_empty() || a.only.contains(&s);
+    let scenarios = a.scenarios();
     let tmp = tempfile::tempdir()?;
 
     // sled's raw rate, on the server's core.
-    if only(Scenario::Routing) {
+    if scenarios.contains(&Scenario::Routing) {
         eprintln!("sled baseline ({} s x 3)", a.sled_secs);
         let out = pinned(a.server_core, &me)
             .arg("sled-bench")
@@ -215,60 +333,10 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     let seed = start_server(&a, &config, &template)?;
     stop(seed.child);
 
-    let base = |scenario: Scenario, port: u16, pid: u32, protocol: Protocol| RunArgs {
-        scenario,
-        servers: vec![match protocol {
-            Protocol::Switchboard => format!("ws://127.0.0.1:{port}/ws"),
-            Protocol::Relay => format!("ws://127.0.0.1:{port}/"),
-        }],
-        server_pid: Some(pid),
-        protocol,
-        connections: 100,
-        rate: 0.0,
-        duration: 10,
-        sources: a.sources.clone(),
-        reps: a.reps,
-        teams: a.teams,
-        procs: 1,
-        balls: a.chat_balls,
-        message_bytes: 64,
-        out: PathBuf::new(),
-        child: false,
-        offset: 0,
-        exe: Some(me.clone()),
-    };
-    let tune = |r: &mut RunArgs| match r.scenario {
-        Scenario::Idle => {
-            r.connections = a.idle_connections;
-            r.procs = a.idle_procs;
-            r.duration = a.idle_secs;
-        }
-        Scenario::JoinAlert => {
-            r.rate = a.join_rate;
-            r.duration = a.join_secs;
-        }
-        Scenario::Routing => {
-            r.connections = a.routing_lanes;
-            r.duration = a.routing_secs;
-        }
-        Scenario::Chat => {
-            r.connections = a.chat_pairs;
-            r.duration = a.chat_secs;
-        }
-    };
-
-    for scenario in [
-        Scenario::Idle,
-        Scenario::JoinAlert,
-        Scenario::Routing,
-        Scenario::Chat,
-    ] {
-        if !only(scenario) {
-            continue;
-        }
+    for scenario in scenarios {
         // Every run of every target, by the result's protocol label.
         let mut runs: BTreeMap<String, Vec<ScenarioResult>> = BTreeMap::new();
-        let repeat = a.repeat.max(1);
+        let repeat = a.repeat;
         for round in 1..=repeat {
             let of = if repeat > 1 {
                 format!(" (run {round} of {repeat})")
@@ -284,8 +352,7 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                 let mut cmd = pinned(a.server_core, &me);
                 cmd.args(["relay", "--port", "0", "--stack", &name]);
                 let (relay, port) = start_and_read_port(cmd, "relay listening on port ")?;
-                let mut args = base(scenario, port, relay.id(), Protocol::Relay);
-                tune(&mut args);
+                let args = a.run_args(scenario, Protocol::Relay, port, relay.id(), &me);
                 eprintln!("== {scenario:?} on the {name} relay{of}");
                 match run_scenario(&args).await {
                     Ok(mut r) => {
@@ -301,13 +368,13 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
             let data = tmp.path().join(format!("data-{scenario:?}"));
             copy_dir(&template, &data)?;
             let server = start_server(&a, &config, &data)?;
-            let mut args = base(
+            let args = a.run_args(
                 scenario,
+                Protocol::Switchboard,
                 server.port,
                 server.child.id(),
-                Protocol::Switchboard,
+                &me,
             );
-            tune(&mut args);
             eprintln!("== {scenario:?} on Switchboard{of}");
             match run_scenario(&args).await {
                 Ok(r) => runs.entry(r.protocol.clone()).or_default().push(r),
@@ -330,4 +397,46 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     println!("{}", report.markdown());
     eprintln!("results in {}", dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Cmd};
+    use clap::Parser;
+
+    fn all_args(words: &[&str]) -> AllArgs {
+        let words = [&["switchboard-loadtests", "all"], words].concat();
+        match Cli::try_parse_from(words) {
+            Ok(Cli { cmd: Cmd::All(a) }) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_flag_of_all_set_to_zero_is_refused_by_its_own_name() {
+        let me = Path::new("switchboard-loadtests");
+        assert!(all_args(&[]).check(me).is_ok(), "the defaults pass");
+        for flag in [
+            "--idle-connections",
+            "--idle-procs",
+            "--idle-secs",
+            "--join-rate",
+            "--join-secs",
+            "--reps",
+            "--teams",
+            "--routing-lanes",
+            "--routing-secs",
+            "--chat-pairs",
+            "--chat-balls",
+            "--chat-secs",
+            "--repeat",
+        ] {
+            let error = all_args(&[flag, "0"])
+                .check(me)
+                .expect_err(flag)
+                .to_string();
+            assert!(error.starts_with(&format!("{flag} ")), "{flag}: {error}");
+        }
+    }
 }

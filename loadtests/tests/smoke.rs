@@ -1,76 +1,14 @@
 //! The generator against a real server with tiny numbers, so it cannot rot.
 //! Not a benchmark: it checks that every scenario runs and reports sane
 //! fields, never how fast.
-use std::path::PathBuf;
-use std::time::Duration;
-
-use switchboard_loadtests::cli::{run_scenario, RunArgs, Scenario};
+use switchboard_loadtests::cli::{run_scenario, Scenario};
+use switchboard_loadtests::relay;
 use switchboard_loadtests::report::{file_limit, Report, ACTIX_RELAY};
 use switchboard_loadtests::scenarios::Protocol;
-use switchboard_loadtests::{catalog, relay};
 
-const TEAMS: usize = 2;
-const REPS: usize = 4;
-/// Not a divisor of the idle scenario's 2 s, so the window must grow to
-/// two heartbeats (3 s) for the idle CPU to count whole ping rounds.
-const HEARTBEAT_MS: u64 = 1_500;
+mod common;
 
-/// Starts a Switchboard node with the load-test catalog in its own actix
-/// system on another thread; returns its port.
-fn start_server(dir: PathBuf) -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let mut settings = catalog::settings(&dir, TEAMS, REPS);
-            settings.server.workers = 2;
-            settings.server.heartbeat_ms = HEARTBEAT_MS;
-            let app = switchboard::Application::build(settings)
-                .await
-                .expect("server starts");
-            tx.send(app.port()).expect("test waits for the port");
-            let _ = app.run_until_stopped().await;
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .expect("server starts in time")
-}
-
-/// Starts the relay on Switchboard's stack (the stack baseline) in its own actix
-/// system on another thread; returns its port.
-fn start_actix_relay() -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let (port, server) = relay::actix_stack::bind(0).expect("relay binds");
-            tx.send(port).expect("test waits for the port");
-            let _ = server.await;
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("relay starts in time")
-}
-
-fn args(scenario: Scenario, url: String, protocol: Protocol) -> RunArgs {
-    RunArgs {
-        scenario,
-        servers: vec![url],
-        server_pid: Some(std::process::id()),
-        protocol,
-        connections: 20,
-        rate: 20.0,
-        duration: 2,
-        sources: "127.0.0.1,127.0.0.2".into(),
-        reps: REPS,
-        teams: TEAMS,
-        procs: 1,
-        balls: 1,
-        message_bytes: 32,
-        out: PathBuf::new(),
-        child: false,
-        offset: 0,
-        exe: None,
-    }
-}
+use common::{args, start_actix_relay, start_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_against_a_real_server_and_both_relays() {

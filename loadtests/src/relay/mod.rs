@@ -153,16 +153,23 @@ pub async fn connect(url: &str, local: Option<IpAddr>) -> anyhow::Result<RelayCl
     let stream = switchboard::client::connect_tcp_from(remote, local).await?;
     let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
     let (sink, mut stream) = ws.split();
+    // A Switchboard server says nothing first, then refuses the missing
+    // hello with an error frame: either way, say which server this is.
+    let not_the_relay = "Is it a Switchboard server? Then leave out --protocol relay";
     let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
         .await
-        .map_err(|_| anyhow::anyhow!("relay sent no id"))?;
+        .map_err(|_| anyhow::anyhow!("{url} sent no relay id within 10 s. {not_the_relay}"))?;
     let id = match first {
         Some(Ok(Message::Binary(b))) if b.len() == 8 => {
             let mut a = [0u8; 8];
             a.copy_from_slice(&b);
             u64::from_be_bytes(a)
         }
-        other => anyhow::bail!("unexpected first relay frame: {other:?}"),
+        Some(Ok(Message::Binary(b))) => anyhow::bail!(
+            "{url} sent a {}-byte frame where the relay sends its 8-byte id. {not_the_relay}",
+            b.len()
+        ),
+        other => anyhow::bail!("{url} sent {other:?} where the relay sends its id"),
     };
     Ok(RelayClient { id, sink, stream })
 }

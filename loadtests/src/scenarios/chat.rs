@@ -214,6 +214,20 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     pb.finish_and_clear();
+    let ready = active.load(Ordering::Relaxed) as usize;
+    if ready < p.connections {
+        // A measurement of fewer pairs than asked for is not the one asked
+        // for; and a customer whose accept was refused would wait out its
+        // whole SETUP_LIMIT for a rep before the run could end.
+        for task in &tasks {
+            task.abort();
+        }
+        anyhow::bail!(
+            "chat set-up: {ready} of {} sessions were started and accepted; {}",
+            p.connections,
+            setup_failure(&errors.first())
+        );
+    }
     let (delivered, secs, usage) = measure(&phase, t.server_pid, p.duration, "chat").await;
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
@@ -228,6 +242,23 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     );
     r.server = usage;
     Ok(r)
+}
+
+/// Why chat's set-up fell short, from its first errors, with what to do
+/// about the one a user can cause.
+fn setup_failure(first: &[String]) -> String {
+    let Some(error) = first.first() else {
+        return format!("the rest were not ready within {} s", SETUP_LIMIT.as_secs());
+    };
+    let hint = if error.contains("too_many_sessions") {
+        ". Each session is accepted by its team's rep (rep i serves team i, one \
+         rep for each of --teams), and a rep runs at most the server's \
+         supervisor.max_sessions_per_rep sessions at once (5 by default): ask for \
+         fewer --connections or more --teams"
+    } else {
+        ""
+    };
+    format!("first error: {error}{hint}")
 }
 
 /// Starts the game, warms up, counts over `duration`, stops.

@@ -167,7 +167,7 @@ async fn server_heartbeat(t: &Target, p: &Params) -> anyhow::Result<Duration> {
     let probe = t
         .customer(0)
         .await
-        .map_err(|e| anyhow::anyhow!("heartbeat probe: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("heartbeat probe: {}", super::not_switchboard(e)))?;
     let heartbeat = probe.heartbeat();
     probe.close().await;
     Ok(heartbeat)

@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::error::ErrorCode;
 
 use crate::procstat::{self, FileLimit, ProcSample};
 use crate::stats::{LatencySummary, SeriesPoint};
@@ -267,17 +268,37 @@ pub fn timed_bar(d: Duration, what: &str) -> ProgressBar {
     bar(d.as_secs().max(1), what)
 }
 
+/// A client's first error, with a hint when it is what the bare relay
+/// does with a Switchboard hello: nothing, until the client gives up.
+pub fn not_switchboard(e: switchboard::client::ClientError) -> String {
+    match e {
+        switchboard::client::ClientError::Timeout => format!(
+            "{e}: the server did not answer the hello. Is it the bare relay? \
+             Then add --protocol relay"
+        ),
+        e => e.to_string(),
+    }
+}
+
 /// A rep console, logged in.
 pub async fn rep_login(t: &Target, i: usize) -> anyhow::Result<Client> {
     let mut c = Client::connect_from(t.url(i), t.source(i), Role::Rep, ClientKind::Desktop)
         .await
-        .map_err(|e| anyhow::anyhow!("rep {i} connect: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("rep {i} connect: {}", not_switchboard(e)))?;
     c.login(
         &crate::catalog::rep_name(i),
         &crate::catalog::rep_password(i),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("rep {i} login: {e}"))?;
+    .map_err(|e| match e.code() {
+        Some(ErrorCode::BadCredentials) => anyhow::anyhow!(
+            "rep {i} login: {e}. The scenarios log in as the load-test catalog's \
+             reps: start the server on the configuration `switchboard-loadtests \
+             catalog` writes, with at least {} reps and the same --teams",
+            i + 1
+        ),
+        _ => anyhow::anyhow!("rep {i} login: {e}"),
+    })?;
     Ok(c)
 }
 

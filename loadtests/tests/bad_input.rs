@@ -1,0 +1,257 @@
+//! The generator refuses what it cannot do, in plain words, and quickly:
+//! flags no run can honour (before anything connects), a chat set-up the
+//! server turns down, and a server that speaks the other protocol.
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use switchboard_loadtests::cli::{run_scenario, Scenario};
+use switchboard_loadtests::scenarios::Protocol;
+
+mod common;
+
+use common::{args, start_server_with};
+
+fn generator() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard-loadtests"));
+    c.env("RUST_BACKTRACE", "0");
+    c
+}
+
+/// Runs the generator as `cmd` says and returns its exit code and stderr.
+fn refused(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.output().expect("the generator runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_refuses_flags_it_cannot_honour_before_connecting() {
+    // Something listens where the generator is sent: had a check come
+    // after the first connection, this listener would have one waiting.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let server = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let out = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--scenario", "join-alert", "--rate=-5"],
+            "--rate must be joins per second, above 0; it is -5",
+        ),
+        (
+            &["--scenario", "join-alert", "--rate", "inf"],
+            "--rate must be joins per second, above 0; it is inf",
+        ),
+        (
+            &["--scenario", "join-alert", "--rate", "NaN"],
+            "--rate must be joins per second, above 0; it is NaN",
+        ),
+        (
+            &["--scenario", "join-alert", "--reps", "0"],
+            "--reps (reps to alert) must be at least 1; it is 0",
+        ),
+        (
+            &["--scenario", "idle", "--connections", "0"],
+            "--connections (connections to hold) must be at least 1; it is 0",
+        ),
+        (
+            &["--scenario", "idle", "--rate=-1"],
+            "--rate must be connections per second, 0 for no limit; it is -1",
+        ),
+        (
+            &["--scenario", "idle", "--procs", "0"],
+            "--procs (generator processes) must be at least 1; it is 0",
+        ),
+        (
+            &["--scenario", "routing", "--duration", "0"],
+            "--duration (seconds measured) must be at least 1; it is 0",
+        ),
+        (
+            &["--scenario", "routing", "--teams", "0"],
+            "--teams (teams in the server's catalog) must be at least 1; it is 0",
+        ),
+        (
+            &["--scenario", "chat", "--balls", "0"],
+            "--balls (messages in flight per session) must be at least 1; it is 0",
+        ),
+        (
+            &["--scenario", "chat", "--message-bytes", "4097"],
+            "--message-bytes must be at most 4096, the longest chat line Switchboard takes",
+        ),
+    ];
+    for (flags, message) in cases {
+        let dir = out.path().join("result");
+        let (code, stderr) = refused(
+            generator()
+                .args(["run", "--server", &server, "--out"])
+                .arg(&dir)
+                .args(*flags),
+        );
+        assert_eq!(code, Some(1), "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("Error: {message}")),
+            "{flags:?}: {stderr}"
+        );
+        assert!(!dir.exists(), "{flags:?} wrote a result");
+    }
+    // The same checks pass what they should: the URL is the first thing a
+    // run that got past them touches.
+    let (code, stderr) = refused(generator().args([
+        "run",
+        "--scenario",
+        "idle",
+        "--server",
+        "http://127.0.0.1:1/ws",
+    ]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--server http://127.0.0.1:1/ws: give a ws:// URL"),
+        "{stderr}"
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a refused run connected to the server"
+    );
+}
+
+#[test]
+fn all_names_its_own_flags_and_refuses_before_seeding() {
+    // A server binary that does not exist: the flags are checked first, so
+    // each refusal is about the flag, not the missing binary.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--join-rate", "0"],
+            "--join-rate must be joins per second, above 0; it is 0",
+        ),
+        (
+            &["--chat-pairs", "0"],
+            "--chat-pairs (chat sessions) must be at least 1; it is 0",
+        ),
+        (
+            &["--routing-secs", "0"],
+            "--routing-secs (seconds measured) must be at least 1; it is 0",
+        ),
+        (
+            &["--idle-procs", "0"],
+            "--idle-procs (generator processes) must be at least 1; it is 0",
+        ),
+        (
+            &["--repeat", "0"],
+            "--repeat (runs of each scenario) must be at least 1; it is 0",
+        ),
+        (
+            &["--teams", "20", "--reps", "10"],
+            "--teams (20) must be at most --reps (10): every team needs a rep",
+        ),
+    ];
+    for (flags, message) in cases {
+        let (code, stderr) = refused(
+            generator()
+                .args(["all", "--server-bin", "/nonexistent"])
+                .args(*flags),
+        );
+        assert_eq!(code, Some(1), "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("Error: {message}")),
+            "{flags:?}: {stderr}"
+        );
+    }
+    // A flag only a skipped scenario uses is not held against the run.
+    let (code, stderr) = refused(generator().args([
+        "all",
+        "--server-bin",
+        "/nonexistent",
+        "--only",
+        "idle",
+        "--chat-pairs",
+        "0",
+        "--teams",
+        "20",
+        "--reps",
+        "10",
+    ]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent not found"),
+        "the flags passed, and the missing binary stopped it: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_fails_fast_when_the_server_refuses_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = start_server_with(dir.path().join("data"), |s| {
+        s.supervisor.max_sessions_per_rep = 2;
+    });
+    let mut chat = args(
+        Scenario::Chat,
+        format!("ws://127.0.0.1:{port}/ws"),
+        Protocol::Switchboard,
+    );
+    // Two teams, one rep each, two sessions a rep: five is one too many.
+    chat.connections = 5;
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run_scenario(&chat))
+        .await
+        .expect("the run ends without waiting out its set-up limit");
+    let error = format!(
+        "{:#}",
+        outcome.expect_err("a chat run of fewer pairs than asked")
+    );
+    assert!(
+        error.starts_with("chat set-up: 4 of 5 sessions were started and accepted"),
+        "{error}"
+    );
+    assert!(error.contains("too_many_sessions"), "{error}");
+    assert!(
+        error.contains("fewer --connections or more --teams"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_run_against_switchboard_says_which_server_it_found() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server refuses a connection that sends no hello after 200 ms:
+    // that refusal is the first frame the relay client sees.
+    let port = start_server_with(dir.path().join("data"), |s| {
+        s.server.hello_timeout_ms = 200;
+    });
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let error = run_scenario(&args(Scenario::Routing, url.clone(), Protocol::Relay))
+        .await
+        .expect_err("Switchboard is not the relay");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains(&format!("{url} sent a "))
+            && error.contains("where the relay sends its 8-byte id"),
+        "{error}"
+    );
+    assert!(
+        error.contains("Is it a Switchboard server? Then leave out --protocol relay"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchboard_run_against_the_relay_says_which_server_it_found() {
+    let (port, serve) = switchboard_loadtests::relay::bind(0).await.unwrap();
+    tokio::spawn(serve);
+    // The relay never answers a hello: the client gives up after its
+    // request timeout (10 s).
+    let error = run_scenario(&args(
+        Scenario::Idle,
+        format!("ws://127.0.0.1:{port}/"),
+        Protocol::Switchboard,
+    ))
+    .await
+    .expect_err("the relay is not Switchboard");
+    let error = format!("{error:#}");
+    assert!(
+        error.contains(
+            "the server did not answer the hello. Is it the bare relay? Then add --protocol relay"
+        ),
+        "{error}"
+    );
+}
