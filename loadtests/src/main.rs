@@ -13,7 +13,10 @@ use switchboard_loadtests::orchestrate;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Cmd::All(a) = &cli.cmd {
-        orchestrate::pin_generator(a.generator_core);
+        // Before pinning, which narrows the cores this process may use to
+        // the one the check would compare --server-core with.
+        a.check(&std::env::current_exe()?)?;
+        orchestrate::pin_generator(a.generator_core)?;
     }
     let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let runtime = if one_core {

@@ -85,6 +85,11 @@ pub fn pinned(core: usize, program: &Path) -> Command {
 
 /// Starts a child and waits (bounded) for the stdout line `prefix<port>`.
 pub fn start_and_read_port(mut cmd: Command, prefix: &str) -> anyhow::Result<(Child, u16)> {
+    let program = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|w| w.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("piped");
@@ -97,12 +102,26 @@ pub fn start_and_read_port(mut cmd: Command, prefix: &str) -> anyhow::Result<(Ch
             }
         }
     });
-    match rx.recv_timeout(Duration::from_secs(300)).ok().flatten() {
-        Some(port) => Ok((child, port)),
-        None => {
+    match rx.recv_timeout(Duration::from_secs(300)) {
+        Ok(Some(port)) => Ok((child, port)),
+        Ok(None) => {
             let _ = child.kill();
             let _ = child.wait();
-            anyhow::bail!("{prefix}: no port within 5 minutes")
+            anyhow::bail!("{prefix}: the line did not end in a port")
+        }
+        // Its output ended without the line: it exited (or is exiting),
+        // and said why on the stderr it shares with us.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            let status = child.wait()?;
+            anyhow::bail!(
+                "{program} ended ({status}) before it printed \"{prefix}<port>\" \
+                 (its own error, if any, is above)"
+            )
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("{program} printed no \"{prefix}<port>\" within 5 minutes")
         }
     }
 }
@@ -154,13 +173,21 @@ fn start_server(a: &AllArgs, config: &Path, data: &Path) -> anyhow::Result<Serve
 
 /// Pins this process, and so every child it starts, to `core`. `main`
 /// calls it for `all` before the runtime starts, so that the runtime
-/// sees one core and runs one thread.
-pub fn pin_generator(core: usize) {
-    let _ = Command::new("taskset")
+/// sees one core and runs one thread. A generator left unpinned would
+/// share the server's core and measure something else, so a failure
+/// stops the run.
+pub fn pin_generator(core: usize) -> anyhow::Result<()> {
+    let status = Command::new("taskset")
         .args(["-a", "-p", "-c", &core.to_string()])
         .arg(std::process::id().to_string())
         .stdout(Stdio::null())
-        .status();
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run taskset to pin the generator: {e}"))?;
+    anyhow::ensure!(
+        status.success(),
+        "taskset could not pin the generator to core {core} ({status}): see --generator-core"
+    );
+    Ok(())
 }
 
 impl AllArgs {
@@ -233,9 +260,22 @@ impl AllArgs {
     }
 
     /// Refuses flags some run could not honour, before the catalog's slow
-    /// seeding: every run's own flags as `run` checks them, and what the
-    /// catalog `all` writes must hold.
+    /// seeding: every run's own flags as `run` checks them, what the
+    /// catalog `all` writes must hold, and cores this process may use (so
+    /// call it before pinning).
     pub fn check(&self, me: &Path) -> anyhow::Result<()> {
+        if let Some(cores) = crate::procstat::allowed_cores() {
+            for (flag, core) in [
+                ("--server-core", self.server_core),
+                ("--generator-core", self.generator_core),
+            ] {
+                anyhow::ensure!(
+                    cores.contains(&core),
+                    "{flag} {core} is not a core this machine lets the generator use \
+                     (Cpus_allowed_list: {cores:?})"
+                );
+            }
+        }
         anyhow::ensure!(
             self.repeat >= 1,
             "--repeat (runs of each scenario) must be at least 1; it is 0"
@@ -280,9 +320,10 @@ fn all_flag(scenario: Scenario, flag: &'static str) -> &'static str {
     }
 }
 
+/// The whole measurement. `main` has run [`AllArgs::check`] and pinned
+/// this process to the generator's core.
 pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     let me = std::env::current_exe()?;
-    a.check(&me)?;
     anyhow::ensure!(
         a.server_bin.exists(),
         "{} not found: cargo build --release -p switchboard",

@@ -85,9 +85,42 @@ pub fn open_files(pid: u32) -> Option<u64> {
     Some(std::fs::read_dir(Path::new(&dir)).ok()?.count() as u64)
 }
 
+/// The cores this process may run on (`Cpus_allowed_list` in
+/// /proc/self/status, such as `0-3,6`): a container's set need not start
+/// at 0 or cover every core of the machine. `None` if it cannot be read.
+pub fn allowed_cores() -> Option<Vec<usize>> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    parse_core_list(list.trim())
+}
+
+/// `0-3,6` as `[0, 1, 2, 3, 6]`.
+fn parse_core_list(list: &str) -> Option<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((from, to)) => cores.extend(from.parse::<usize>().ok()?..=to.parse().ok()?),
+            None => cores.push(part.parse().ok()?),
+        }
+    }
+    Some(cores)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn core_lists_read_as_the_kernel_writes_them() {
+        assert_eq!(parse_core_list("0-1"), Some(vec![0, 1]));
+        assert_eq!(parse_core_list("0-2,5,7-8"), Some(vec![0, 1, 2, 5, 7, 8]));
+        assert_eq!(parse_core_list("3"), Some(vec![3]));
+        assert_eq!(parse_core_list("x"), None);
+        let mine = allowed_cores().expect("this process's cores");
+        assert!(!mine.is_empty());
+    }
 
     #[test]
     fn reads_this_process() {

@@ -18,6 +18,18 @@ fn generator() -> Command {
     c
 }
 
+/// `all`, with the server and the generator on a core this test may use
+/// (both on one: these runs end before anything is measured).
+fn all() -> Command {
+    let core = switchboard_loadtests::procstat::allowed_cores()
+        .and_then(|cores| cores.first().copied())
+        .expect("a core")
+        .to_string();
+    let mut c = generator();
+    c.args(["all", "--server-core", &core, "--generator-core", &core]);
+    c
+}
+
 /// Runs the generator as `cmd` says and returns its exit code and stderr.
 fn refused(cmd: &mut Command) -> (Option<i32>, String) {
     let out = cmd.output().expect("the generator runs");
@@ -147,20 +159,28 @@ fn all_names_its_own_flags_and_refuses_before_seeding() {
         ),
     ];
     for (flags, message) in cases {
-        let (code, stderr) = refused(
-            generator()
-                .args(["all", "--server-bin", "/nonexistent"])
-                .args(*flags),
-        );
+        let (code, stderr) = refused(all().args(["--server-bin", "/nonexistent"]).args(*flags));
         assert_eq!(code, Some(1), "{flags:?}: {stderr}");
         assert!(
             stderr.contains(&format!("Error: {message}")),
             "{flags:?}: {stderr}"
         );
     }
-    // A flag only a skipped scenario uses is not held against the run.
+    // The server's core is checked first, whatever the generator's.
     let (code, stderr) = refused(generator().args([
         "all",
+        "--server-bin",
+        "/nonexistent",
+        "--server-core",
+        "4096",
+    ]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Error: --server-core 4096 is not a core this machine lets"),
+        "{stderr}"
+    );
+    // A flag only a skipped scenario uses is not held against the run.
+    let (code, stderr) = refused(all().args([
         "--server-bin",
         "/nonexistent",
         "--only",
@@ -176,6 +196,29 @@ fn all_names_its_own_flags_and_refuses_before_seeding() {
     assert!(
         stderr.contains("/nonexistent not found"),
         "the flags passed, and the missing binary stopped it: {stderr}"
+    );
+}
+
+#[test]
+fn all_says_so_when_the_server_ends_before_it_listens() {
+    // `false` ends at once, as a server that cannot start does: the run
+    // stops with that, not a five-minute wait for a port.
+    let (code, stderr) = refused(all().args([
+        "--server-bin",
+        "/bin/false",
+        "--only",
+        "idle",
+        "--teams",
+        "1",
+        "--reps",
+        "1",
+    ]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "/bin/false ended (exit status: 1) before it printed \"switchboard listening on port <port>\""
+        ),
+        "{stderr}"
     );
 }
 
