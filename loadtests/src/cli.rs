@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use switchboard::domain::chat::MAX_CHAT_BYTES;
 
 use crate::report::Report;
 use crate::scenarios::{self, Params, Protocol, ScenarioResult, Target};
-use switchboard::domain::chat::MAX_CHAT_BYTES;
 
 #[derive(Debug, Parser)]
 #[command(

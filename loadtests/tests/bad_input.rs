@@ -254,6 +254,28 @@ async fn chat_fails_fast_when_the_server_refuses_its_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_missing_from_the_servers_catalog_is_named_with_the_catalog_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = start_server_with(dir.path().join("data"), |_| {});
+    let mut join = args(
+        Scenario::JoinAlert,
+        format!("ws://127.0.0.1:{port}/ws"),
+        Protocol::Switchboard,
+    );
+    // The catalog has reps r0 to r3.
+    join.reps = common::REPS + 1;
+    let error = format!("{:#}", run_scenario(&join).await.expect_err("no rep r4"));
+    assert!(
+        error.starts_with("rep 4 login: server error bad_credentials"),
+        "{error}"
+    );
+    assert!(
+        error.contains("`switchboard-loadtests catalog` writes, with at least 5 reps"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_run_against_switchboard_says_which_server_it_found() {
     let dir = tempfile::tempdir().unwrap();
     // The server refuses a connection that sends no hello after 200 ms:
