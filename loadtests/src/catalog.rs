@@ -71,8 +71,8 @@ pub fn write_config(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     let text = toml::to_string(&CatalogOnly {
         seed: &settings.seed,
     })?;
-    std::fs::write(path, text)?;
-    Ok(())
+    std::fs::write(path, text)
+        .map_err(|e| anyhow::anyhow!("cannot write the catalog to {}: {e}", path.display()))
 }
 
 #[cfg(test)]

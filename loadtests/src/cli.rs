@@ -316,6 +316,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::SledBench(a) => {
+            at_least_one("--seconds", "seconds each measurement runs", a.seconds)?;
+            at_least_one("--batch", "writes per flush", a.batch)?;
+            at_least_one("--writers", "concurrent store writers", a.writers)?;
             let parent = a.dir.clone().unwrap_or_else(std::env::temp_dir);
             std::fs::create_dir_all(&parent)?;
             let r = crate::sled_bench::run(
@@ -330,6 +333,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Catalog { teams, reps, out } => {
+            at_least_one("--teams", "teams in the catalog", teams)?;
             // Only the catalog is written, so the data directory is unused.
             let settings = crate::catalog::settings(Path::new("."), teams, reps);
             crate::catalog::write_config(&settings, &out)

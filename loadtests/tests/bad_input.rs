@@ -200,6 +200,59 @@ fn all_names_its_own_flags_and_refuses_before_seeding() {
 }
 
 #[test]
+fn the_helper_commands_refuse_bad_flags_and_name_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("catalog.toml");
+    let (code, stderr) = refused(
+        generator()
+            .args(["catalog", "--teams", "0", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Error: --teams (teams in the catalog) must be at least 1; it is 0"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "a refused catalog was written");
+    let nowhere = dir.path().join("missing").join("catalog.toml");
+    let (code, stderr) = refused(generator().args(["catalog", "--out"]).arg(&nowhere));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot write the catalog to {}",
+            nowhere.display()
+        )),
+        "{stderr}"
+    );
+    for (flag, what) in [
+        ("--seconds", "seconds each measurement runs"),
+        ("--batch", "writes per flush"),
+        ("--writers", "concurrent store writers"),
+    ] {
+        let (code, stderr) = refused(generator().args(["sled-bench", flag, "0"]));
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "Error: {flag} ({what}) must be at least 1; it is 0"
+            )),
+            "{stderr}"
+        );
+    }
+    // A port already taken, on either stack.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for stack in ["tungstenite", "actix"] {
+        let (code, stderr) =
+            refused(generator().args(["relay", "--port", &port, "--stack", stack]));
+        assert_eq!(code, Some(1), "{stack}: {stderr}");
+        assert!(
+            stderr.contains(&format!("the relay cannot listen on 127.0.0.1:{port}: ")),
+            "{stack}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn all_says_so_when_the_server_ends_before_it_listens() {
     // `false` ends at once, as a server that cannot start does: the run
     // stops with that, not a five-minute wait for a port.

@@ -49,7 +49,8 @@ pub fn bind(port: u16) -> anyhow::Result<(u16, actix_web::dev::Server)> {
             .app_data(web::Data::new(relay.clone()))
             .default_service(web::to(upgrade))
     })
-    .bind(("127.0.0.1", port))?;
+    .bind(("127.0.0.1", port))
+    .map_err(|e| anyhow::anyhow!("the relay cannot listen on 127.0.0.1:{port}: {e}"))?;
     let port = server
         .addrs()
         .first()

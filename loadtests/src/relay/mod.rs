@@ -78,7 +78,9 @@ type Peers = Arc<PeerTable<Message>>;
 pub async fn bind(
     port: u16,
 ) -> anyhow::Result<(u16, impl std::future::Future<Output = ()> + Send)> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| anyhow::anyhow!("the relay cannot listen on 127.0.0.1:{port}: {e}"))?;
     let port = listener.local_addr()?.port();
     Ok((port, serve(listener)))
 }
