@@ -135,22 +135,36 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn target(&self) -> anyhow::Result<Target> {
-        let sources = self
+    pub fn target(&self) -> Result<Target, BadFlag> {
+        Ok(Target {
+            servers: self.servers.clone(),
+            server_pid: self.server_pid,
+            sources: self.sources()?,
+        })
+    }
+
+    /// `--sources`: loopback addresses only, so the load stays on this
+    /// machine.
+    fn sources(&self) -> Result<Vec<IpAddr>, BadFlag> {
+        let mut sources = Vec::new();
+        for s in self
             .sources
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<IpAddr>())
-            .collect::<Result<Vec<_>, _>>()?;
-        for s in &sources {
-            anyhow::ensure!(s.is_loopback(), "source {s} is not a loopback address");
+        {
+            let ip = s
+                .parse::<IpAddr>()
+                .map_err(|_| BadFlag::new("--sources", format!("{s}: not an IP address")))?;
+            if !ip.is_loopback() {
+                return Err(BadFlag::new(
+                    "--sources",
+                    format!("{ip}: not a loopback address (127.0.0.0/8 or ::1)"),
+                ));
+            }
+            sources.push(ip);
         }
-        Ok(Target {
-            servers: self.servers.clone(),
-            server_pid: self.server_pid,
-            sources,
-        })
+        Ok(sources)
     }
 
     /// Refuses, before anything connects, a flag the scenario cannot
@@ -168,6 +182,7 @@ impl RunArgs {
         }
         at_least_one("--duration", "seconds measured", self.duration)?;
         at_least_one("--teams", "teams in the server's catalog", self.teams)?;
+        self.sources()?;
         match self.scenario {
             Scenario::Idle => {
                 at_least_one("--connections", "connections to hold", self.connections)?;

@@ -89,6 +89,14 @@ fn run_refuses_flags_it_cannot_honour_before_connecting() {
             "--balls (messages in flight per session) must be at least 1; it is 0",
         ),
         (
+            &["--scenario", "routing", "--sources", "127.0.0.1,10.0.0.1"],
+            "--sources 10.0.0.1: not a loopback address (127.0.0.0/8 or ::1)",
+        ),
+        (
+            &["--scenario", "routing", "--sources", "127.0.0.300"],
+            "--sources 127.0.0.300: not an IP address",
+        ),
+        (
             &["--scenario", "chat", "--message-bytes", "4097"],
             "--message-bytes must be at most 4096, the longest chat line Switchboard takes",
         ),
@@ -152,6 +160,10 @@ fn all_names_its_own_flags_and_refuses_before_seeding() {
         (
             &["--repeat", "0"],
             "--repeat (runs of each scenario) must be at least 1; it is 0",
+        ),
+        (
+            &["--sources", "192.168.1.10"],
+            "--sources 192.168.1.10: not a loopback address",
         ),
         (
             &["--teams", "20", "--reps", "10"],
