@@ -434,7 +434,10 @@ impl Report {
                     }
                 }
                 if !r.errors.is_empty() {
-                    let _ = writeln!(m, "\nFirst errors:\n");
+                    let _ = writeln!(
+                        m,
+                        "\nErrors (the first distinct ones, with how often each came):\n"
+                    );
                     for e in &r.errors {
                         let _ = writeln!(m, "- `{e}`");
                     }

@@ -224,19 +224,27 @@ impl ServerWatch {
     }
 }
 
-/// Counts errors by kind and keeps the first few messages.
+/// Counts errors, and how often each of the first few distinct messages
+/// came: a run that goes wrong tends to go wrong the same way a thousand
+/// times, and ten copies of one line hid the count.
 #[derive(Default)]
 pub struct Errors {
     total: AtomicU64,
-    first: Mutex<Vec<String>>,
+    first: Mutex<Vec<(String, u64)>>,
 }
+
+/// Distinct messages kept; later new ones are only counted in the total.
+const DISTINCT_ERRORS: usize = 10;
 
 impl Errors {
     pub fn add(&self, what: impl std::fmt::Display) {
         self.total.fetch_add(1, Ordering::Relaxed);
+        let what = what.to_string();
         let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
-        if first.len() < 10 {
-            first.push(what.to_string());
+        if let Some((_, n)) = first.iter_mut().find(|(m, _)| *m == what) {
+            *n += 1;
+        } else if first.len() < DISTINCT_ERRORS {
+            first.push((what, 1));
         }
     }
 
@@ -244,8 +252,17 @@ impl Errors {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// The first distinct messages in the order they first came, each with
+    /// how often it came when that was more than once.
     pub fn first(&self) -> Vec<String> {
-        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        first
+            .iter()
+            .map(|(m, n)| match n {
+                1 => m.clone(),
+                n => format!("{m} ({n} times)"),
+            })
+            .collect()
     }
 }
 
@@ -360,4 +377,27 @@ pub fn stamp(base: Instant) -> u64 {
 /// The latency of a message stamped `sent` (see [`stamp`]).
 pub fn since_stamp(base: Instant, sent: u64) -> Duration {
     Duration::from_nanos(stamp(base).saturating_sub(sent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_kept_once_each_with_how_often_they_came() {
+        let errors = Errors::default();
+        for _ in 0..1000 {
+            errors.add("connect: connection refused");
+        }
+        errors.add("session did not end in time");
+        for i in 0..20 {
+            errors.add(format!("odd error {i}"));
+        }
+        assert_eq!(errors.total(), 1021);
+        let first = errors.first();
+        assert_eq!(first.len(), DISTINCT_ERRORS);
+        assert_eq!(first[0], "connect: connection refused (1000 times)");
+        assert_eq!(first[1], "session did not end in time");
+        assert_eq!(first[9], "odd error 7");
+    }
 }

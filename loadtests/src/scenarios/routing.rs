@@ -114,12 +114,9 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
                     c.close().await;
                     continue;
                 }
-                let ended = c
-                    .wait_event(SESSION_LIMIT, |e| matches!(e, Event::SessionEnded { .. }))
-                    .await;
-                match ended {
-                    Some(_) => tally.ended(t0),
-                    None => errors.add("session did not end in time"),
+                match session_end(&mut c).await {
+                    Ok(()) => tally.ended(t0),
+                    Err(why) => errors.add(why),
                 }
                 c.close().await;
             }
@@ -154,6 +151,27 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     }
     r.latency.insert("accept_reply".into(), accepts.summary());
     Ok(r)
+}
+
+/// Waits for the customer's session to end, or says why it did not: a
+/// server that closed the connection (one that stopped, say) is not a
+/// session that took too long.
+async fn session_end(c: &mut switchboard::client::Client) -> Result<(), &'static str> {
+    let deadline = Instant::now() + SESSION_LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match c.next_pushed(left).await {
+            Some(Pushed::Event {
+                event: Event::SessionEnded { .. },
+                ..
+            }) => return Ok(()),
+            Some(Pushed::Closed) => {
+                return Err("the server closed the connection before the session ended")
+            }
+            Some(_) => continue,
+            None => return Err("session did not end in time"),
+        }
+    }
 }
 
 /// The figures both variants report.
