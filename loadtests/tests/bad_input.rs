@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use switchboard_loadtests::cli::{run_scenario, Scenario};
-use switchboard_loadtests::scenarios::Protocol;
+use switchboard_loadtests::scenarios::{scrape, Protocol};
 
 mod common;
 
@@ -290,7 +290,7 @@ fn all_says_so_when_the_server_ends_before_it_listens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_fails_fast_when_the_server_refuses_its_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let port = start_server_with(dir.path().join("data"), |s| {
+    let (port, _) = start_server_with(dir.path().join("data"), |s| {
         s.supervisor.max_sessions_per_rep = 2;
     });
     let mut chat = args(
@@ -319,9 +319,57 @@ async fn chat_fails_fast_when_the_server_refuses_its_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_names_a_server_that_went_away_and_counts_each_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, stopper) = start_server_with(dir.path().join("data"), |_| {});
+    let mut routing = args(
+        Scenario::Routing,
+        format!("ws://127.0.0.1:{port}/ws"),
+        Protocol::Switchboard,
+    );
+    routing.connections = 4;
+    routing.duration = 4;
+    // The server stops (telling every client, then closing) once sessions
+    // are under way, while the run still has seconds to go.
+    let http = format!("127.0.0.1:{port}");
+    tokio::spawn(async move {
+        loop {
+            let entered = scrape(&http, "switchboard_sessions_entered_total").await;
+            if entered.is_some_and(|n| n >= 20.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stopper.stop().await;
+    });
+    let result = run_scenario(&routing).await.expect("the run reports");
+    assert!(
+        result
+            .errors
+            .iter()
+            .any(|e| e.starts_with("the server closed the connection before the session ended")),
+        "{:?}",
+        result.errors
+    );
+    // Later attempts are refused again and again: one line, counted.
+    let refused = result
+        .errors
+        .iter()
+        .filter(|e| e.starts_with("connect: "))
+        .collect::<Vec<_>>();
+    assert!(
+        refused.iter().any(|e| e.ends_with(" times)")),
+        "{:?}",
+        result.errors
+    );
+    let distinct: std::collections::HashSet<_> = result.errors.iter().collect();
+    assert_eq!(distinct.len(), result.errors.len(), "{:?}", result.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rep_missing_from_the_servers_catalog_is_named_with_the_catalog_to_use() {
     let dir = tempfile::tempdir().unwrap();
-    let port = start_server_with(dir.path().join("data"), |_| {});
+    let (port, _) = start_server_with(dir.path().join("data"), |_| {});
     let mut join = args(
         Scenario::JoinAlert,
         format!("ws://127.0.0.1:{port}/ws"),
@@ -345,7 +393,7 @@ async fn a_relay_run_against_switchboard_says_which_server_it_found() {
     let dir = tempfile::tempdir().unwrap();
     // The server refuses a connection that sends no hello after 200 ms:
     // that refusal is the first frame the relay client sees.
-    let port = start_server_with(dir.path().join("data"), |s| {
+    let (port, _) = start_server_with(dir.path().join("data"), |s| {
         s.server.hello_timeout_ms = 200;
     });
     let url = format!("ws://127.0.0.1:{port}/ws");

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchboard::app::Stopper;
 use switchboard::Settings;
 use switchboard_loadtests::cli::{RunArgs, Scenario};
 use switchboard_loadtests::scenarios::Protocol;
@@ -19,11 +20,15 @@ pub const HEARTBEAT_MS: u64 = 1_500;
 /// Starts a Switchboard node with the load-test catalog in its own actix
 /// system on another thread; returns its port.
 pub fn start_server(dir: PathBuf) -> u16 {
-    start_server_with(dir, |_| {})
+    start_server_with(dir, |_| {}).0
 }
 
-/// [`start_server`] with some settings changed by `change`.
-pub fn start_server_with(dir: PathBuf, change: impl FnOnce(&mut Settings) + Send + 'static) -> u16 {
+/// [`start_server`] with some settings changed by `change`; also returns
+/// what stops it.
+pub fn start_server_with(
+    dir: PathBuf,
+    change: impl FnOnce(&mut Settings) + Send + 'static,
+) -> (u16, Stopper) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
@@ -34,7 +39,8 @@ pub fn start_server_with(dir: PathBuf, change: impl FnOnce(&mut Settings) + Send
             let app = switchboard::Application::build(settings)
                 .await
                 .expect("server starts");
-            tx.send(app.port()).expect("test waits for the port");
+            tx.send((app.port(), app.stopper()))
+                .expect("test waits for the port");
             let _ = app.run_until_stopped().await;
         });
     });
