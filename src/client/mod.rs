@@ -63,6 +63,15 @@ impl ClientError {
     }
 }
 
+/// Why [`Client::wait_for`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    /// The time ran out.
+    TimedOut,
+    /// The connection closed first.
+    Closed,
+}
+
 /// Something the server sent without being asked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pushed {
@@ -361,18 +370,29 @@ impl Client {
     }
 
     /// Waits for an event matching `want`, skipping others; `None` after
-    /// `timeout`.
+    /// `timeout` or once the connection closed ([`Client::wait_for`] says
+    /// which).
     pub async fn wait_event(
         &mut self,
         timeout: Duration,
         want: impl Fn(&Event) -> bool,
     ) -> Option<Event> {
+        self.wait_for(timeout, want).await.ok()
+    }
+
+    /// Like [`Client::wait_event`], saying why no matching event came: a
+    /// server that closed the connection is not one that was slow.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        want: impl Fn(&Event) -> bool,
+    ) -> Result<Event, Missed> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_pushed(left).await? {
-                Pushed::Event { event, .. } if want(&event) => return Some(event),
-                Pushed::Closed => return None,
+            match self.next_pushed(left).await.ok_or(Missed::TimedOut)? {
+                Pushed::Event { event, .. } if want(&event) => return Ok(event),
+                Pushed::Closed => return Err(Missed::Closed),
                 _ => continue,
             }
         }

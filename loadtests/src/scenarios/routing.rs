@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use switchboard::client::Pushed;
+use switchboard::client::{Missed, Pushed};
 use switchboard::protocol::{Entry, Event, RequestBody};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -114,9 +114,17 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
                     c.close().await;
                     continue;
                 }
-                match session_end(&mut c).await {
-                    Ok(()) => tally.ended(t0),
-                    Err(why) => errors.add(why),
+                let ended = c
+                    .wait_for(SESSION_LIMIT, |e| matches!(e, Event::SessionEnded { .. }))
+                    .await;
+                // A server that closed the connection (one that stopped,
+                // say) is not a session that took too long.
+                match ended {
+                    Ok(_) => tally.ended(t0),
+                    Err(Missed::Closed) => {
+                        errors.add("the server closed the connection before the session ended")
+                    }
+                    Err(Missed::TimedOut) => errors.add("session did not end in time"),
                 }
                 c.close().await;
             }
@@ -151,27 +159,6 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     }
     r.latency.insert("accept_reply".into(), accepts.summary());
     Ok(r)
-}
-
-/// Waits for the customer's session to end, or says why it did not: a
-/// server that closed the connection (one that stopped, say) is not a
-/// session that took too long.
-async fn session_end(c: &mut switchboard::client::Client) -> Result<(), &'static str> {
-    let deadline = Instant::now() + SESSION_LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match c.next_pushed(left).await {
-            Some(Pushed::Event {
-                event: Event::SessionEnded { .. },
-                ..
-            }) => return Ok(()),
-            Some(Pushed::Closed) => {
-                return Err("the server closed the connection before the session ended")
-            }
-            Some(_) => continue,
-            None => return Err("session did not end in time"),
-        }
-    }
 }
 
 /// The figures both variants report.
