@@ -1,6 +1,7 @@
 //! The generator refuses what it cannot do, in plain words, and quickly:
 //! flags no run can honour (before anything connects), a chat set-up the
-//! server turns down, and a server that speaks the other protocol.
+//! server turns down, a server that speaks the other protocol, and one
+//! that goes away in the middle of a run.
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use switchboard_loadtests::scenarios::{scrape, Protocol};
 
 mod common;
 
-use common::{args, start_server_with};
+use common::{args, first_allowed_core, start_server, start_server_with};
 
 fn generator() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard-loadtests"));
@@ -21,10 +22,7 @@ fn generator() -> Command {
 /// `all`, with the server and the generator on a core this test may use
 /// (both on one: these runs end before anything is measured).
 fn all() -> Command {
-    let core = switchboard_loadtests::procstat::allowed_cores()
-        .and_then(|cores| cores.first().copied())
-        .expect("a core")
-        .to_string();
+    let core = first_allowed_core().to_string();
     let mut c = generator();
     c.args(["all", "--server-core", &core, "--generator-core", &core]);
     c
@@ -369,7 +367,7 @@ async fn routing_names_a_server_that_went_away_and_counts_each_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rep_missing_from_the_servers_catalog_is_named_with_the_catalog_to_use() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, _) = start_server_with(dir.path().join("data"), |_| {});
+    let port = start_server(dir.path().join("data"));
     let mut join = args(
         Scenario::JoinAlert,
         format!("ws://127.0.0.1:{port}/ws"),

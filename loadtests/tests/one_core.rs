@@ -6,20 +6,9 @@ use std::path::Path;
 use switchboard_loadtests::orchestrate::{pinned, start_and_read_port};
 use switchboard_loadtests::procstat;
 
-/// The first core this process may run on: a container's cpuset need not
-/// include core 0.
-fn first_allowed_core() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let list = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .expect("Cpus_allowed_list in /proc/self/status");
-    list.trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|c| c.parse().ok())
-        .expect("a core")
-}
+mod common;
+
+use common::first_allowed_core;
 
 #[test]
 fn pinned_to_one_core_the_relay_runs_on_one_thread() {

@@ -48,6 +48,14 @@ pub fn start_server_with(
         .expect("server starts in time")
 }
 
+/// The first core this process may run on: a container's cpuset need not
+/// include core 0.
+pub fn first_allowed_core() -> usize {
+    switchboard_loadtests::procstat::allowed_cores()
+        .and_then(|cores| cores.first().copied())
+        .expect("Cpus_allowed_list in /proc/self/status")
+}
+
 /// Starts the relay on Switchboard's stack (the stack baseline) in its own actix
 /// system on another thread; returns its port.
 pub fn start_actix_relay() -> u16 {
