@@ -267,7 +267,7 @@ impl std::fmt::Display for BadFlag {
 impl std::error::Error for BadFlag {}
 
 /// `flag`, which counts `what`, is at least 1.
-fn at_least_one<N: Default + PartialEq>(
+pub(crate) fn at_least_one<N: Default + PartialEq>(
     flag: &'static str,
     what: &str,
     value: N,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::catalog;
-use crate::cli::{run_scenario, RelayStack, RunArgs, Scenario};
+use crate::cli::{at_least_one, run_scenario, RelayStack, RunArgs, Scenario};
 use crate::report::{median_run, Report, ACTIX_RELAY};
 use crate::scenarios::Protocol;
 use crate::scenarios::ScenarioResult;
@@ -276,10 +276,7 @@ impl AllArgs {
                 );
             }
         }
-        anyhow::ensure!(
-            self.repeat >= 1,
-            "--repeat (runs of each scenario) must be at least 1; it is 0"
-        );
+        at_least_one("--repeat", "runs of each scenario", self.repeat)?;
         for scenario in self.scenarios() {
             for protocol in [Protocol::Relay, Protocol::Switchboard] {
                 if let Err(bad) = self.run_args(scenario, protocol, 0, 0, me).check() {
