@@ -6,9 +6,7 @@ use std::path::Path;
 use switchboard_loadtests::orchestrate::{pinned, start_and_read_port};
 use switchboard_loadtests::procstat;
 
-mod common;
-
-use common::first_allowed_core;
+use crate::common::first_allowed_core;
 
 #[test]
 fn pinned_to_one_core_the_relay_runs_on_one_thread() {

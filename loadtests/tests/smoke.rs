@@ -1,6 +1,10 @@
 //! The generator against a real server with tiny numbers, so it cannot rot.
 //! Not a benchmark: it checks that every scenario runs and reports sane
 //! fields, never how fast.
+//!
+//! Its own test binary, not a module of tests/main.rs: the idle scenario
+//! measures this process's memory and CPU (the server runs in it), and
+//! other tests running beside it in one process would move both.
 use switchboard_loadtests::cli::{run_scenario, Scenario};
 use switchboard_loadtests::relay;
 use switchboard_loadtests::report::{file_limit, Report, ACTIX_RELAY};

@@ -1,6 +1,6 @@
 //! What the generator's tests share: a real server with the load-test
 //! catalog, the relay on Switchboard's stack, and `run`'s flags.
-#![allow(dead_code)] // each test file uses its own share of these
+#![allow(dead_code)] // each of the two test binaries uses its own share
 
 use std::path::PathBuf;
 use std::time::Duration;
