@@ -9,7 +9,7 @@ use std::time::Duration;
 use switchboard_loadtests::cli::{run_scenario, Scenario};
 use switchboard_loadtests::scenarios::{scrape, Protocol};
 
-use crate::common::{args, first_allowed_core, start_server, start_server_with};
+use crate::common::{args, first_allowed_core, start_server, start_server_with, REPS};
 
 fn generator() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard-loadtests"));
@@ -372,7 +372,7 @@ async fn a_rep_missing_from_the_servers_catalog_is_named_with_the_catalog_to_use
         Protocol::Switchboard,
     );
     // The catalog has reps r0 to r3.
-    join.reps = crate::common::REPS + 1;
+    join.reps = REPS + 1;
     let error = format!("{:#}", run_scenario(&join).await.expect_err("no rep r4"));
     assert!(
         error.starts_with("rep 4 login: server error bad_credentials"),
