@@ -54,19 +54,9 @@ done
   echo "build first: cargo build --release -p switchboard -p switchboard-loadtests" >&2
   exit 1
 }
-. loadtests/valgrind-server.sh
+. loadtests/server.sh
 start_under_valgrind "$out" "$server" --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out"
-
-# The unit counted: customers or sessions that entered a queue, or chat
-# lines said.
-done_so_far() {
-  curl -s "http://127.0.0.1:$port/metrics" | case "$scenario" in
-    join | routing) awk '$1 ~ /^switchboard_sessions_entered_total/ { n += $2 } END { print n + 0 }' ;;
-    chat) awk '$1 ~ /^switchboard_protocol_messages_total/ && /direction="in"/ && /type="chat"/ { n += $2 }
-               END { print n + 0 }' ;;
-  esac
-}
 
 # Starts the generator with the scenario's own flags ("$@") and the ones
 # every count shares. The phase outlasts the window, with time to spare for
@@ -92,15 +82,15 @@ case "$scenario" in
     ;;
 esac
 
-while [ "$(done_so_far)" -lt "$start_at" ]; do
+while [ "$(units_done "$scenario")" -lt "$start_at" ]; do
   kill -0 "$generator_pid" 2>/dev/null || { echo "the generator stopped; see $out/generator.log" >&2; exit 1; }
   sleep 0.5
 done
 callgrind_control --instr=on "$server_pid" > /dev/null 2>&1
-first=$(done_so_far)
+first=$(units_done "$scenario")
 sleep "$window"
 callgrind_control --dump "$server_pid" > /dev/null 2>&1
-last=$(done_so_far)
+last=$(units_done "$scenario")
 callgrind_control --instr=off "$server_pid" > /dev/null 2>&1
 wait "$generator_pid"
 

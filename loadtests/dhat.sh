@@ -35,7 +35,7 @@ cargo build --release -p switchboard --bin switchboard --no-default-features \
   --target-dir target/dhat
 server=target/dhat/release/switchboard
 
-. loadtests/valgrind-server.sh
+. loadtests/server.sh
 start_under_valgrind "$out" "$server" --tool=dhat --dhat-out-file="$out/dhat.out"
 
 taskset -c 1 "$generator" run --scenario idle --teams 10 --connections "$connections" \

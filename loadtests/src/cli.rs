@@ -449,9 +449,10 @@ mod tests {
         generator_command(command_words(script, marker))
     }
 
-    /// One of loadtests/callgrind.sh's counts: `start_generator`'s command
-    /// with the flags its call for `scenario` passes in place of `"$@"`.
-    fn callgrind_command(script: &str, scenario: &str) -> Cmd {
+    /// One scenario's generator command in loadtests/callgrind.sh or
+    /// flamegraph.sh: `start_generator`'s command with the flags its call
+    /// for `scenario` passes in place of `"$@"`.
+    fn scenario_command(script: &str, scenario: &str) -> Cmd {
         let mut words = command_words(script, "\"$generator\" run \"$@\"");
         let own = command_words(script, &format!("start_generator --scenario {scenario}"));
         let at = words
@@ -474,15 +475,29 @@ mod tests {
         assert_eq!(all.idle_connections, 4000);
     }
 
-    /// The catalog that loadtests/valgrind-server.sh gives the server for
-    /// callgrind.sh and dhat.sh: (teams, reps).
-    fn valgrind_servers_catalog() -> (usize, usize) {
-        let script = include_str!("../valgrind-server.sh");
-        let Cmd::Catalog { teams, reps, .. } = scripts_command(script, "\"$generator\" catalog")
-        else {
-            panic!("valgrind-server.sh's first command is not `catalog`")
+    /// The catalog a script's call of loadtests/server.sh's `start_server`
+    /// (from the line where `marker` is) gives the server: (teams, reps).
+    fn servers_catalog(script: &str, marker: &str) -> (usize, usize) {
+        let server = include_str!("../server.sh");
+        let Cmd::Catalog { .. } = scripts_command(server, "\"$generator\" catalog") else {
+            panic!("server.sh's catalog command is not `catalog`")
         };
-        (teams, reps)
+        let words = command_words(script, marker);
+        let at = words
+            .iter()
+            .position(|w| w == "start_server")
+            .expect("the line calls start_server");
+        let number = |i: usize| -> usize {
+            let w = &words[at + i];
+            w.parse().unwrap_or_else(|_| panic!("{w} is not a count"))
+        };
+        (number(3), number(4))
+    }
+
+    /// The catalog loadtests/server.sh's `start_under_valgrind` gives the
+    /// server for callgrind.sh and dhat.sh: (teams, reps).
+    fn valgrind_servers_catalog() -> (usize, usize) {
+        servers_catalog(include_str!("../server.sh"), "start_server \"$dir\"")
     }
 
     /// loadtests/callgrind.sh needs valgrind and minutes, so CI does not
@@ -492,19 +507,19 @@ mod tests {
     fn the_callgrind_scripts_generator_commands_parse() {
         let script = include_str!("../callgrind.sh");
         let (teams, reps) = valgrind_servers_catalog();
-        let Cmd::Run(join) = callgrind_command(script, "join-alert") else {
+        let Cmd::Run(join) = scenario_command(script, "join-alert") else {
             panic!("the script's join command is not `run`")
         };
         assert!(matches!(join.scenario, Scenario::JoinAlert));
         assert_eq!((join.reps, join.teams), (reps, teams));
         assert_eq!((join.reps, join.teams), (100, 10));
-        let Cmd::Run(routing) = callgrind_command(script, "routing") else {
+        let Cmd::Run(routing) = scenario_command(script, "routing") else {
             panic!("the script's routing command is not `run`")
         };
         assert!(matches!(routing.scenario, Scenario::Routing));
         assert_eq!((routing.reps, routing.teams), (reps, teams));
         assert_eq!(routing.connections, 1);
-        let Cmd::Run(chat) = callgrind_command(script, "chat") else {
+        let Cmd::Run(chat) = scenario_command(script, "chat") else {
             panic!("the script's chat command is not `run`")
         };
         assert!(matches!(chat.scenario, Scenario::Chat));
@@ -522,5 +537,44 @@ mod tests {
         };
         assert!(matches!(idle.scenario, Scenario::Idle));
         assert_eq!(idle.teams, valgrind_servers_catalog().0);
+    }
+
+    /// loadtests/flamegraph.sh samples each scenario at the scale of the
+    /// run of record: its catalog and generator flags are `all`'s own.
+    #[test]
+    fn the_flamegraph_scripts_commands_are_alls() {
+        let script = include_str!("../flamegraph.sh");
+        let Cmd::All(all) = generator_command(vec![
+            "switchboard-loadtests".into(),
+            "all".into(),
+            "--server-bin".into(),
+            "x".into(),
+        ]) else {
+            panic!("`all` does not parse")
+        };
+        assert_eq!(
+            servers_catalog(script, "start_server \"$out\""),
+            (all.teams, all.reps)
+        );
+        for (scenario, flag) in [
+            (Scenario::JoinAlert, "join-alert"),
+            (Scenario::Routing, "routing"),
+            (Scenario::Chat, "chat"),
+        ] {
+            let Cmd::Run(run) = scenario_command(script, flag) else {
+                panic!("the script's {flag} command is not `run`")
+            };
+            let want = all.run_args(scenario, Protocol::Switchboard, 1, 1, Path::new("x"));
+            assert_eq!(run.scenario, scenario);
+            // The flags the scenario reads: only join to alert has a rate,
+            // and only chat's customers keep lines in flight (`--balls`).
+            let flags = |r: &RunArgs| {
+                let rate = (scenario == Scenario::JoinAlert).then_some(r.rate);
+                let balls = (scenario == Scenario::Chat).then_some(r.balls);
+                (r.connections, rate, r.reps, r.teams, balls)
+            };
+            assert_eq!(flags(&run), flags(&want), "{flag}");
+            assert_eq!(run.message_bytes, want.message_bytes, "{flag}");
+        }
     }
 }

@@ -1,0 +1,61 @@
+# Sourced by callgrind.sh, dhat.sh and flamegraph.sh: starts the server
+# pinned to core 0, on a fresh data directory and a load-test catalog,
+# and waits for its port; and counts the units of work it has done.
+#
+#   start_server OUT_DIR SERVER_BIN TEAMS REPS [WRAPPER...]
+#   start_under_valgrind OUT_DIR SERVER_BIN VALGRIND_ARGS...
+#   units_done join|routing|chat
+#
+# WRAPPER is what the server runs under (valgrind and its flags), or
+# nothing. The caller sets `generator` (the load generator's binary, which
+# writes the catalog). Sets `out` (OUT_DIR made absolute), `server_pid`
+# and `port`; the server is killed and its data directory removed when
+# the calling script exits. A fresh data directory means the server
+# hashes every rep's password as it starts (argon2, on purpose slow):
+# about 30 s for 1,000 reps, and minutes under valgrind.
+
+start_server() {
+  out=$1
+  local server=$2 teams=$3 reps=$4
+  shift 4
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  data=$(mktemp -d)
+  server_pid=
+  trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$data"' EXIT
+
+  "$generator" catalog --teams "$teams" --reps "$reps" --out "$out/catalog.toml"
+
+  SWITCHBOARD_CONFIG="$out/catalog.toml" SWITCHBOARD_DATA_DIR="$data" \
+    SWITCHBOARD_LISTEN=127.0.0.1:0 SWITCHBOARD_LOG_LEVEL=warn \
+    taskset -c 0 "$@" "$server" > "$out/server.log" 2>&1 &
+  server_pid=$!
+  port=
+  for _ in $(seq 600); do
+    port=$(sed -n 's/.*switchboard listening on port \([0-9]*\).*/\1/p' "$out/server.log")
+    [ -n "$port" ] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  [ -n "$port" ] || { echo "the server did not start; see $out/server.log" >&2; exit 1; }
+}
+
+# Under valgrind the catalog is 10 teams of 10 reps (rep i in team i mod
+# 10), so each join alerts ten reps as in the full scenario's 100 teams of
+# 1,000, with a tenth of the passwords to hash. Chat uses one rep per
+# team, as its full scenario does.
+start_under_valgrind() {
+  local dir=$1 bin=$2
+  shift 2
+  start_server "$dir" "$bin" 10 100 valgrind "$@"
+}
+
+# The units a scenario counts, read from the server's metrics: customers
+# or sessions that entered a queue (join, routing), or chat lines said.
+units_done() {
+  curl -s "http://127.0.0.1:$port/metrics" | case "$1" in
+    join | routing) awk '$1 ~ /^switchboard_sessions_entered_total/ { n += $2 } END { print n + 0 }' ;;
+    chat) awk '$1 ~ /^switchboard_protocol_messages_total/ && /direction="in"/ && /type="chat"/ { n += $2 }
+               END { print n + 0 }' ;;
+  esac
+}
