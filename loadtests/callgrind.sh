@@ -47,14 +47,8 @@ server=${2:-target/release/switchboard}
 out=${3:-loadtests/results/callgrind-$scenario-$(date +%s)}
 window=${4:-30}
 generator=target/release/switchboard-loadtests
-for tool in valgrind callgrind_control callgrind_annotate taskset curl; do
-  command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
-[ -x "$server" ] && [ -x "$generator" ] || {
-  echo "build first: cargo build --release -p switchboard -p switchboard-loadtests" >&2
-  exit 1
-}
 . loadtests/server.sh
+require_built "$server" valgrind callgrind_control callgrind_annotate taskset curl
 start_under_valgrind "$out" "$server" --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$out/callgrind.out"
 
@@ -82,10 +76,7 @@ case "$scenario" in
     ;;
 esac
 
-while [ "$(units_done "$scenario")" -lt "$start_at" ]; do
-  kill -0 "$generator_pid" 2>/dev/null || { echo "the generator stopped; see $out/generator.log" >&2; exit 1; }
-  sleep 0.5
-done
+await_units "$scenario" "$start_at"
 callgrind_control --instr=on "$server_pid" > /dev/null 2>&1
 first=$(units_done "$scenario")
 sleep "$window"

@@ -14,7 +14,7 @@
 # scenario is under way, with DWARF call stacks of up to 64 KiB: release
 # builds keep no frame pointers (with perf's `-g` no stack reached its
 # thread's root), and actix's nested futures make stacks deep (with 16
-# KiB copies a tenth to a fifth of them came out unrooted). Copying
+# KiB copies a fifth of them came out unrooted). Copying
 # each sample's stack costs the server's core as well, so read the shares
 # from a sampled run, not its throughput or latency. Needs perf (Debian's
 # linux-perf) allowed to sample the server and the kernel (root, or
@@ -39,14 +39,8 @@ out=${3:-loadtests/results/flamegraph-$scenario-$(date +%s)}
 seconds=${4:-5}
 duration=$((seconds + 15))
 generator=target/release/switchboard-loadtests
-for tool in perf inferno-collapse-perf inferno-flamegraph taskset curl; do
-  command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
-done
-[ -x "$server" ] && [ -x "$generator" ] || {
-  echo "build first: cargo build --release -p switchboard -p switchboard-loadtests" >&2
-  exit 1
-}
 . loadtests/server.sh
+require_built "$server" perf inferno-collapse-perf inferno-flamegraph taskset curl
 start_server "$out" "$server" 100 1000
 
 # Starts the generator with the scenario's own flags ("$@") and those of
@@ -74,10 +68,7 @@ case "$scenario" in
     ;;
 esac
 
-while [ "$(units_done "$scenario")" -lt "$start_at" ]; do
-  kill -0 "$generator_pid" 2>/dev/null || { echo "the generator stopped; see $out/generator.log" >&2; exit 1; }
-  sleep 0.5
-done
+await_units "$scenario" "$start_at"
 perf record -F 499 --call-graph dwarf,65528 -p "$server_pid" -o "$out/perf.data" \
   -- sleep "$seconds" 2> "$out/perf.log"
 wait "$generator_pid"

@@ -1,10 +1,13 @@
-# Sourced by callgrind.sh, dhat.sh and flamegraph.sh: starts the server
-# pinned to core 0, on a fresh data directory and a load-test catalog,
-# and waits for its port; and counts the units of work it has done.
+# Sourced by callgrind.sh, dhat.sh and flamegraph.sh: checks what a
+# script needs, starts the server pinned to core 0, on a fresh data
+# directory and a load-test catalog, and waits for its port; and counts
+# the units of work it has done.
 #
+#   require_built SERVER_BIN TOOL...
 #   start_server OUT_DIR SERVER_BIN TEAMS REPS [WRAPPER...]
 #   start_under_valgrind OUT_DIR SERVER_BIN VALGRIND_ARGS...
 #   units_done join|routing|chat
+#   await_units join|routing|chat COUNT
 #
 # WRAPPER is what the server runs under (valgrind and its flags), or
 # nothing. The caller sets `generator` (the load generator's binary, which
@@ -13,6 +16,18 @@
 # the calling script exits. A fresh data directory means the server
 # hashes every rep's password as it starts (argon2, on purpose slow):
 # about 30 s for 1,000 reps, and minutes under valgrind.
+
+require_built() {
+  local server=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
+  done
+  [ -x "$server" ] && [ -x "$generator" ] || {
+    echo "build first: cargo build --release -p switchboard -p switchboard-loadtests" >&2
+    exit 1
+  }
+}
 
 start_server() {
   out=$1
@@ -58,4 +73,13 @@ units_done() {
     chat) awk '$1 ~ /^switchboard_protocol_messages_total/ && /direction="in"/ && /type="chat"/ { n += $2 }
                END { print n + 0 }' ;;
   esac
+}
+
+# Waits until the scenario has done COUNT units, or exits if the generator
+# (started by the caller, `generator_pid`) has stopped.
+await_units() {
+  while [ "$(units_done "$1")" -lt "$2" ]; do
+    kill -0 "$generator_pid" 2>/dev/null || { echo "the generator stopped; see $out/generator.log" >&2; exit 1; }
+    sleep 0.5
+  done
 }
