@@ -97,3 +97,9 @@ fn a_store_cache_below_64_kib_is_refused() {
     let out = run(&[], &[("SWITCHBOARD_STORE_CACHE_BYTES", "4096")]);
     assert_refused(&out, "store.cache_bytes", "at least 65536");
 }
+
+#[test]
+fn batch_scheduling_takes_only_true_or_false() {
+    let out = run(&[], &[("SWITCHBOARD_BATCH_SCHEDULING", "maybe")]);
+    assert_refused(&out, "--batch-scheduling", "maybe");
+}

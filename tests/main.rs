@@ -25,6 +25,7 @@ mod recovery;
 mod rest_api;
 mod restart;
 mod resume;
+mod scheduling;
 mod shutdown;
 mod slow_client;
 mod supervisor_fallback;
