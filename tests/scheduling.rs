@@ -40,26 +40,26 @@ async fn busy_server(extra_env: &[(&str, &str)]) -> (tempfile::TempDir, ServerPr
     (dir, server)
 }
 
-#[tokio::test]
-async fn with_batch_scheduling_every_thread_runs_under_sched_batch() {
-    let (_dir, server) = busy_server(&[("SWITCHBOARD_BATCH_SCHEDULING", "true")]).await;
+/// The threads of a busy server started with `extra_env` whose policy is
+/// not `policy`, once it is known to have its threads started on demand.
+async fn threads_not_under(policy: u32, extra_env: &[(&str, &str)]) -> Vec<(String, u32)> {
+    let (_dir, server) = busy_server(extra_env).await;
     let threads = thread_policies(server.child.id());
     assert!(
         threads.len() >= 4,
         "expected the runtime's, sled's and the flusher's threads: {threads:?}"
     );
-    let other: Vec<_> = threads.iter().filter(|(_, p)| *p != BATCH_POLICY).collect();
+    threads.into_iter().filter(|(_, p)| *p != policy).collect()
+}
+
+#[tokio::test]
+async fn with_batch_scheduling_every_thread_runs_under_sched_batch() {
+    let other = threads_not_under(BATCH_POLICY, &[("SWITCHBOARD_BATCH_SCHEDULING", "true")]).await;
     assert!(other.is_empty(), "threads not under SCHED_BATCH: {other:?}");
 }
 
 #[tokio::test]
 async fn by_default_every_thread_keeps_the_default_policy() {
-    let (_dir, server) = busy_server(&[]).await;
-    let threads = thread_policies(server.child.id());
-    assert!(threads.len() >= 4, "{threads:?}");
-    let other: Vec<_> = threads
-        .iter()
-        .filter(|(_, p)| *p != DEFAULT_POLICY)
-        .collect();
+    let other = threads_not_under(DEFAULT_POLICY, &[]).await;
     assert!(other.is_empty(), "threads not under the default: {other:?}");
 }
