@@ -210,12 +210,14 @@ impl Default for ServerSettings {
             heartbeat_ms: 25_000,
             pong_timeout_ms: 10_000,
             hello_timeout_ms: 10_000,
-            // Off by default: on the server's one core it took 8 to 26%
-            // off a chat line's CPU and routed more sessions a second
-            // (+28% in the median of five direct pairs), but a join's
-            // median alert came later in ten pairs of eleven
-            // (docs/performance.md, change 50). A trade for the operator
-            // to make, not a default.
+            // Off by default: on the server's one core it took 6 to 26%
+            // off a chat line's CPU and routed 12 to 28% more sessions a
+            // second in the whole-benchmark runs, but a join's median
+            // alert came later in fifteen pairs of eighteen
+            // (docs/performance.md, change 50, and performance-rounds.md,
+            // round 29). The run of record measures the default, so it
+            // stays off until a run of record with it on, on a quiet
+            // machine.
             batch_scheduling: false,
         }
     }
