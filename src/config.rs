@@ -210,15 +210,14 @@ impl Default for ServerSettings {
             heartbeat_ms: 25_000,
             pong_timeout_ms: 10_000,
             hello_timeout_ms: 10_000,
-            // Off by default: on the server's one core it took 6 to 26%
-            // off a chat line's CPU and routed 12 to 28% more sessions a
-            // second in the whole-benchmark runs, but a join's median
-            // alert came later in fifteen pairs of eighteen
-            // (docs/performance.md, change 50, and performance-rounds.md,
-            // round 29). The run of record measures the default, so it
-            // stays off until a run of record with it on, on a quiet
-            // machine.
-            batch_scheduling: false,
+            // On by default since the thirtieth round: in five pairs of
+            // whole-benchmark runs on the server's one core it routed 10
+            // to 28% more sessions a second and took 6 to 25% off a chat
+            // line's CPU; the join's 2 ms p99 held in the run of record
+            // with it on. The alert's median came a little later in most
+            // earlier pairs, a tenth of a millisecond at most
+            // (docs/performance.md, change 51).
+            batch_scheduling: true,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! `server.batch_scheduling`: when it is on, the real server binary puts
+//! `server.batch_scheduling`: by default the real server binary puts
 //! every one of its threads under SCHED_BATCH (docs/configuration.md);
-//! by default it leaves them all under the default policy. Read from
+//! set to false, it leaves them all under the default policy. Read from
 //! /proc, as an operator would check it.
 
 use crate::common::*;
@@ -53,13 +53,14 @@ async fn threads_not_under(policy: u32, extra_env: &[(&str, &str)]) -> Vec<(Stri
 }
 
 #[tokio::test]
-async fn with_batch_scheduling_every_thread_runs_under_sched_batch() {
-    let other = threads_not_under(BATCH_POLICY, &[("SWITCHBOARD_BATCH_SCHEDULING", "true")]).await;
+async fn by_default_every_thread_runs_under_sched_batch() {
+    let other = threads_not_under(BATCH_POLICY, &[]).await;
     assert!(other.is_empty(), "threads not under SCHED_BATCH: {other:?}");
 }
 
 #[tokio::test]
-async fn by_default_every_thread_keeps_the_default_policy() {
-    let other = threads_not_under(DEFAULT_POLICY, &[]).await;
+async fn with_batch_scheduling_off_every_thread_keeps_the_default_policy() {
+    let other =
+        threads_not_under(DEFAULT_POLICY, &[("SWITCHBOARD_BATCH_SCHEDULING", "false")]).await;
     assert!(other.is_empty(), "threads not under the default: {other:?}");
 }
