@@ -50,8 +50,9 @@ fn init_logging(settings: &Settings) {
 /// is a switch for every hand-off, and each thread runs one message at a
 /// time. Under SCHED_BATCH the woken thread waits for the waker to block
 /// or use up its slice, and then finds several messages waiting: less CPU
-/// a message, a little more latency (docs/performance.md, change 50). Any
-/// process may choose this policy for itself; no privilege is needed.
+/// a message, sometimes a little more latency (docs/performance.md,
+/// changes 50 and 51; on unless configured off). Any process may choose
+/// this policy for itself; no privilege is needed.
 fn use_batch_scheduling() -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid sched_param that outlives the call, and
