@@ -1,6 +1,7 @@
 //! The docs name everything a client or operator can meet: every request
 //! type, error code and event kind in docs/protocol.md, every error code in
-//! docs/api.md, every config key in docs/configuration.md. No server needed.
+//! docs/api.md, every config key in docs/configuration.md with its
+//! default, which config/default.toml writes out. No server needed.
 use switchboard::config::Settings;
 use switchboard::error::ErrorCode;
 use switchboard::protocol::{Event, RequestBody};
@@ -56,9 +57,10 @@ fn event_kinds_list_is_complete() {
     assert_eq!(listed, variants, "Event::KINDS differs from the Event enum");
 }
 
-/// `section.key` for every value of the default settings, `[seed]` aside.
-fn config_keys() -> Vec<String> {
-    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+/// `section.key` and its value for every setting a table holds, `[seed]`
+/// aside, in `settings` as TOML.
+fn flatten(settings: &toml::Table) -> Vec<(String, toml::Value)> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
         for (key, value) in table {
             let path = if prefix.is_empty() {
                 key.clone()
@@ -67,16 +69,25 @@ fn config_keys() -> Vec<String> {
             };
             match value {
                 toml::Value::Table(t) => walk(&path, t, out),
-                _ => out.push(path),
+                v => out.push((path, v.clone())),
             }
         }
     }
-    let text = toml::to_string(&Settings::default()).expect("settings serialise");
-    let mut table: toml::Table = text.parse().expect("settings parse back");
+    let mut table = settings.clone();
     table.remove("seed");
-    let mut keys = Vec::new();
-    walk("", &table, &mut keys);
-    keys
+    let mut out = Vec::new();
+    walk("", &table, &mut out);
+    out
+}
+
+/// Every value of the default settings, by `section.key`.
+fn default_values() -> Vec<(String, toml::Value)> {
+    let text = toml::to_string(&Settings::default()).expect("settings serialise");
+    flatten(&text.parse().expect("settings parse back"))
+}
+
+fn config_keys() -> Vec<String> {
+    default_values().into_iter().map(|(k, _)| k).collect()
 }
 
 #[test]
@@ -88,6 +99,51 @@ fn configuration_md_names_every_config_key() {
         m.is_empty(),
         "docs/configuration.md does not mention: {m:?}"
     );
+}
+
+/// The default column of docs/configuration.md's table gives each key
+/// the value `Settings::default()` has, as TOML writes it.
+#[test]
+fn configuration_md_gives_every_key_its_default() {
+    let text = doc("configuration.md");
+    let mut wrong = Vec::new();
+    for (key, value) in default_values() {
+        let row = format!("| `{key}` |");
+        let Some(line) = text.lines().find(|l| l.starts_with(&row)) else {
+            wrong.push(format!("{key}: no row in the table"));
+            continue;
+        };
+        // | key | type | default | ...
+        let cell = line.split('|').nth(3).unwrap_or("").trim();
+        if !cell.starts_with(&format!("`{value}`")) {
+            wrong.push(format!("{key}: the table says {cell}, the code {value}"));
+        }
+    }
+    assert!(wrong.is_empty(), "docs/configuration.md: {wrong:?}");
+}
+
+/// config/default.toml writes the defaults out (docs/configuration.md),
+/// except the fallback queue it names for the demo: every setting it
+/// holds outside `[rules]` and `[seed]` has its default value.
+#[test]
+fn the_shipped_config_writes_the_defaults_out() {
+    let path = format!("{}/config/default.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("config/default.toml");
+    let mut shipped: toml::Table = text.parse().expect("config/default.toml parses");
+    shipped.remove("rules");
+    let defaults: std::collections::HashMap<_, _> = default_values().into_iter().collect();
+    let mut differ = Vec::new();
+    for (key, value) in flatten(&shipped) {
+        if key == "supervisor.fallback_queue" {
+            continue;
+        }
+        match defaults.get(&key) {
+            Some(d) if *d == value => {}
+            Some(d) => differ.push(format!("{key} = {value}, the default {d}")),
+            None => differ.push(format!("{key}: not a setting")),
+        }
+    }
+    assert!(differ.is_empty(), "config/default.toml: {differ:?}");
 }
 
 #[test]
