@@ -127,8 +127,7 @@ fn configuration_md_gives_every_key_its_default() {
 /// holds outside `[rules]` and `[seed]` has its default value.
 #[test]
 fn the_shipped_config_writes_the_defaults_out() {
-    let path = format!("{}/config/default.toml", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).expect("config/default.toml");
+    let text = std::fs::read_to_string(crate::common::config_path()).expect("config/default.toml");
     let mut shipped: toml::Table = text.parse().expect("config/default.toml parses");
     shipped.remove("rules");
     let defaults: std::collections::HashMap<_, _> = default_values().into_iter().collect();
