@@ -134,6 +134,15 @@ impl Application {
                 .configure(crate::http::routes)
         })
         .disable_signals()
+        // Nagle's algorithm off on every accepted socket. With it on (actix-web's
+        // default), a small frame written while the client has not yet
+        // acknowledged the last one waits for that acknowledgement, and a client
+        // that has nothing to send delays it by up to 40 ms (Linux's delayed ACK):
+        // a rep's alert, or the customer's "accepted" and "ended", came 20 to 40
+        // ms late in every routed session (docs/performance.md, change 52). Frames
+        // are already gathered into one write per wake-up (connection::socket),
+        // so the kernel has nothing left to coalesce.
+        .tcp_nodelay(true)
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);

@@ -28,6 +28,7 @@ mod resume;
 mod scheduling;
 mod shutdown;
 mod slow_client;
+mod sockets;
 mod supervisor_fallback;
 mod supervisor_routing;
 mod supervisor_rules;

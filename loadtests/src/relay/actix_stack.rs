@@ -49,6 +49,9 @@ pub fn bind(port: u16) -> anyhow::Result<(u16, actix_web::dev::Server)> {
             .app_data(web::Data::new(relay.clone()))
             .default_service(web::to(upgrade))
     })
+    // As Switchboard's server does (src/app.rs), and as the
+    // tokio-tungstenite relay does.
+    .tcp_nodelay(true)
     .bind(("127.0.0.1", port))
     .map_err(|e| anyhow::anyhow!("the relay cannot listen on 127.0.0.1:{port}: {e}"))?;
     let port = server
