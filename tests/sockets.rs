@@ -14,7 +14,6 @@ use std::os::fd::RawFd;
 
 use crate::common::*;
 use switchboard::domain::ids::ClientKind;
-use switchboard::protocol::Entry;
 
 /// The port a socket is bound to (`getsockname`) and whether it has a
 /// peer (`getpeername`): (port, connected), or None for a descriptor that
@@ -80,17 +79,7 @@ async fn every_connection_the_server_accepts_sends_without_nagle() {
     // call's keep-alive connection: each kind of socket the server serves.
     let mut alice = app.rep("alice").await;
     let mut customer = app.customer(ClientKind::Desktop).await;
-    let view = customer
-        .start_session(
-            Entry::IssueForm {
-                issue_type: "vpn".into(),
-            },
-            "Dee",
-            "Acme",
-            "no tunnel",
-        )
-        .await
-        .expect("session starts");
+    let view = start_issue(&mut customer, "vpn", "Dee").await;
     alert_for(&mut alice, &view.session).await;
     let http = reqwest::Client::new();
     let ready = http.get(app.http("/readyz")).send().await.expect("readyz");
