@@ -10,66 +10,40 @@
 //! side of real connections: the test runs the server in its own process,
 //! so those sockets are among the process's file descriptors.
 
-use std::os::fd::RawFd;
+use std::net::TcpStream;
+use std::os::fd::{BorrowedFd, RawFd};
 
 use crate::common::*;
 use switchboard::domain::ids::ClientKind;
 
-/// The port a socket is bound to (`getsockname`) and whether it has a
-/// peer (`getpeername`): (port, connected), or None for a descriptor that
-/// is not an IPv4 socket, or was closed meanwhile.
-fn tcp_ends(fd: RawFd) -> Option<(u16, bool)> {
-    // SAFETY: each call writes at most `len` bytes into the zeroed
-    // `sockaddr_in` it is given, and only reads `fd`; a descriptor closed
-    // by another thread meanwhile is an error (EBADF), not undefined.
-    unsafe {
-        let mut addr: libc::sockaddr_in = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let named = libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len);
-        if named != 0 || i32::from(addr.sin_family) != libc::AF_INET {
-            return None;
-        }
-        let port = u16::from_be(addr.sin_port);
-        let mut peer: libc::sockaddr_in = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let connected =
-            libc::getpeername(fd, &mut peer as *mut _ as *mut libc::sockaddr, &mut len) == 0;
-        Some((port, connected))
-    }
-}
-
-fn nodelay(fd: RawFd) -> bool {
-    let mut on: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: writes one c_int into `on`, whose size `len` gives.
-    let read = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &mut on as *mut _ as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    assert_eq!(read, 0, "getsockopt(TCP_NODELAY) on fd {fd}");
-    on != 0
-}
-
 /// The server's side of every connection it accepted on `port`: sockets
 /// bound to that port with a peer (the listener has none; the clients'
-/// sides are bound to other ports).
-fn accepted_sockets(port: u16) -> Vec<RawFd> {
-    let mut fds = Vec::new();
+/// sides are bound to other ports). Each is a duplicate of the server's
+/// descriptor, so reading its options through std's `TcpStream` and
+/// dropping it leaves the server's socket as it was.
+fn accepted_sockets(port: u16) -> Vec<(RawFd, TcpStream)> {
+    let mut sockets = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
         let Ok(entry) = entry else { continue };
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
-        if tcp_ends(fd) == Some((port, true)) {
-            fds.push(fd);
+        // SAFETY: the descriptor is borrowed only for the `dup` below; one
+        // closed by another thread meanwhile fails it (EBADF) rather than
+        // being used.
+        let Ok(dup) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else {
+            continue;
+        };
+        // Any descriptor will do here: one that is not a TCP socket fails
+        // `local_addr` and is skipped.
+        let socket = TcpStream::from(dup);
+        if let (Ok(local), Ok(_)) = (socket.local_addr(), socket.peer_addr()) {
+            if local.port() == port {
+                sockets.push((fd, socket));
+            }
         }
     }
-    fds
+    sockets
 }
 
 #[actix_web::test]
@@ -88,11 +62,13 @@ async fn every_connection_the_server_accepts_sends_without_nagle() {
     let accepted = accepted_sockets(app.port);
     assert!(
         accepted.len() >= 3,
-        "expected the rep's, the customer's and the REST client's connections, found {accepted:?}"
+        "expected the rep's, the customer's and the REST client's connections, found {:?}",
+        accepted.iter().map(|(fd, _)| fd).collect::<Vec<_>>()
     );
-    for fd in accepted {
+    for (fd, socket) in accepted {
+        let nodelay = socket.nodelay().expect("TCP_NODELAY can be read");
         assert!(
-            nodelay(fd),
+            nodelay,
             "the server's socket {fd} still runs Nagle's algorithm"
         );
     }
