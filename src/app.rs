@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
-use actix_web::{dev::Server, dev::ServerHandle, web, App, HttpServer};
+use actix_http::HttpService;
+use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::{AppConfig, Server, ServerHandle};
+use actix_web::{web, App};
 use tokio_util::sync::CancellationToken;
 
 use crate::actors::supervisor::{self, Supervisor};
@@ -42,6 +45,14 @@ pub struct Application {
 
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a new connection has to send its request's head (actix-web's
+/// default).
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection closed after a response gets to close its side
+/// before the socket is dropped (actix-web's default).
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Application {
     /// Must run inside an actix system (`#[actix_web::main]`,
@@ -125,30 +136,75 @@ impl Application {
         let path_cfg = web::PathConfig::default().error_handler(|e, _| crate::http::json_error(e));
         let query_cfg =
             web::QueryConfig::default().error_handler(|e, _| crate::http::json_error(e));
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(json_cfg.clone())
                 .app_data(path_cfg.clone())
                 .app_data(query_cfg.clone())
                 .configure(crate::http::routes)
-        })
-        .disable_signals()
-        // Nagle's algorithm off on every accepted socket. With it on (actix-web's
-        // default), a small frame written while the client has not yet
-        // acknowledged the last one waits for that acknowledgement, and a client
-        // that has nothing to send delays it by up to 40 ms (Linux's delayed ACK):
-        // a rep's alert, or the customer's "accepted" and "ended", came 20 to 40
-        // ms late in every routed session (docs/performance.md, change 52). Frames
-        // are already gathered into one write per wake-up (connection::socket),
-        // so the kernel has nothing left to coalesce.
-        .tcp_nodelay(true)
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+        };
+        // actix-web's `HttpServer`, spelled out (its `listen`) for the one
+        // thing it does not offer: an upgrade service, which takes a
+        // WebSocket's socket from actix-http once the handshake is answered
+        // (src/http/ws.rs, docs/performance.md, change 53).
+        let mut builder = actix_server::Server::build()
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
         if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
+            builder = builder.workers(settings.server.workers);
         }
-        let server = server
-            .listen(listener)
+        let graceful = builder.graceful_shutdown_signal();
+        let local = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.server.listen.clone(),
+            source,
+        })?;
+        let upgrade_hub = hub.clone();
+        let server = builder
+            .listen("switchboard", listener, move || {
+                let graceful = graceful.clone();
+                let hub = upgrade_hub.clone();
+                let app = app()
+                    .into_factory()
+                    .map_err(|e: actix_web::Error| e.error_response());
+                HttpService::build()
+                    // Keep-alive connections close at once when the server
+                    // stops, not when their keep-alive runs out.
+                    .graceful_shutdown_signal(move || {
+                        let graceful = graceful.clone();
+                        async move { graceful.notified().await }
+                    })
+                    // actix-web's defaults, which actix-http's builder does
+                    // not share.
+                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                    // Nagle's algorithm off on every accepted socket. With it
+                    // on (actix-web's default), a small frame written while
+                    // the client has not yet acknowledged the last one waits
+                    // for that acknowledgement, and a client that has
+                    // nothing to send delays it by up to 40 ms (Linux's
+                    // delayed ACK): a rep's alert, or the customer's
+                    // "accepted" and "ended", came 20 to 40 ms late in every
+                    // routed session (docs/performance.md, change 52).
+                    // Frames are already gathered into one write per wake-up
+                    // (connection::socket), so the kernel has nothing left to
+                    // coalesce.
+                    .tcp_nodelay(true)
+                    .local_addr(local)
+                    .upgrade(fn_factory(move || {
+                        let hub = hub.clone();
+                        async move {
+                            Ok::<_, ()>(fn_service(move |(req, framed)| {
+                                crate::http::ws::serve(hub.clone(), req, framed)
+                            }))
+                        }
+                    }))
+                    // Nothing in the routes reads the app's configuration
+                    // (host name, address): `ConnectionInfo` prefers the
+                    // request's own `Host`.
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })
             .map_err(|source| StartError::Bind {
                 addr: settings.server.listen.clone(),
                 source,

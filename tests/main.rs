@@ -32,3 +32,4 @@ mod sockets;
 mod supervisor_fallback;
 mod supervisor_routing;
 mod supervisor_rules;
+mod upgrade;

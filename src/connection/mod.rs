@@ -619,8 +619,6 @@ mod tests {
     use crate::domain::catalog::Catalog;
     use crate::metrics::Metrics;
     use crate::store::SledStore;
-    use actix_web::test::TestRequest;
-    use actix_web::FromRequest;
     use tokio_util::sync::CancellationToken;
 
     /// glibc's per-thread cache takes chunks up to this size; a larger
@@ -641,11 +639,8 @@ mod tests {
             Catalog::default(),
             CancellationToken::new(),
         ));
-        let (req, mut payload) = TestRequest::get().to_http_parts();
-        let body = actix_web::web::Payload::from_request(&req, &mut payload)
-            .await
-            .expect("a request body");
-        let (writer, reader, _body) = socket::open(body.into_inner(), 1 << 20);
+        let (server, _client) = tokio::io::duplex(1024);
+        let (writer, reader, _pump) = socket::open(server, bytes::BytesMut::new(), 1 << 20);
         (Connection::new(hub, writer), reader)
     }
 

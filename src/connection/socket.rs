@@ -1,72 +1,116 @@
-//! The WebSocket under a connection, over actix-http's frame codec.
+//! The WebSocket under a connection: the socket itself, after the upgrade,
+//! with actix-http's frame codec.
 //!
 //! Why not actix-ws (which Switchboard used until change 44): actix-ws puts
 //! a tokio channel between its `Session` and the response body, a second
 //! queue behind the connection's own bounded frame queue (change 28). That
 //! channel cost every connection 1.8 KiB (its first block of 32 messages
 //! and its state), and every frame out a trip through it and a wake-up of
-//! the body. Here the connection encodes each frame straight into a buffer
-//! that the response body hands to actix-http (docs/performance.md,
-//! change 44).
+//! the body.
+//!
+//! Why not a response body either (changes 44 to 52): actix-http's HTTP/1
+//! dispatcher keeps an 8 KiB read buffer and an 8 KiB write buffer for as
+//! long as the connection lives, and copies every frame out from the body
+//! into its write buffer before writing it. An idle customer's connection
+//! kept a page of each resident. Since change 53 the server's upgrade
+//! service (`crate::http::ws`) takes the socket from actix-http once the
+//! handshake is answered, and this module reads and writes it with buffers
+//! that exist only while bytes are in them (docs/performance.md).
 //!
 //! Three pieces share one small struct on the connection's worker thread
-//! (the connection's task and actix-http's dispatcher both run there, so
-//! it is an `Rc<RefCell<_>>`, never borrowed across an await):
+//! (the connection's task and the pump both run there, so it is an
+//! `Rc<RefCell<_>>`, never borrowed across an await):
 //! - [`Writer`], owned by the connection: encodes frames into the buffer.
 //!   The connection writes only while the buffer holds less than [`ROOM`]
-//!   bytes the body has not taken, and otherwise waits for
+//!   bytes the pump has not written, and otherwise waits for
 //!   [`Writer::room`], so a client that reads slowly backs its frames up
 //!   into the connection's bounded queue (whose overflow closes the
 //!   connection) and not into this buffer;
-//! - [`Body`], the response body that actix-http's dispatcher polls when it
-//!   can write: it takes the whole buffer;
-//! - [`Reader`], what the client sends: actix-http's request payload,
-//!   decoded by its codec, a fragmented message joined into one.
+//! - [`Pump`], the future that owns the socket: it writes whatever the
+//!   writer encoded, one write for all the frames of a wake-up, and reads
+//!   what the client sends while the reader keeps up;
+//! - [`Reader`], what the client sends, decoded by the codec, a fragmented
+//!   message joined into one.
 //!
-//! When the dispatcher drops the body (the socket failed or closed), the
-//! writer's next frame fails and the reader ends.
+//! When the pump ends (the socket failed or closed), the writer's next
+//! frame fails and the reader ends.
 use std::cell::RefCell;
-use std::convert::Infallible;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use actix_codec::Decoder;
-use actix_http::body::{BodySize, MessageBody};
+use actix_codec::{Decoder, Framed, FramedParts};
+use actix_http::h1;
 use actix_http::ws::{Codec, Frame, Item, OpCode, Parser, ProtocolError};
-use actix_http::Payload;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use actix_http::ws::{CloseCode, CloseReason};
 
-/// Bytes of frames the body has not yet taken beyond which the writer
-/// waits. The dispatcher takes them whenever its own write buffer is below
-/// its flush threshold (8 KiB), so this is reached only when the client
-/// reads more slowly than the server writes.
+/// Bytes of frames the pump has not yet written beyond which the writer
+/// waits. The pump writes whenever the socket takes them, so this is
+/// reached only when the client reads more slowly than the server writes.
 pub const ROOM: usize = 16 * 1024;
+
+/// The most the pump reads from the socket at a time, onto its stack;
+/// what came is copied into the reader's input, which is let go of once
+/// the reader has decoded everything in it (the messages keep their part
+/// until they are handled), so an idle connection holds no read buffer at
+/// all.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// The most a WebSocket frame's header takes (RFC 6455, 5.2: two bytes,
+/// eight of length, four of mask).
+const MAX_FRAME_HEADER: usize = 14;
+
+/// After its close frame is written and its side shut down, how long the
+/// pump goes on reading (and dropping) what the client still sends before
+/// it closes the socket. Closing a socket with unread bytes in it makes
+/// the kernel answer with a reset, which can reach the client before it
+/// has read the close frame; actix-web's default wait for a client to
+/// disconnect is the same second.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// RFC 6455, 5.5: a control frame's payload is at most 125 bytes, so a
 /// close frame's reason at most 123 after its two-byte code.
 const MAX_CONTROL_PAYLOAD: usize = 125;
 const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 
-/// What the writer, the body and the reader share.
+/// How the client's side of the socket ended.
+enum ReadEnd {
+    /// The client shut its side (or closed the socket).
+    Eof,
+    /// The socket failed.
+    Lost(String),
+}
+
+/// What the writer, the pump and the reader share.
 #[derive(Default)]
 struct Shared {
-    /// Encoded frames the body has not taken yet.
+    /// Encoded frames the pump has not written yet.
     out: BytesMut,
-    /// The body, waiting for frames.
-    body: Option<Waker>,
+    /// Bytes read from the client and not yet decoded.
+    input: BytesMut,
+    /// The pump stopped reading because `input` is full; the reader wakes
+    /// it once it has decoded some.
+    input_full: bool,
+    /// The client's side ended; the reader reports it once `input` is
+    /// decoded.
+    read_end: Option<ReadEnd>,
+    /// The pump, waiting for frames to write or room to read into.
+    pump: Option<Waker>,
     /// The writer, waiting for room.
     writer: Option<Waker>,
-    /// The reader, waiting for the client; woken too when the body goes.
+    /// The reader, waiting for the client; woken too when the pump goes.
     reader: Option<Waker>,
-    /// A close frame is in `out`, or the writer is gone: the body ends
-    /// once `out` is taken.
+    /// A close frame is in `out`, or the writer is gone: the pump closes
+    /// the socket once `out` is written.
     finished: bool,
-    /// The body was dropped: nothing written now reaches the client.
+    /// The pump is gone: nothing written now reaches the client.
     gone: bool,
 }
 
@@ -92,26 +136,47 @@ fn wake(waker: Option<Waker>) {
     }
 }
 
-/// The three ends of a new WebSocket whose request body is `payload`; the
-/// reader refuses messages over `max_message` bytes, fragmented or not.
-pub fn open(payload: Payload, max_message: usize) -> (Writer, Reader, Body) {
-    let shared = Rc::new(RefCell::new(Shared::default()));
+/// The three ends of a WebSocket over `io`, whose handshake is done.
+/// `already_read` is what the client sent after its handshake request and
+/// actix-http read with it (its first frames, if it did not wait for the
+/// answer). The reader refuses messages over `max_message` bytes,
+/// fragmented or not.
+pub fn open<T>(io: T, already_read: BytesMut, max_message: usize) -> (Writer, Reader, Pump<T>) {
+    let shared = Rc::new(RefCell::new(Shared {
+        input: already_read,
+        ..Shared::default()
+    }));
     let reader = Reader {
         shared: shared.clone(),
-        payload,
-        buf: BytesMut::new(),
         codec: Codec::new().max_size(max_message),
         fragments: None,
         max_message,
         done: false,
     };
-    (
-        Writer {
-            shared: shared.clone(),
-        },
-        reader,
-        Body { shared },
-    )
+    let pump = Pump {
+        io,
+        shared: shared.clone(),
+        // A whole frame of the largest size fits: the codec refuses a
+        // larger one from its header, so a full buffer always holds a
+        // frame to decode.
+        input_limit: max_message.saturating_add(MAX_FRAME_HEADER),
+        read_done: false,
+        lingering: None,
+    };
+    (Writer { shared }, reader, pump)
+}
+
+/// [`open`] on the socket of a WebSocket whose handshake `framed` has
+/// answered. Everything else of actix-http's connection (its two 8 KiB
+/// buffers, its HTTP codec) is dropped here, before the socket's long life
+/// begins; what the client sent after its request is kept.
+pub fn take_over<T>(framed: Framed<T, h1::Codec>, max_message: usize) -> (Writer, Reader, Pump<T>) {
+    let FramedParts { io, read_buf, .. } = framed.into_parts();
+    let already_read = match read_buf.is_empty() {
+        true => BytesMut::new(),
+        false => read_buf,
+    };
+    open(io, already_read, max_message)
 }
 
 /// The socket is closed: the frame was not written.
@@ -157,8 +222,8 @@ impl Writer {
         s.closed() || s.out.len() < ROOM
     }
 
-    /// Waits until the body has taken enough that a frame may be written;
-    /// `Closed` if it never will be. Cancel-safe: it only looks.
+    /// Waits until the pump has written enough that a frame may be
+    /// written; `Closed` if it never will be. Cancel-safe: it only looks.
     pub async fn room(&mut self) -> Result<(), Closed> {
         poll_fn(|cx| {
             let mut s = self.shared.borrow_mut();
@@ -174,7 +239,7 @@ impl Writer {
         .await
     }
 
-    /// The close frame, and the end of the response body once it is
+    /// The close frame, after which the pump closes the socket once it is
     /// written. It does not wait for room: a connection closes a client
     /// that reads too slowly, and one more small frame is the bound.
     pub fn close(&mut self, reason: Option<CloseReason>) -> Result<(), Closed> {
@@ -193,33 +258,35 @@ impl Writer {
         })
     }
 
-    /// Encodes a frame into the buffer and wakes the body; after the last
-    /// frame (`finish`) nothing more is written and the body ends.
+    /// Encodes a frame into the buffer and wakes the pump; after the last
+    /// frame (`finish`) nothing more is written and the pump closes the
+    /// socket. The pump runs once this wake-up's other work is done, so
+    /// the frames a connection writes in one wake-up go out in one write.
     fn append(&mut self, finish: bool, encode: impl FnOnce(&mut BytesMut)) -> Result<(), Closed> {
-        let body = {
+        let pump = {
             let mut s = self.shared.borrow_mut();
             if s.closed() {
                 return Err(Closed);
             }
             encode(&mut s.out);
             s.finished = finish;
-            s.body.take()
+            s.pump.take()
         };
-        wake(body);
+        wake(pump);
         Ok(())
     }
 }
 
 impl Drop for Writer {
     /// A connection that ends without a close frame (it panicked) still
-    /// ends its response, so actix-http closes the socket.
+    /// has its socket closed.
     fn drop(&mut self) {
-        let body = {
+        let pump = {
             let mut s = self.shared.borrow_mut();
             s.finished = true;
-            s.body.take()
+            s.pump.take()
         };
-        wake(body);
+        wake(pump);
     }
 }
 
@@ -237,42 +304,143 @@ fn truncate_at_char(s: &mut String, max: usize) {
     }
 }
 
-/// The WebSocket response's body: the frames the writer encoded.
-pub struct Body {
+/// The future that owns the socket: it ends when the socket is closed, by
+/// the server (after its close frame) or from under it.
+pub struct Pump<T> {
+    io: T,
     shared: Rc<RefCell<Shared>>,
+    /// The most undecoded bytes the pump reads ahead of the reader.
+    input_limit: usize,
+    /// The client's side ended: nothing more to read.
+    read_done: bool,
+    /// Set once the close frame is written and the server's side shut:
+    /// the deadline of [`CLOSE_LINGER`].
+    lingering: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl MessageBody for Body {
-    type Error = Infallible;
+/// What one step of the pump did.
+enum Step {
+    /// Moved bytes: look again.
+    Progress,
+    /// Nothing to do until woken.
+    Idle,
+    /// The socket is done with.
+    End,
+}
 
-    fn size(&self) -> BodySize {
-        BodySize::Stream
-    }
-
-    fn poll_next(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+impl<T: AsyncRead + AsyncWrite + Unpin> Pump<T> {
+    /// Writes what the writer encoded; once the close frame is written,
+    /// shuts the server's side.
+    fn write(&mut self, cx: &mut Context<'_>) -> Step {
         let mut s = self.shared.borrow_mut();
-        if !s.out.is_empty() {
-            // Taken whole rather than split off: its room goes with it, so
-            // an idle connection holds no buffer here, and a burst's large
-            // one is not kept.
-            let frames = std::mem::take(&mut s.out).freeze();
-            let writer = s.writer.take();
-            drop(s);
-            wake(writer);
-            return Poll::Ready(Some(Ok(frames)));
+        if s.out.is_empty() {
+            if !s.finished {
+                return Step::Idle;
+            }
+            return match Pin::new(&mut self.io).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.lingering = Some(Box::pin(tokio::time::sleep(CLOSE_LINGER)));
+                    Step::Progress
+                }
+                Poll::Ready(Err(_)) => Step::End,
+                Poll::Pending => Step::Idle,
+            };
         }
-        if s.finished {
-            return Poll::Ready(None);
+        match Pin::new(&mut self.io).poll_write(cx, &s.out) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Step::End,
+            Poll::Ready(Ok(n)) => {
+                s.out.advance(n);
+                if s.out.is_empty() {
+                    // Let go of the block rather than hold it while idle,
+                    // and a burst's large one with it.
+                    s.out = BytesMut::new();
+                }
+                let writer = s.writer.take();
+                drop(s);
+                wake(writer);
+                Step::Progress
+            }
+            Poll::Pending => Step::Idle,
         }
-        park(&mut s.body, cx);
-        Poll::Pending
+    }
+
+    /// Reads what the client sent into the reader's input, unless the
+    /// reader is a whole frame behind.
+    fn read(&mut self, cx: &mut Context<'_>) -> Step {
+        if self.read_done {
+            return Step::Idle;
+        }
+        let mut s = self.shared.borrow_mut();
+        if s.input.len() >= self.input_limit {
+            s.input_full = true;
+            return Step::Idle;
+        }
+        // Read onto the stack and keep only what came: most wake-ups of the
+        // pump are for frames out, and find nothing to read, so reading
+        // straight into the input would give it a block to hold each time.
+        let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut scratch);
+        let end = match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Pending => return Step::Idle,
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => Some(ReadEnd::Eof),
+            Poll::Ready(Ok(())) => {
+                s.input.extend_from_slice(buf.filled());
+                None
+            }
+            Poll::Ready(Err(e)) => Some(ReadEnd::Lost(e.to_string())),
+        };
+        if end.is_some() {
+            self.read_done = true;
+            s.read_end = end;
+        }
+        let reader = s.reader.take();
+        drop(s);
+        wake(reader);
+        Step::Progress
+    }
+
+    /// After the close: drops what the client still sends until it closes
+    /// its side, fails, or [`CLOSE_LINGER`] is over.
+    fn linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut scratch = [0u8; 512];
+        while !self.read_done {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        match self.lingering.as_mut() {
+            Some(deadline) if !self.read_done => deadline.as_mut().poll(cx),
+            _ => Poll::Ready(()),
+        }
     }
 }
 
-impl Drop for Body {
+impl<T: AsyncRead + AsyncWrite + Unpin> Future for Pump<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            if this.lingering.is_some() {
+                return this.linger(cx);
+            }
+            let wrote = this.write(cx);
+            if let Step::End = wrote {
+                return Poll::Ready(());
+            }
+            let read = this.read(cx);
+            if let (Step::Idle, Step::Idle) = (&wrote, &read) {
+                park(&mut this.shared.borrow_mut().pump, cx);
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl<T> Drop for Pump<T> {
     fn drop(&mut self) {
         let (writer, reader) = {
             let mut s = self.shared.borrow_mut();
@@ -317,13 +485,9 @@ struct Fragments {
     len: usize,
 }
 
-/// The client's messages, one at a time.
+/// The client's messages, one at a time, decoded from what the pump read.
 pub struct Reader {
     shared: Rc<RefCell<Shared>>,
-    payload: Payload,
-    /// Bytes read and not yet decoded: at most part of one frame between
-    /// polls, and no allocation at all when that is nothing.
-    buf: BytesMut,
     codec: Codec,
     /// Boxed: most connections never see a fragment, and every connection's
     /// task holds its reader for as long as it is open.
@@ -389,6 +553,25 @@ impl Reader {
     }
 }
 
+/// The payload length a frame's header declares (RFC 6455, 5.2), or 0
+/// while the header is not all there.
+fn declared_length(header: &[u8]) -> u64 {
+    match header {
+        [_, second, rest @ ..] => match second & 0x7f {
+            126 => match rest {
+                [a, b, ..] => u16::from_be_bytes([*a, *b]).into(),
+                _ => 0,
+            },
+            127 => match rest.get(..8) {
+                Some(long) => long.try_into().map(u64::from_be_bytes).unwrap_or(0),
+                None => 0,
+            },
+            short => short.into(),
+        },
+        _ => 0,
+    }
+}
+
 fn checked_text(b: Bytes) -> Result<Incoming, ReadError> {
     match std::str::from_utf8(&b) {
         Ok(_) => Ok(Incoming::Text(b)),
@@ -405,15 +588,41 @@ impl Stream for Reader {
             if this.done {
                 return Poll::Ready(None);
             }
-            match this.codec.decode(&mut this.buf) {
-                Ok(Some(frame)) => match this.assemble(frame) {
-                    Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
-                    Ok(None) => continue,
-                    Err(e) => {
-                        this.done = true;
-                        return Poll::Ready(Some(Err(e)));
+            let mut s = this.shared.borrow_mut();
+            let decoded = this.codec.decode(&mut s.input);
+            if s.input.is_empty() {
+                // Let go of the block the last bytes came in (the decoded
+                // frames keep their part) rather than hold it while idle.
+                s.input = BytesMut::new();
+            }
+            // The pump stopped reading a whole frame ahead: it may go on.
+            let pump = match s.input_full {
+                true => {
+                    s.input_full = false;
+                    s.pump.take()
+                }
+                false => None,
+            };
+            match decoded {
+                Ok(Some(frame)) => {
+                    drop(s);
+                    wake(pump);
+                    match this.assemble(frame) {
+                        Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
+                        Ok(None) => continue,
+                        Err(e) => {
+                            this.done = true;
+                            return Poll::Ready(Some(Err(e)));
+                        }
                     }
-                },
+                }
+                // actix-http's parser refuses a frame over the limit only
+                // once all of it has arrived: a client could make the server
+                // hold gigabytes first. Its header says how long it is.
+                Ok(None) if declared_length(&s.input) > this.max_message as u64 => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(ReadError::TooLarge(this.max_message))));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     this.done = true;
@@ -424,27 +633,20 @@ impl Stream for Reader {
                     return Poll::Ready(Some(Err(e)));
                 }
             }
-            if this.buf.is_empty() {
-                // Let go of the block the last bytes came in (part of
-                // actix-http's read buffer) rather than hold it while idle.
-                this.buf = BytesMut::new();
-            }
-            if this.shared.borrow().gone {
+            if s.gone {
                 this.done = true;
                 continue;
             }
-            match Pin::new(&mut this.payload).poll_next(cx) {
-                Poll::Ready(Some(Ok(bytes))) => match this.buf.is_empty() {
-                    true => this.buf = BytesMut::from(bytes),
-                    false => this.buf.extend_from_slice(&bytes),
-                },
-                Poll::Ready(Some(Err(e))) => {
+            match s.read_end.take() {
+                Some(ReadEnd::Eof) => this.done = true,
+                Some(ReadEnd::Lost(e)) => {
                     this.done = true;
-                    return Poll::Ready(Some(Err(ReadError::Lost(e.to_string()))));
+                    return Poll::Ready(Some(Err(ReadError::Lost(e))));
                 }
-                Poll::Ready(None) => this.done = true,
-                Poll::Pending => {
-                    park(&mut this.shared.borrow_mut().reader, cx);
+                None => {
+                    park(&mut s.reader, cx);
+                    drop(s);
+                    wake(pump);
                     return Poll::Pending;
                 }
             }
@@ -458,17 +660,35 @@ mod tests {
     use actix_codec::Encoder;
     use actix_http::ws::Message;
     use futures_util::StreamExt;
-    use std::future::Future;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-    /// A reader fed `frames`, encoded as a client encodes them (masked),
-    /// then the end of the request body.
-    fn reader_of(frames: Vec<Message>, max: usize) -> (Writer, Reader, Body) {
+    /// Frames encoded as a client encodes them (masked).
+    fn client_frames(frames: Vec<Message>) -> BytesMut {
         let mut codec = Codec::new().client_mode();
         let mut bytes = BytesMut::new();
         for f in frames {
             codec.encode(f, &mut bytes).expect("encodes");
         }
-        open(Payload::from(bytes.freeze()), max)
+        bytes
+    }
+
+    /// A socket whose pump runs on this thread, and the client's end of it.
+    fn socket(max: usize, capacity: usize) -> (Writer, Reader, DuplexStream) {
+        let (server, client) = tokio::io::duplex(capacity);
+        let (w, r, pump) = open(server, BytesMut::new(), max);
+        actix_rt::spawn(pump);
+        (w, r, client)
+    }
+
+    /// A reader fed `frames`, then the end of the client's side.
+    async fn reader_of(frames: Vec<Message>, max: usize) -> (Writer, Reader, DuplexStream) {
+        let (w, r, mut client) = socket(max, 64 * 1024);
+        client
+            .write_all(&client_frames(frames))
+            .await
+            .expect("writes");
+        client.shutdown().await.expect("shuts its side");
+        (w, r, client)
     }
 
     async fn all(reader: &mut Reader) -> Vec<Result<Incoming, String>> {
@@ -481,7 +701,7 @@ mod tests {
 
     #[actix_web::test]
     async fn whole_and_fragmented_messages_come_out_whole() {
-        let (_w, mut r, _b) = reader_of(
+        let (_w, mut r, _c) = reader_of(
             vec![
                 Message::Binary(Bytes::from_static(b"one")),
                 Message::Continuation(Item::FirstText(Bytes::from_static(b"h\xc3"))),
@@ -493,7 +713,8 @@ mod tests {
                 Message::Close(None),
             ],
             64,
-        );
+        )
+        .await;
         assert_eq!(
             all(&mut r).await,
             vec![
@@ -506,21 +727,45 @@ mod tests {
         );
     }
 
+    /// What actix-http read past the handshake request comes first.
+    #[actix_web::test]
+    async fn bytes_read_with_the_handshake_come_first() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let early = client_frames(vec![Message::Binary(Bytes::from_static(b"early"))]);
+        let (_w, mut r, pump) = open(server, early, 64);
+        actix_rt::spawn(pump);
+        client
+            .write_all(&client_frames(vec![Message::Binary(Bytes::from_static(
+                b"late",
+            ))]))
+            .await
+            .expect("writes");
+        client.shutdown().await.expect("shuts its side");
+        assert_eq!(
+            all(&mut r).await,
+            vec![
+                Ok(Incoming::Binary(Bytes::from_static(b"early"))),
+                Ok(Incoming::Binary(Bytes::from_static(b"late"))),
+            ]
+        );
+    }
+
     #[actix_web::test]
     async fn a_message_over_the_limit_ends_the_reader_whole_or_in_fragments() {
-        let (_w, mut r, _b) = reader_of(vec![Message::Binary(Bytes::from(vec![0; 65]))], 64);
+        let (_w, mut r, _c) = reader_of(vec![Message::Binary(Bytes::from(vec![0; 65]))], 64).await;
         assert_eq!(
             all(&mut r).await,
             vec![Err("a message is over the 64 bytes the server reads".into())]
         );
-        let (_w, mut r, _b) = reader_of(
+        let (_w, mut r, _c) = reader_of(
             vec![
                 Message::Continuation(Item::FirstBinary(Bytes::from(vec![0; 40]))),
                 Message::Continuation(Item::Last(Bytes::from(vec![0; 40]))),
                 Message::Binary(Bytes::from_static(b"never read")),
             ],
             64,
-        );
+        )
+        .await;
         let got = all(&mut r).await;
         assert_eq!(
             got,
@@ -528,24 +773,58 @@ mod tests {
         );
     }
 
+    /// Refused from its header: a client cannot make the server hold a
+    /// frame it will refuse anyway.
+    #[actix_web::test]
+    async fn a_frame_over_the_limit_is_refused_before_its_payload_arrives() {
+        for declared in [65u64, 70_000, 1 << 40] {
+            let (_w, mut r, mut client) = socket(64, 64 * 1024);
+            // A binary frame's header, masked, whose payload never comes.
+            let mut header = vec![0x82u8];
+            match declared {
+                0..=125 => header.push(0x80 | declared as u8),
+                126..=65_535 => {
+                    header.push(0x80 | 126);
+                    header.extend_from_slice(&(declared as u16).to_be_bytes());
+                }
+                _ => {
+                    header.push(0x80 | 127);
+                    header.extend_from_slice(&declared.to_be_bytes());
+                }
+            }
+            header.extend_from_slice(&[1, 2, 3, 4]);
+            client.write_all(&header).await.expect("writes");
+            let got = tokio::time::timeout(Duration::from_secs(5), r.next()).await;
+            assert!(
+                matches!(got, Ok(Some(Err(ReadError::TooLarge(64))))),
+                "declared {declared}: {got:?}"
+            );
+        }
+        assert_eq!(declared_length(&[0x82]), 0, "not all there yet");
+        assert_eq!(declared_length(&[0x82, 0xfe, 1]), 0, "not all there yet");
+        assert_eq!(declared_length(&[0x82, 0x85]), 5);
+    }
+
     #[actix_web::test]
     async fn text_that_is_not_utf8_is_an_error() {
-        let (_w, mut r, _b) = reader_of(
+        let (_w, mut r, _c) = reader_of(
             vec![Message::Continuation(Item::FirstText(Bytes::from_static(
                 b"\xff",
             )))],
             64,
-        );
+        )
+        .await;
         // Not yet: a fragment may end mid-character.
         assert_eq!(all(&mut r).await, vec![]);
-        let mut codec = Codec::new().client_mode();
         let mut bytes = BytesMut::new();
         // Raw, since actix-http's own encoder only writes UTF-8 text.
         Parser::write_message(&mut bytes, b"\xff\xfe", OpCode::Text, true, true);
-        codec
-            .encode(Message::Binary(Bytes::from_static(b"after")), &mut bytes)
-            .expect("encodes");
-        let (_w, mut r, _b) = open(Payload::from(bytes.freeze()), 64);
+        bytes.extend_from_slice(&client_frames(vec![Message::Binary(Bytes::from_static(
+            b"after",
+        ))]));
+        let (_w, mut r, mut client) = socket(64, 1024);
+        client.write_all(&bytes).await.expect("writes");
+        client.shutdown().await.expect("shuts its side");
         assert_eq!(
             all(&mut r).await,
             vec![Err("a text message is not UTF-8".into())]
@@ -556,7 +835,8 @@ mod tests {
     async fn an_unmasked_frame_is_a_protocol_error() {
         let mut bytes = BytesMut::new();
         Parser::write_message(&mut bytes, b"x", OpCode::Binary, true, false);
-        let (_w, mut r, _b) = open(Payload::from(bytes.freeze()), 64);
+        let (_w, mut r, mut client) = socket(64, 1024);
+        client.write_all(&bytes).await.expect("writes");
         let got = r.next().await;
         assert!(
             matches!(
@@ -566,20 +846,6 @@ mod tests {
             "{got:?}"
         );
         assert!(r.next().await.is_none());
-    }
-
-    /// The bytes the body yields until it waits or ends.
-    fn drain(body: &mut Body) -> (Vec<u8>, bool) {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut out = Vec::new();
-        loop {
-            match Pin::new(&mut *body).poll_next(&mut cx) {
-                Poll::Ready(Some(Ok(b))) => out.extend_from_slice(&b),
-                Poll::Ready(None) => return (out, true),
-                Poll::Pending => return (out, false),
-                Poll::Ready(Some(Err(e))) => match e {},
-            }
-        }
     }
 
     /// Decodes server frames (unmasked) as a client does.
@@ -595,9 +861,8 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn the_body_carries_frames_in_order_and_ends_after_close() {
-        let (mut w, _r, mut body) = reader_of(vec![], 64);
-        assert_eq!(body.size(), BodySize::Stream);
+    async fn frames_go_out_in_order_and_the_socket_closes_after_close() {
+        let (mut w, _r, mut client) = socket(64, 64 * 1024);
         w.binary(b"\x81\xa1a").expect("open");
         w.text("héllo").expect("open");
         w.ping(&[7; 200]).expect("open");
@@ -609,8 +874,10 @@ mod tests {
         .expect("open");
         assert_eq!(w.binary(b"late"), Err(Closed));
         assert_eq!(w.room().await, Err(Closed));
-        let (bytes, ended) = drain(&mut body);
-        assert!(ended, "the body ends after the close frame");
+        // The server shuts its side after the close frame: the client
+        // reads to the end.
+        let mut bytes = Vec::new();
+        client.read_to_end(&mut bytes).await.expect("reads");
         let got = frames(&bytes);
         assert_eq!(got[0], Frame::Binary(Bytes::from_static(b"\x81\xa1a")));
         assert_eq!(got[1], Frame::Text(Bytes::from("héllo")));
@@ -625,32 +892,94 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn the_writer_waits_for_room_and_fails_once_the_body_is_gone() {
-        // A request body that stays open, as a live client's does.
-        let (_client, payload) = actix_http::h1::Payload::create(false);
-        let (mut w, mut r, mut body) = open(Payload::from(payload), 64);
+    async fn the_writer_waits_for_room_and_fails_once_the_pump_is_gone() {
+        // A client that reads nothing yet: the socket takes 1 KiB.
+        let (server, mut client) = tokio::io::duplex(1024);
+        let (mut w, mut r, pump) = open(server, BytesMut::new(), 64);
+        let pump = actix_rt::spawn(pump);
         let frame = [1u8; 1000];
-        while w.has_room() {
-            w.binary(&frame).expect("open");
+        // Fill the socket, then the writer's room behind it.
+        for _ in 0..2 {
+            while w.has_room() {
+                w.binary(&frame).expect("open");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // Full: the writer waits until the body takes the frames.
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut waiting = Box::pin(w.room());
-        assert!(waiting.as_mut().poll(&mut cx).is_pending());
-        drop(waiting);
-        let (bytes, ended) = drain(&mut body);
-        assert!(!ended);
-        assert_eq!(frames(&bytes).len(), ROOM.div_ceil(1004));
-        assert!(w.has_room());
+        assert!(!w.has_room());
+        // Full: the writer waits until the pump has written some.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), w.room()).await;
+        assert!(waiting.is_err(), "no room while the client reads nothing");
+        let mut some = vec![0u8; 8 * 1024];
+        client.read_exact(&mut some).await.expect("reads");
         w.room().await.expect("room again");
         w.binary(&frame).expect("open");
-        // The dispatcher drops the body when the socket goes: the writer
-        // fails, and the reader ends even though its payload never does.
-        drop(body);
+        // The socket goes from under the connection: the writer fails, and
+        // the reader ends though the client never closed.
+        pump.abort();
+        let _ = pump.await;
         assert!(w.has_room(), "nothing to wait for");
         assert_eq!(w.room().await, Err(Closed));
         assert_eq!(w.binary(&frame), Err(Closed));
         assert_eq!(w.close(None), Err(Closed));
         assert!(r.next().await.is_none());
+    }
+
+    /// What change 53 is for: once a connection has nothing in flight, it
+    /// holds no buffer, in either direction.
+    #[actix_web::test]
+    async fn an_idle_socket_holds_no_buffers() {
+        let (mut w, mut r, mut client) = socket(64, 64 * 1024);
+        client
+            .write_all(&client_frames(vec![Message::Binary(Bytes::from_static(
+                b"hello",
+            ))]))
+            .await
+            .expect("writes");
+        let got = r.next().await;
+        assert_eq!(
+            got.map(|m| m.ok()),
+            Some(Some(Incoming::Binary(Bytes::from_static(b"hello"))))
+        );
+        w.binary(b"welcome").expect("open");
+        let mut answer = [0u8; 9];
+        client
+            .read_exact(&mut answer)
+            .await
+            .expect("reads the frame");
+        assert_eq!(
+            frames(&answer),
+            vec![Frame::Binary(Bytes::from_static(b"welcome"))]
+        );
+        // The reader has let go of its block; the pump of its own once the
+        // write returned, before the client could read it.
+        let s = w.shared.borrow();
+        assert_eq!((s.input.capacity(), s.out.capacity()), (0, 0));
+    }
+
+    /// A client that sends faster than the connection reads is read at most
+    /// a frame and one read ahead, and nothing it sent is lost.
+    #[actix_web::test]
+    async fn the_pump_reads_only_a_frame_ahead_of_the_reader() {
+        let (_w, mut r, mut client) = socket(64, 64 * 1024);
+        let many: Vec<Message> = (0..200u8)
+            .map(|i| Message::Binary(Bytes::from(vec![i; 60])))
+            .collect();
+        client
+            .write_all(&client_frames(many))
+            .await
+            .expect("writes");
+        // Let the pump run until it stops for the reader.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        {
+            let s = r.shared.borrow();
+            assert!(s.input_full, "the pump waits for the reader");
+            assert!(s.input.len() < 64 + MAX_FRAME_HEADER + READ_CHUNK);
+        }
+        client.shutdown().await.expect("shuts its side");
+        let got = all(&mut r).await;
+        assert_eq!(got.len(), 200);
+        for (i, m) in got.into_iter().enumerate() {
+            assert_eq!(m, Ok(Incoming::Binary(Bytes::from(vec![i as u8; 60]))));
+        }
     }
 }

@@ -3,7 +3,7 @@
 mod admin;
 mod api;
 mod ops;
-mod ws;
+pub mod ws;
 
 use actix_web::{http::StatusCode, web, HttpResponse, ResponseError};
 
@@ -11,7 +11,7 @@ use crate::error::{AppError, ErrorCode};
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws", web::get().to(ws::upgrade))
+    cfg.route(ws::PATH, web::get().to(ws::not_an_upgrade))
         .configure(ops::routes)
         .configure(api::routes)
         .configure(admin::routes)
@@ -20,10 +20,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Unknown paths (and methods) get the API's error shape too.
 async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::new(
-        ErrorCode::NotFound,
-        format!("no route for {} {}", req.method(), req.path()),
-    ))
+    Err(no_route_for(req.method(), req.path()))
+}
+
+fn no_route_for(method: &actix_web::http::Method, path: &str) -> AppError {
+    AppError::new(ErrorCode::NotFound, format!("no route for {method} {path}"))
 }
 
 /// REST errors are JSON `{code, message}` with the code's HTTP status.

@@ -1,7 +1,7 @@
-//! The same relay on the stack Switchboard is built on: actix-web for the
-//! HTTP upgrade and Switchboard's own WebSocket layer
-//! (`switchboard::connection::socket`, on actix-http's frame codec) for
-//! the frames. Its figures beside the tokio-tungstenite relay's say what
+//! The same relay on the stack Switchboard is built on: actix-http for the
+//! HTTP upgrade, with an upgrade service that keeps the socket, and
+//! Switchboard's own WebSocket layer (`switchboard::connection::socket`,
+//! on actix-http's frame codec) for the frames. Its figures beside the tokio-tungstenite relay's say what
 //! that stack costs before any of Switchboard's own work (queues, actors,
 //! storage), so a gap to the relay can be split into "the stack" and
 //! "ours". Until the twenty-fourth round this relay ran on actix-ws, the
@@ -14,11 +14,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use actix_web::body::BoxBody;
-use actix_web::web::{self, Bytes};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
-use futures_util::StreamExt;
+use std::convert::Infallible;
+
+use actix_codec::Framed;
+use actix_http::body::BodySize;
+use actix_http::{h1, HttpService, Request, Response};
+use actix_service::{fn_factory, fn_service};
+use actix_web::web::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use switchboard::connection::socket::{self, Incoming, Reader, Writer};
+use tokio::net::TcpStream;
 
 use super::PeerTable;
 
@@ -37,43 +42,67 @@ struct Relay {
 
 /// Binds `127.0.0.1:port` (0 for any) and returns the port and the running
 /// server. Must be called inside an actix system (`actix_web::rt::System`);
-/// the worker count is actix-web's default, one per core the process may
-/// use, as Switchboard's is.
+/// the worker count is actix-server's default, one per core the process
+/// may use, as Switchboard's is.
 pub fn bind(port: u16) -> anyhow::Result<(u16, actix_web::dev::Server)> {
     let relay = Relay {
         next: Arc::new(AtomicU64::new(1)),
         ..Default::default()
     };
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(relay.clone()))
-            .default_service(web::to(upgrade))
-    })
-    // As Switchboard's server does (src/app.rs), and as the
-    // tokio-tungstenite relay does.
-    .tcp_nodelay(true)
-    .bind(("127.0.0.1", port))
-    .map_err(|e| anyhow::anyhow!("the relay cannot listen on 127.0.0.1:{port}: {e}"))?;
-    let port = server
-        .addrs()
-        .first()
-        .map(|a| a.port())
-        .ok_or_else(|| anyhow::anyhow!("actix relay bound no address"))?;
-    Ok((port, server.run()))
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| anyhow::anyhow!("the relay cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let local = listener.local_addr()?;
+    // As Switchboard's server is built (src/app.rs): actix-http with an
+    // upgrade service that keeps the socket.
+    let server = actix_server::Server::build()
+        .disable_signals()
+        .listen("relay", listener, move || {
+            let relay = relay.clone();
+            HttpService::build()
+                // As Switchboard's server does, and as the
+                // tokio-tungstenite relay does.
+                .tcp_nodelay(true)
+                .local_addr(local)
+                .upgrade(fn_factory(move || {
+                    let relay = relay.clone();
+                    async move {
+                        Ok::<_, ()>(fn_service(move |(req, framed)| {
+                            upgrade(relay.clone(), req, framed)
+                        }))
+                    }
+                }))
+                .finish(|_req| async { Ok::<_, Infallible>(Response::not_found()) })
+                .tcp()
+        })?
+        .run();
+    Ok((local.port(), server))
 }
 
-/// The upgrade as Switchboard's `GET /ws` does it (src/http/ws.rs), less
+/// The upgrade as Switchboard's (src/http/ws.rs) does it, less the path,
 /// the subprotocol and the shutdown check.
 async fn upgrade(
-    req: HttpRequest,
-    body: web::Payload,
-    relay: web::Data<Relay>,
-) -> actix_web::Result<HttpResponse> {
-    let mut response = actix_http::ws::handshake(req.head())?;
-    let (writer, reader, body) = socket::open(body.into_inner(), MAX_MESSAGE);
+    relay: Relay,
+    req: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), Infallible> {
+    let answered = actix_http::ws::handshake(req.head());
+    drop(req);
+    let accepted = match answered {
+        Ok(mut accepted) => accepted.finish().drop_body(),
+        Err(_) => return Ok(()),
+    };
+    if framed
+        .send((accepted, BodySize::None).into())
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let (writer, reader, pump) = socket::take_over(framed, MAX_MESSAGE);
     let id = relay.next.fetch_add(1, Ordering::Relaxed);
     actix_web::rt::spawn(connection(writer, reader, id, relay.peers.clone()));
-    Ok(response.message_body(BoxBody::new(body))?.into())
+    pump.await;
+    Ok(())
 }
 
 async fn connection(mut writer: Writer, mut reader: Reader, id: u64, peers: Peers) {
