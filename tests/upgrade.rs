@@ -172,3 +172,43 @@ async fn a_frame_sent_with_the_handshake_is_answered() {
     assert_eq!(reply["re"], 1, "{reply}");
     assert_eq!(reply["body"]["kind"], "welcome", "{reply}");
 }
+
+/// The server's frames in `bytes` (unmasked, as a server sends them): each
+/// one's opcode and payload.
+fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let (len, at) = match bytes[1] & 0x7f {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => panic!("no server frame here is that long"),
+            n => (n as usize, 2),
+        };
+        frames.push((bytes[0] & 0x0f, bytes[at..at + len].to_vec()));
+        bytes = &bytes[at + len..];
+    }
+    frames
+}
+
+/// A frame that says it is a terabyte long is refused from its header:
+/// the client gets `frame_too_large` and a 1009 close at once, without
+/// the server waiting for (or holding) any of its payload.
+#[actix_web::test]
+async fn a_frame_declared_over_the_hard_limit_is_refused_at_once() {
+    let app = spawn_app().await;
+    let mut bytes = request("GET", "/ws", &upgrade_headers("13")).into_bytes();
+    bytes.extend_from_slice(&[0x82, 0x80 | 127]);
+    bytes.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 0]);
+    let (head, rest) = exchange(&app, &bytes).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let frames = server_frames(&rest);
+    let error = frames
+        .iter()
+        .find(|(op, _)| *op == 0x2)
+        .expect("an error frame");
+    let error: Value = rmp_serde::from_slice(&error.1).expect("MessagePack");
+    assert_eq!(error["code"], "frame_too_large", "{error}");
+    let (op, close) = frames.last().expect("a close frame");
+    assert_eq!(*op, 0x8);
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1009);
+}
