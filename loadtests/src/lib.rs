@@ -4,7 +4,7 @@
 //!   chat relay, played over the real protocol with
 //!   [`switchboard::client::Client`];
 //! * [`relay`]: the bare WebSocket relay baseline, and the same relay on
-//!   Switchboard's stack (actix-web and its own WebSocket layer);
+//!   Switchboard's stack (actix-http and its own WebSocket layer);
 //! * [`sled_bench`]: sled's raw write rate with the same durability;
 //! * [`report`]: result.json, summary.md and latency.png;
 //! * [`orchestrate`]: the `all` subcommand that runs everything.

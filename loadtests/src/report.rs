@@ -137,7 +137,7 @@ pub struct Report {
     pub switchboard: BTreeMap<String, ScenarioResult>,
     /// The relay baseline's results by scenario.
     pub relay: BTreeMap<String, ScenarioResult>,
-    /// The same relay on Switchboard's stack (actix-web and its WebSocket
+    /// The same relay on Switchboard's stack (actix-http and its WebSocket
     /// layer), by scenario: what the stack costs before Switchboard's own
     /// work.
     #[serde(default)]
@@ -543,7 +543,7 @@ impl Report {
         );
         let _ = writeln!(
             m,
-            "The same relay on Switchboard's stack: actix-web, and Switchboard's own WebSocket layer (`switchboard::connection::socket`) for the frames.\n"
+            "The same relay on Switchboard's stack: actix-http, with the upgrade as Switchboard's server does it, and Switchboard's own WebSocket layer (`switchboard::connection::socket`) for the frames.\n"
         );
         let _ = writeln!(
             m,

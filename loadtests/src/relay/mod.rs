@@ -6,8 +6,9 @@
 //! task per connection and a bounded outbound queue, as a plain
 //! tokio-tungstenite server would be written.
 //!
-//! [`actix_stack`] is the same relay on Switchboard's own stack: actix-web
-//! and Switchboard's WebSocket layer.
+//! [`actix_stack`] is the same relay on Switchboard's own stack: actix-http
+//! with the upgrade as Switchboard's server does it, and Switchboard's
+//! WebSocket layer.
 pub mod actix_stack;
 
 use std::collections::HashMap;
