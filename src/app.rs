@@ -117,99 +117,15 @@ impl Application {
         let supervisor = Supervisor::new(hub.clone()).start();
         hub.directory.set_supervisor(supervisor);
 
-        let listener =
-            TcpListener::bind(&settings.server.listen).map_err(|source| StartError::Bind {
-                addr: settings.server.listen.clone(),
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: settings.server.listen.clone(),
-                source,
-            })?
-            .port();
-        let data = web::Data::new(hub.clone());
-        let json_cfg = web::JsonConfig::default()
-            .limit(64 * 1024)
-            .error_handler(|e, _| crate::http::json_error(e));
-        let path_cfg = web::PathConfig::default().error_handler(|e, _| crate::http::json_error(e));
-        let query_cfg =
-            web::QueryConfig::default().error_handler(|e, _| crate::http::json_error(e));
-        let app = move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(json_cfg.clone())
-                .app_data(path_cfg.clone())
-                .app_data(query_cfg.clone())
-                .configure(crate::http::routes)
-        };
-        // actix-web's `HttpServer`, spelled out (its `listen`) for the one
-        // thing it does not offer: an upgrade service, which takes a
-        // WebSocket's socket from actix-http once the handshake is answered
-        // (src/http/ws.rs, docs/performance.md, change 53).
-        let mut builder = actix_server::Server::build()
-            .disable_signals()
-            .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
-        if settings.server.workers > 0 {
-            builder = builder.workers(settings.server.workers);
-        }
-        let graceful = builder.graceful_shutdown_signal();
-        let local = listener.local_addr().map_err(|source| StartError::Bind {
+        let bind_error = |source| StartError::Bind {
             addr: settings.server.listen.clone(),
             source,
-        })?;
-        let upgrade_hub = hub.clone();
-        let server = builder
-            .listen("switchboard", listener, move || {
-                let graceful = graceful.clone();
-                let hub = upgrade_hub.clone();
-                let app = app()
-                    .into_factory()
-                    .map_err(|e: actix_web::Error| e.error_response());
-                HttpService::build()
-                    // Keep-alive connections close at once when the server
-                    // stops, not when their keep-alive runs out.
-                    .graceful_shutdown_signal(move || {
-                        let graceful = graceful.clone();
-                        async move { graceful.notified().await }
-                    })
-                    // actix-web's defaults, which actix-http's builder does
-                    // not share.
-                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-                    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-                    // Nagle's algorithm off on every accepted socket. With it
-                    // on (actix-web's default), a small frame written while
-                    // the client has not yet acknowledged the last one waits
-                    // for that acknowledgement, and a client that has
-                    // nothing to send delays it by up to 40 ms (Linux's
-                    // delayed ACK): a rep's alert, or the customer's
-                    // "accepted" and "ended", came 20 to 40 ms late in every
-                    // routed session (docs/performance.md, change 52).
-                    // Frames are already gathered into one write per wake-up
-                    // (connection::socket), so the kernel has nothing left to
-                    // coalesce.
-                    .tcp_nodelay(true)
-                    .local_addr(local)
-                    .upgrade(fn_factory(move || {
-                        let hub = hub.clone();
-                        async move {
-                            Ok::<_, ()>(fn_service(move |(req, framed)| {
-                                crate::http::ws::serve(hub.clone(), req, framed)
-                            }))
-                        }
-                    }))
-                    // Nothing in the routes reads the app's configuration
-                    // (host name, address): `ConnectionInfo` prefers the
-                    // request's own `Host`.
-                    .finish(map_config(app, |_| AppConfig::default()))
-                    .tcp()
-            })
-            .map_err(|source| StartError::Bind {
-                addr: settings.server.listen.clone(),
-                source,
-            })?
-            .run();
+        };
+        let listener = TcpListener::bind(&settings.server.listen).map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        let port = local.port();
+        let server = http_server(listener, local, settings.server.workers, hub.clone())
+            .map_err(bind_error)?;
         let handle = server.handle();
         metrics.up.set(1);
         tracing::info!(port, "listening");
@@ -241,6 +157,86 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The HTTP server on `listener`: actix-web's `HttpServer`, spelled out
+/// (its `listen`) for the one thing it does not offer, an upgrade service,
+/// which takes a WebSocket's socket from actix-http once the handshake is
+/// answered (src/http/ws.rs, docs/performance.md, change 53). `workers` 0
+/// is one per core.
+fn http_server(
+    listener: TcpListener,
+    local: std::net::SocketAddr,
+    workers: usize,
+    hub: Arc<Hub>,
+) -> std::io::Result<Server> {
+    let data = web::Data::new(hub.clone());
+    let json_cfg = web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|e, _| crate::http::json_error(e));
+    let path_cfg = web::PathConfig::default().error_handler(|e, _| crate::http::json_error(e));
+    let query_cfg = web::QueryConfig::default().error_handler(|e, _| crate::http::json_error(e));
+    let app = move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(json_cfg.clone())
+            .app_data(path_cfg.clone())
+            .app_data(query_cfg.clone())
+            .configure(crate::http::routes)
+    };
+    let mut builder = actix_server::Server::build()
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    if workers > 0 {
+        builder = builder.workers(workers);
+    }
+    let graceful = builder.graceful_shutdown_signal();
+    let server = builder
+        .listen("switchboard", listener, move || {
+            let graceful = graceful.clone();
+            let hub = hub.clone();
+            let app = app()
+                .into_factory()
+                .map_err(|e: actix_web::Error| e.error_response());
+            HttpService::build()
+                // Keep-alive connections close at once when the server
+                // stops, not when their keep-alive runs out.
+                .graceful_shutdown_signal(move || {
+                    let graceful = graceful.clone();
+                    async move { graceful.notified().await }
+                })
+                // actix-web's defaults, which actix-http's builder does not
+                // share.
+                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                // Nagle's algorithm off on every accepted socket. With it on
+                // (actix-http's default), a small frame written while the
+                // client has not yet acknowledged the last one waits for
+                // that acknowledgement, and a client that has nothing to
+                // send delays it by up to 40 ms (Linux's delayed ACK): a
+                // rep's alert, or the customer's "accepted" and "ended",
+                // came 20 to 40 ms late in every routed session
+                // (docs/performance.md, change 52). Frames are already
+                // gathered into one write per wake-up (connection::socket),
+                // so the kernel has nothing left to coalesce.
+                .tcp_nodelay(true)
+                .local_addr(local)
+                .upgrade(fn_factory(move || {
+                    let hub = hub.clone();
+                    async move {
+                        Ok::<_, ()>(fn_service(move |(req, framed)| {
+                            crate::http::ws::serve(hub.clone(), req, framed)
+                        }))
+                    }
+                }))
+                // Nothing in the routes reads the app's configuration (host
+                // name, address): `ConnectionInfo` prefers the request's own
+                // `Host`.
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })?
+        .run();
+    Ok(server)
 }
 
 #[derive(Clone)]
