@@ -42,6 +42,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use tokio::time::{Instant, Sleep};
+
 use actix_codec::{Decoder, Framed, FramedParts};
 use actix_http::h1;
 use actix_http::ws::{Codec, Frame, Item, OpCode, Parser, ProtocolError};
@@ -67,12 +69,19 @@ const READ_CHUNK: usize = 4 * 1024;
 /// eight of length, four of mask).
 const MAX_FRAME_HEADER: usize = 14;
 
-/// After its close frame is written and its side shut down, how long the
-/// pump goes on reading (and dropping) what the client still sends before
-/// it closes the socket. Closing a socket with unread bytes in it makes
-/// the kernel answer with a reset, which can reach the client before it
-/// has read the close frame; actix-web's default wait for a client to
-/// disconnect is the same second.
+/// From the moment the server closes a connection (its close frame, or
+/// the writer gone), how long the pump gives the socket to take the last
+/// frames and the client to close its side; then the socket is dropped,
+/// whatever is left. A client that is only slow reads its close frame
+/// well within it; one that never reads does not keep its socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// After its close frame is written and its side shut down, how long (at
+/// most) the pump goes on reading, and dropping, what the client still
+/// sends before it closes the socket. Closing a socket with unread bytes
+/// in it makes the kernel answer with a reset, which can reach the client
+/// before it has read the close frame; actix-web's default wait for a
+/// client to disconnect is the same second.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// RFC 6455, 5.5: a control frame's payload is at most 125 bytes, so a
@@ -161,7 +170,9 @@ pub fn open<T>(io: T, already_read: BytesMut, max_message: usize) -> (Writer, Re
         // frame to decode.
         input_limit: max_message.saturating_add(MAX_FRAME_HEADER),
         read_done: false,
-        lingering: None,
+        close_grace: CLOSE_GRACE,
+        closing: None,
+        shut: false,
     };
     (Writer { shared }, reader, pump)
 }
@@ -313,9 +324,12 @@ pub struct Pump<T> {
     input_limit: usize,
     /// The client's side ended: nothing more to read.
     read_done: bool,
-    /// Set once the close frame is written and the server's side shut:
-    /// the deadline of [`CLOSE_LINGER`].
-    lingering: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// [`CLOSE_GRACE`], but for tests.
+    close_grace: Duration,
+    /// Set once the server closes: when the pump gives up on the socket.
+    closing: Option<Pin<Box<Sleep>>>,
+    /// The close frame is written and the server's side shut down.
+    shut: bool,
 }
 
 /// What one step of the pump did.
@@ -339,7 +353,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Pump<T> {
             }
             return match Pin::new(&mut self.io).poll_shutdown(cx) {
                 Poll::Ready(Ok(())) => {
-                    self.lingering = Some(Box::pin(tokio::time::sleep(CLOSE_LINGER)));
+                    self.shut = true;
+                    if let Some(deadline) = self.closing.as_mut() {
+                        let linger = Instant::now() + CLOSE_LINGER;
+                        if linger < deadline.deadline() {
+                            deadline.as_mut().reset(linger);
+                        }
+                    }
                     Step::Progress
                 }
                 Poll::Ready(Err(_)) => Step::End,
@@ -400,7 +420,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Pump<T> {
     }
 
     /// After the close: drops what the client still sends until it closes
-    /// its side, fails, or [`CLOSE_LINGER`] is over.
+    /// its side or fails (the closing deadline ends it otherwise).
     fn linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut scratch = [0u8; 512];
         while !self.read_done {
@@ -408,13 +428,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Pump<T> {
             match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
                 Poll::Ready(_) => return Poll::Ready(()),
-                Poll::Pending => break,
+                Poll::Pending => return Poll::Pending,
             }
         }
-        match self.lingering.as_mut() {
-            Some(deadline) if !self.read_done => deadline.as_mut().poll(cx),
-            _ => Poll::Ready(()),
-        }
+        Poll::Ready(())
     }
 }
 
@@ -424,7 +441,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Pump<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
-            if this.lingering.is_some() {
+            if this.closing.is_none() && this.shared.borrow().finished {
+                this.closing = Some(Box::pin(tokio::time::sleep(this.close_grace)));
+            }
+            if let Some(deadline) = this.closing.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            if this.shut {
                 return this.linger(cx);
             }
             let wrote = this.write(cx);
@@ -922,6 +947,21 @@ mod tests {
         assert_eq!(w.binary(&frame), Err(Closed));
         assert_eq!(w.close(None), Err(Closed));
         assert!(r.next().await.is_none());
+    }
+
+    /// A client that never reads its close frame does not keep its socket:
+    /// the pump gives up on it once the grace is over.
+    #[actix_web::test]
+    async fn a_client_that_never_reads_is_let_go_after_the_grace() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let (mut w, _r, mut pump) = open(server, BytesMut::new(), 64);
+        pump.close_grace = Duration::from_millis(100);
+        let pump = actix_rt::spawn(pump);
+        w.binary(&[1u8; 4000]).expect("open");
+        w.close(None).expect("open");
+        let ended = tokio::time::timeout(Duration::from_secs(5), pump).await;
+        assert!(ended.is_ok(), "the pump still holds the socket");
+        assert_eq!(w.room().await, Err(Closed));
     }
 
     /// What change 53 is for: once a connection has nothing in flight, it
