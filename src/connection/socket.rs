@@ -165,9 +165,9 @@ pub fn open<T>(io: T, already_read: BytesMut, max_message: usize) -> (Writer, Re
     let pump = Pump {
         io,
         shared: shared.clone(),
-        // A whole frame of the largest size fits: the codec refuses a
-        // larger one from its header, so a full buffer always holds a
-        // frame to decode.
+        // A whole frame of the largest size fits: the reader refuses a
+        // larger one from its header (`declared_length`), so a full buffer
+        // always holds a frame to decode.
         input_limit: max_message.saturating_add(MAX_FRAME_HEADER),
         read_done: false,
         close_grace: CLOSE_GRACE,
