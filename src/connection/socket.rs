@@ -45,10 +45,11 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use actix_codec::{Decoder, Framed, FramedParts};
-use actix_http::h1;
+use actix_http::body::BodySize;
 use actix_http::ws::{Codec, Frame, Item, OpCode, Parser, ProtocolError};
+use actix_http::{h1, Response};
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::Stream;
+use futures_util::{SinkExt, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use actix_http::ws::{CloseCode, CloseReason};
@@ -177,17 +178,23 @@ pub fn open<T>(io: T, already_read: BytesMut, max_message: usize) -> (Writer, Re
     (Writer { shared }, reader, pump)
 }
 
-/// [`open`] on the socket of a WebSocket whose handshake `framed` has
-/// answered. Everything else of actix-http's connection (its two 8 KiB
-/// buffers, its HTTP codec) is dropped here, before the socket's long life
-/// begins; what the client sent after its request is kept.
-pub fn take_over<T>(framed: Framed<T, h1::Codec>, max_message: usize) -> (Writer, Reader, Pump<T>) {
+/// Sends `accepted` (the handshake's `101 Switching Protocols`) on
+/// `framed`, then [`open`]s its socket. Everything else of actix-http's
+/// connection (its two 8 KiB buffers, its HTTP codec) is dropped here,
+/// before the socket's long life begins; what the client sent after its
+/// request is kept. Fails only if the answer cannot be written.
+pub async fn accept<T: AsyncRead + AsyncWrite + Unpin>(
+    mut framed: Framed<T, h1::Codec>,
+    accepted: Response<()>,
+    max_message: usize,
+) -> std::io::Result<(Writer, Reader, Pump<T>)> {
+    framed.send((accepted, BodySize::None).into()).await?;
     let FramedParts { io, read_buf, .. } = framed.into_parts();
     let already_read = match read_buf.is_empty() {
         true => BytesMut::new(),
         false => read_buf,
     };
-    open(io, already_read, max_message)
+    Ok(open(io, already_read, max_message))
 }
 
 /// The socket is closed: the frame was not written.

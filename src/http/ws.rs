@@ -55,12 +55,14 @@ pub async fn serve(
             return Ok(());
         }
     };
-    if let Err(e) = framed.send((accepted, BodySize::None).into()).await {
-        tracing::debug!(error = %e, "the client left during the WebSocket handshake");
-        return Ok(());
-    }
     let limit = hard_frame_limit(hub.settings.max_frame_bytes);
-    let (writer, reader, pump) = socket::take_over(framed, limit);
+    let (writer, reader, pump) = match socket::accept(framed, accepted, limit).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::debug!(error = %e, "the client left during the WebSocket handshake");
+            return Ok(());
+        }
+    };
     actix_web::rt::spawn(Connection::new(hub, writer).run(reader));
     pump.await;
     Ok(())
@@ -72,7 +74,10 @@ fn answer(hub: &Hub, req: &Request) -> Result<Response<()>, Response<BoxBody>> {
         return Err(app_error(super::no_route_for(req.method(), req.path())));
     }
     if hub.shutdown.is_cancelled() {
-        return Err(app_error(shutting_down()));
+        return Err(app_error(AppError::new(
+            ErrorCode::ShuttingDown,
+            "the server is shutting down",
+        )));
     }
     // actix-http's own check and answer: 400 (405 for a method other than
     // GET) with the reason in the status line.
@@ -96,7 +101,7 @@ async fn refuse(
     head.head_mut().set_connection_type(ConnectionType::Close);
     let body = body
         .try_into_bytes()
-        .unwrap_or_else(|_| bytes::Bytes::from_static(b""));
+        .unwrap_or_else(|_| bytes::Bytes::new());
     framed
         .send((head, BodySize::Sized(body.len() as u64)).into())
         .await?;
@@ -108,10 +113,6 @@ async fn refuse(
 
 fn app_error(e: AppError) -> Response<BoxBody> {
     e.error_response().into()
-}
-
-fn shutting_down() -> AppError {
-    AppError::new(ErrorCode::ShuttingDown, "the server is shutting down")
 }
 
 /// The route for `GET /ws` requests that do not ask for a WebSocket (those

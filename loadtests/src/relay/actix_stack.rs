@@ -17,11 +17,10 @@ use std::sync::Arc;
 use std::convert::Infallible;
 
 use actix_codec::Framed;
-use actix_http::body::BodySize;
 use actix_http::{h1, HttpService, Request, Response};
 use actix_service::{fn_factory, fn_service};
 use actix_web::web::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use switchboard::connection::socket::{self, Incoming, Reader, Writer};
 use tokio::net::TcpStream;
 
@@ -83,7 +82,7 @@ pub fn bind(port: u16) -> anyhow::Result<(u16, actix_web::dev::Server)> {
 async fn upgrade(
     relay: Relay,
     req: Request,
-    mut framed: Framed<TcpStream, h1::Codec>,
+    framed: Framed<TcpStream, h1::Codec>,
 ) -> Result<(), Infallible> {
     let answered = actix_http::ws::handshake(req.head());
     drop(req);
@@ -91,14 +90,9 @@ async fn upgrade(
         Ok(mut accepted) => accepted.finish().drop_body(),
         Err(_) => return Ok(()),
     };
-    if framed
-        .send((accepted, BodySize::None).into())
-        .await
-        .is_err()
-    {
+    let Ok((writer, reader, pump)) = socket::accept(framed, accepted, MAX_MESSAGE).await else {
         return Ok(());
-    }
-    let (writer, reader, pump) = socket::take_over(framed, MAX_MESSAGE);
+    };
     let id = relay.next.fetch_add(1, Ordering::Relaxed);
     actix_web::rt::spawn(connection(writer, reader, id, relay.peers.clone()));
     pump.await;
