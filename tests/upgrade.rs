@@ -164,11 +164,8 @@ async fn a_frame_sent_with_the_handshake_is_answered() {
     let (head, rest) = exchange(&app, &bytes).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert_eq!(rest[0], 0x81, "a text frame: {rest:?}");
-    let (len, at) = match rest[1] {
-        126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
-        n => (n as usize, 2),
-    };
-    let reply: Value = serde_json::from_slice(&rest[at..at + len]).expect("a JSON reply");
+    let (_, reply) = &server_frames(&rest)[0];
+    let reply: Value = serde_json::from_slice(reply).expect("a JSON reply");
     assert_eq!(reply["re"], 1, "{reply}");
     assert_eq!(reply["body"]["kind"], "welcome", "{reply}");
 }
