@@ -328,26 +328,19 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
             }
         }
     }
-    // Waiting-session rules that move sessions into it would strand them.
-    if let (Kind::Team, Some(queue)) = (kind, &queue) {
-        let rules = hub.rules();
-        let used = std::iter::once(&rules.default)
-            .chain(
-                rules
-                    .teams
-                    .iter()
-                    .filter(|(t, _)| t.as_str() != id)
-                    .map(|(_, r)| r),
-            )
-            .any(|r| r.targets().any(|q| q == queue));
-        if used {
+    // Waiting-session rules that move sessions into it would strand them,
+    // and would stop the next start (`check_rule_targets`). A team's own
+    // rules do not count: they go with it.
+    if let Some(queue) = &queue {
+        let owner = (kind == Kind::Team).then_some(id);
+        if let Some(name) = rules_moving_into(hub, queue, owner) {
             return Err(AppError::new(
                 ErrorCode::Conflict,
-                format!("waiting-session rules still move sessions to {queue}: change them first"),
+                format!(
+                    "waiting-session rules ({name}) still move sessions to {queue}: change them first"
+                ),
             ));
         }
-        hub.store.delete(&rules_key(id), Expect::Any).await?;
-        hub.set_team_rules(id, None);
     }
     // Customers still waiting there would be stranded.
     if let Some(q) = &queue {
@@ -363,6 +356,12 @@ pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()>
                 ));
             }
         }
+    }
+    // Only now, with every refusal behind us, does anything stored go: a
+    // refused delete leaves the team exactly as it was, rules included.
+    if kind == Kind::Team {
+        hub.store.delete(&rules_key(id), Expect::Any).await?;
+        hub.set_team_rules(id, None);
     }
     hub.store
         .delete(&format!("{}{id}", kind.prefix()), Expect::Any)
@@ -395,13 +394,40 @@ pub fn rules_key(team: &str) -> String {
     format!("rules/team/{team}")
 }
 
-/// Every queue the rules in force may move sessions into must exist.
-pub fn check_rule_targets(hub: &Hub) -> AppResult<()> {
+/// The rules in force, each with the name an operator knows it by: the
+/// default and every team's that exists. A team deleted through the admin
+/// API may still have rules in the configuration file; they apply to no
+/// queue, so nothing holds them to their targets.
+fn rules_in_force(hub: &Hub) -> Vec<(String, QueueRules)> {
     let rules = hub.rules();
     let catalog = hub.catalog();
-    let all = std::iter::once(("default".to_string(), &rules.default))
-        .chain(rules.teams.iter().map(|(t, r)| (format!("teams.{t}"), r)));
-    for (name, r) in all {
+    std::iter::once(("default".to_string(), rules.default))
+        .chain(
+            rules
+                .teams
+                .into_iter()
+                .filter(|(team, _)| catalog.teams.contains_key(team))
+                .map(|(team, r)| (format!("teams.{team}"), r)),
+        )
+        .collect()
+}
+
+/// The first rules in force, other than `except_team`'s, that may move
+/// sessions into `queue`.
+fn rules_moving_into(hub: &Hub, queue: &QueueId, except_team: Option<&str>) -> Option<String> {
+    let own = except_team.map(|t| format!("teams.{t}"));
+    rules_in_force(hub)
+        .into_iter()
+        .filter(|(name, _)| Some(name) != own.as_ref())
+        .find(|(_, r)| r.targets().any(|q| q == queue))
+        .map(|(name, _)| name)
+}
+
+/// Every queue the rules in force may move sessions into must exist.
+pub fn check_rule_targets(hub: &Hub) -> AppResult<()> {
+    let rules = rules_in_force(hub);
+    let catalog = hub.catalog();
+    for (name, r) in rules {
         for q in r.targets() {
             if catalog.check_queue(q).is_err() {
                 return Err(AppError::invalid(format!(

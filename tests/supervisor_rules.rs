@@ -641,3 +641,165 @@ async fn a_step_due_while_the_server_was_down_fires_right_after_restart() {
         "API rules survive a restart"
     );
 }
+
+#[actix_web::test]
+async fn deleting_a_team_is_refused_while_rules_or_sessions_need_it_and_keeps_its_rules() {
+    let app = app_with(vec![], |_| {}).await;
+    let port = app.port;
+    let token = rest_login(port, "admin").await;
+    let admin = |method: Method, path: &str, body: Option<Value>| {
+        let token = token.clone();
+        let path = path.to_string();
+        async move { rest_json(port, method, &path, Some(&token), body).await }
+    };
+    let (status, body) = admin(
+        Method::PUT,
+        "/api/admin/teams/spare",
+        Some(json!({"id": "spare", "name": "Spare"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin(
+        Method::PUT,
+        "/api/admin/issue-types/spare-part",
+        Some(json!({"id": "spare-part", "name": "Spare part", "team": "spare"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put_rules(port, &token, "spare", json!({"persistent": true})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    start_issue(&mut customer, "spare-part", "Gus").await;
+    let (status, _) = admin(Method::DELETE, "/api/admin/issue-types/spare-part", None).await;
+    assert_eq!(status, 204);
+
+    // Another team's rules move sessions into spare: refused.
+    let (status, body) = put_rules(
+        port,
+        &token,
+        "billing",
+        json!({"overdue": [{"action": "transfer", "after_secs": 600, "to": "team:spare"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin(Method::DELETE, "/api/admin/teams/spare", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rules"),
+        "{body}"
+    );
+    assert_eq!(delete_rules(port, &token, "billing").await, 204);
+
+    // A customer still waits in spare: refused, and spare's own rules stay.
+    let (status, body) = admin(Method::DELETE, "/api/admin/teams/spare", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("still wait"),
+        "{body}"
+    );
+    let all = rules_in_force(port, &token).await;
+    assert_eq!(
+        all["teams"]["spare"]["persistent"], true,
+        "a refused delete keeps the team's rules: {all}"
+    );
+
+    // Once the customer has gone, the team and its rules go together.
+    customer
+        .request(RequestBody::EndSession { session: None })
+        .await
+        .expect("the customer ends their session");
+    let (status, body) = admin(Method::DELETE, "/api/admin/teams/spare", None).await;
+    assert_eq!(status, 204, "{body}");
+    let all = rules_in_force(port, &token).await;
+    assert_eq!(all["teams"].get("spare"), None::<&Value>, "{all}");
+}
+
+#[actix_web::test]
+async fn a_rep_cannot_be_deleted_while_rules_move_sessions_to_them() {
+    let app = app_with(vec![], |_| {}).await;
+    let port = app.port;
+    let token = rest_login(port, "admin").await;
+    let erin = json!({"username": "erin", "display_name": "Erin", "password": "erin-demo"});
+    let (status, body) = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/reps/erin",
+        Some(&token),
+        Some(erin),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let to_erin = json!({"no_rep_available": {"message": "Erin will call you", "to": "rep:erin"}});
+    let (status, body) = put_rules(port, &token, "billing", to_erin).await;
+    assert_eq!(status, 200, "{body}");
+
+    let delete_erin = || {
+        rest_json(
+            port,
+            Method::DELETE,
+            "/api/admin/reps/erin",
+            Some(&token),
+            None,
+        )
+    };
+    let (status, body) = delete_erin().await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("teams.billing"),
+        "the refusal names the rules: {body}"
+    );
+    assert_eq!(delete_rules(port, &token, "billing").await, 204);
+    let (status, body) = delete_erin().await;
+    assert_eq!(status, 204, "{body}");
+}
+
+#[actix_web::test]
+async fn rules_of_a_team_that_does_not_exist_hold_nothing_back() {
+    // The configuration still has rules for a team that is gone (deleted
+    // through the admin API, say), into a queue that does not exist yet:
+    // the server starts, and they do not stop that queue's team from being
+    // deleted once it does exist.
+    let app = app_with(vec![("gone", steps(vec![overflow(60, "spare")]))], |_| {}).await;
+    let port = app.port;
+    let token = rest_login(port, "admin").await;
+    let spare = json!({"id": "spare", "name": "Spare"});
+    let (status, body) = rest_json(
+        port,
+        Method::PUT,
+        "/api/admin/teams/spare",
+        Some(&token),
+        Some(spare),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = rest_json(
+        port,
+        Method::DELETE,
+        "/api/admin/teams/spare",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+}
