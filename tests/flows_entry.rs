@@ -450,3 +450,26 @@ async fn mobile_sessions_are_view_only() {
     .await
     .expect("the desktop receives the control input");
 }
+
+#[actix_web::test]
+async fn a_name_is_one_to_200_bytes_after_trimming() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let issue = || Entry::IssueForm {
+        issue_type: "vpn".into(),
+    };
+    for name in ["", "   ", &"n".repeat(201)] {
+        assert_eq!(
+            entry_refused(&app, issue(), name).await,
+            ErrorCode::InvalidRequest,
+            "name of {} bytes",
+            name.len()
+        );
+    }
+    // 200 bytes of name with spaces around it: what is kept is the name.
+    let name = "n".repeat(200);
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "vpn", &format!("  {name}  ")).await;
+    let (_, summary) = alert_queue(&mut alice, &view.session).await;
+    assert_eq!(summary.customer_name, name);
+}

@@ -1169,10 +1169,12 @@ const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 4000;
 
 fn check_customer_text(r: &StartRequest) -> AppResult<()> {
-    if r.name.trim().is_empty() {
+    // The name is stored trimmed, so its limit counts what is stored.
+    let name = r.name.trim();
+    if name.is_empty() {
         return Err(AppError::invalid("please give your name"));
     }
-    if r.name.len() > MAX_NAME || r.company.len() > MAX_NAME {
+    if name.len() > MAX_NAME || r.company.len() > MAX_NAME {
         return Err(AppError::invalid(format!(
             "name and company are at most {MAX_NAME} bytes"
         )));
