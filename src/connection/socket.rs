@@ -146,6 +146,15 @@ fn wake(waker: Option<Waker>) {
     }
 }
 
+/// A waker woken when it goes out of scope, whichever way that is.
+struct WakeOnDrop(Option<Waker>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        wake(self.0.take());
+    }
+}
+
 /// The three ends of a WebSocket over `io`, whose handshake is done.
 /// `already_read` is what the client sent after its handshake request and
 /// actix-http read with it (its first frames, if it did not wait for the
@@ -628,17 +637,20 @@ impl Stream for Reader {
                 s.input = BytesMut::new();
             }
             // The pump stopped reading a whole frame ahead: it may go on.
-            let pump = match s.input_full {
+            // Woken on every way out of this pass, errors included: a pump
+            // left asleep here is never woken again, and would hold the
+            // socket with the close frame unwritten for good.
+            let pump = WakeOnDrop(match s.input_full {
                 true => {
                     s.input_full = false;
                     s.pump.take()
                 }
                 false => None,
-            };
+            });
             match decoded {
                 Ok(Some(frame)) => {
                     drop(s);
-                    wake(pump);
+                    drop(pump);
                     match this.assemble(frame) {
                         Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
                         Ok(None) => continue,
@@ -678,7 +690,7 @@ impl Stream for Reader {
                 None => {
                     park(&mut s.reader, cx);
                     drop(s);
-                    wake(pump);
+                    drop(pump);
                     return Poll::Pending;
                 }
             }
@@ -835,6 +847,43 @@ mod tests {
         assert_eq!(declared_length(&[0x82]), 0, "not all there yet");
         assert_eq!(declared_length(&[0x82, 0xfe, 1]), 0, "not all there yet");
         assert_eq!(declared_length(&[0x82, 0x85]), 5);
+    }
+
+    /// The pump had stopped reading, waiting for the reader, when the
+    /// reader refused what came: it must still write the close, or the
+    /// socket stays open for good.
+    #[actix_web::test]
+    async fn a_refusal_while_the_pump_waits_for_the_reader_still_closes() {
+        let (mut w, mut r, mut client) = socket(64, 64 * 1024);
+        let mut bytes = client_frames(vec![Message::Binary(Bytes::from(vec![7u8; 60]))]);
+        // A frame declaring 2^40 bytes, and more than a read-ahead of them.
+        bytes.extend_from_slice(&[0x82, 0x80 | 127]);
+        bytes.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        bytes.extend_from_slice(&[1, 2, 3, 4]);
+        bytes.extend_from_slice(&[0u8; 2 * READ_CHUNK]);
+        client.write_all(&bytes).await.expect("writes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let first = r.next().await;
+        assert_eq!(
+            first.map(|m| m.ok()),
+            Some(Some(Incoming::Binary(Bytes::from(vec![7u8; 60]))))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            r.shared.borrow().input_full,
+            "the pump waits for the reader"
+        );
+        let refused = r.next().await;
+        assert!(
+            matches!(refused, Some(Err(ReadError::TooLarge(64)))),
+            "{refused:?}"
+        );
+        w.close(None).expect("open");
+        let mut close = [0u8; 2];
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut close)).await;
+        assert!(read.is_ok(), "the close frame never came: the pump sleeps");
+        assert_eq!(frames(&close), vec![Frame::Close(None)]);
     }
 
     #[actix_web::test]
