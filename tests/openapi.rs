@@ -89,6 +89,41 @@ fn every_route_is_documented_and_nothing_else() {
     assert!(extra.is_empty(), "documented but not routed: {extra:?}");
 }
 
+/// QueueItem and SessionDetails are flat maps that carry every field of
+/// SessionSummary (`src/protocol/flat.rs`); OpenAPI 3.0 cannot extend a
+/// closed schema, so each lists them again, and a field added to the
+/// summary must be added to both. The schemathesis run below has no
+/// session to show, so it would not notice.
+#[test]
+fn queue_items_and_session_details_carry_every_summary_field() {
+    let doc = doc();
+    let schemas = &doc["components"]["schemas"];
+    let names = |schema: &str, part: &str| -> BTreeSet<String> {
+        match &schemas[schema][part] {
+            Value::Object(props) => props.keys().cloned().collect(),
+            Value::Array(required) => required
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            other => panic!("{schema}.{part}: {other}"),
+        }
+    };
+    for part in ["properties", "required"] {
+        let summary = names("SessionSummary", part);
+        assert!(!summary.is_empty());
+        for flat in ["QueueItem", "SessionDetails"] {
+            let listed = names(flat, part);
+            let missing: Vec<_> = summary.difference(&listed).collect();
+            assert!(missing.is_empty(), "{flat}.{part} lacks {missing:?}");
+            assert_eq!(
+                schemas[flat]["additionalProperties"],
+                Value::Bool(false),
+                "{flat} refuses fields it does not list"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_error_codes_are_the_servers() {
     let doc = doc();
