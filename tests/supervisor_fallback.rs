@@ -765,3 +765,131 @@ async fn a_mobile_session_stays_view_only_after_kill_9() {
         "{reply:?}"
     );
 }
+
+/// Waits for `rep`'s popup alert of `session`: the queue and the position
+/// it entered at.
+async fn alert_position(rep: &mut Client, session: &str) -> (String, usize) {
+    match rep
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::QueueEntered { session: s, .. } if s.session == session),
+        )
+        .await
+        .expect("the alert")
+    {
+        Event::QueueEntered {
+            queue, position, ..
+        } => (queue.to_string(), position),
+        _ => unreachable!(),
+    }
+}
+
+#[actix_web::test]
+async fn a_requeued_session_keeps_its_place_ahead_of_later_customers() {
+    let app = app_with(|_| {}).await;
+    let alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+    let mut first = app.customer(ClientKind::Desktop).await;
+    let view = active_session(&alice, &mut first, "vpn").await;
+    // Two customers come after the first and wait.
+    let mut later = Vec::new();
+    for name in ["Eve", "Finn"] {
+        let mut c = app.customer(ClientKind::Desktop).await;
+        start_issue(&mut c, "vpn", name).await;
+        later.push(c);
+    }
+    let _ = bob.drain();
+    alice.close().await;
+    let (queue, position) = alert_position(&mut bob, &view.session).await;
+    assert_eq!(queue, "team:network");
+    assert_eq!(position, 1, "the first customer waits first again");
+    let q = queue_of(&bob, "team:network").await;
+    let names: Vec<_> = q
+        .items
+        .iter()
+        .map(|i| i.summary.customer_name.as_str())
+        .collect();
+    assert_eq!(names, ["Dana", "Eve", "Finn"]);
+}
+
+#[actix_web::test]
+async fn a_requeued_session_withdraws_its_invitations() {
+    let app = app_with(|_| {}).await;
+    let alice = app.rep("alice").await;
+    let mut admin = app.rep("admin").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = active_session(&alice, &mut customer, "vpn").await;
+    let id = view.session.clone();
+    reply_of(&alice, invite(&id, "team:escalations")).await;
+    admin
+        .wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
+        .await
+        .expect("escalations is invited");
+    alice.close().await;
+    admin
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::InvitationWithdrawn { session, .. } if *session == id),
+        )
+        .await
+        .expect("the invitation is withdrawn once nobody is in the session");
+    let q = queue_of(&admin, "team:escalations").await;
+    assert!(q.invitations.is_empty(), "{:?}", q.invitations);
+}
+
+/// A session with no queue but its lost rep's own (it came by rep choice)
+/// goes to the site's fallback queue if there is one, and else waits in
+/// the rep's personal queue for them to come back: it does not end.
+#[actix_web::test]
+async fn a_rep_choice_session_waits_for_its_lost_rep_when_no_other_queue_can_take_it() {
+    let app = app_with(|s| s.supervisor.fallback_queue = None).await;
+    let alice = app.rep("alice").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = customer
+        .start_session(
+            Entry::Rep {
+                rep: "alice".into(),
+            },
+            "Dana",
+            "Acme",
+            "",
+        )
+        .await
+        .expect("the customer chooses alice");
+    accept(&alice, &view.session).await.expect("alice accepts");
+    alice.close().await;
+    told_transferred(&mut customer, "Alice Network")
+        .await
+        .expect("the customer is told they wait again");
+    let alice = app.rep("alice").await;
+    let d = details_of(&alice, &view.session).await;
+    assert_eq!(waiting_in(&d).as_deref(), Some("rep:alice"));
+    assert_eq!(
+        events(&d, HistoryEvent::Requeued),
+        [format!("{WHY} (rep:alice): to rep:alice")]
+    );
+    accept(&alice, &view.session)
+        .await
+        .expect("alice, back, takes the session again");
+
+    // With a fallback queue, that team takes it instead.
+    let app = app_with(|s| s.supervisor.fallback_queue = Some(QueueId::team("escalations"))).await;
+    let alice = app.rep("alice").await;
+    let mut admin = app.rep("admin").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = customer
+        .start_session(
+            Entry::Rep {
+                rep: "alice".into(),
+            },
+            "Dana",
+            "Acme",
+            "",
+        )
+        .await
+        .expect("the customer chooses alice");
+    accept(&alice, &view.session).await.expect("alice accepts");
+    alice.close().await;
+    let (queue, _) = alert_position(&mut admin, &view.session).await;
+    assert_eq!(queue, "team:escalations");
+}

@@ -699,6 +699,11 @@ pub struct Abandon;
 impl Handler<Abandon> for SessionActor {
     type Result = Reply<()>;
     fn handle(&mut self, _: Abandon, _: &mut Context<Self>) -> Self::Result {
+        // The timer saw no customer, but a resume may have reached the
+        // mailbox first: a customer who came back in time keeps the session.
+        if !self.customer_conns.is_empty() {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+        }
         let now = now_ms();
         self.change(
             move |s, _| s.end(crate::domain::session::SYSTEM, EndReason::Abandoned, now),
@@ -728,7 +733,10 @@ impl Handler<RepLost> for SessionActor {
     fn handle(&mut self, msg: RepLost, _: &mut Context<Self>) -> Self::Result {
         let rep = msg.rep;
         let now = now_ms();
-        let order = self.hub.next_order();
+        // A requeued session keeps its order key, so it waits again where
+        // it would have been had it never been accepted: ahead of everyone
+        // who came after it (a transfer, by contrast, joins the back).
+        let order = self.session.order;
         let mut next = self.session.clone();
         let outcome = {
             let catalog = self.hub.catalog();
@@ -783,6 +791,9 @@ impl Handler<RepLost> for SessionActor {
                         },
                     );
                     act.push_customer(Event::RepLeft { name });
+                    // Nobody is left in the session to be joined: its
+                    // invitations go, as on a transfer.
+                    act.withdraw_invitations(&prev);
                     act.moved(None, &q, "requeue");
                 }
                 SessionRepLost::Ended => act.ended(

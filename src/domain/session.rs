@@ -615,8 +615,11 @@ impl Session {
             }
             return RepLost::Left;
         }
-        // The lost rep's own personal queue is no place to wait: only they
-        // would see it.
+        // The lost rep's own personal queue is the last place to wait, since
+        // only they see it: any other queue, the site's fallback included,
+        // comes first, and only then does the session wait there for them
+        // to come back rather than end (a session key's or a rep choice's
+        // session has no other queue).
         let own = QueueId::rep(rep);
         let target = [
             Some(&self.last_queue),
@@ -626,6 +629,10 @@ impl Session {
         .into_iter()
         .flatten()
         .find(|q| **q != own && exists(q))
+        .or_else(|| {
+            let was_there = self.last_queue == own || self.entered_through == own;
+            (was_there && exists(&own)).then_some(&own)
+        })
         .cloned();
         match target {
             Some(q) => {
