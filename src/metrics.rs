@@ -202,7 +202,7 @@ impl QueueMetrics {
             wait_seconds: histogram_vec(
                 r,
                 "switchboard_wait_seconds",
-                "Seconds a session waited before a rep accepted it, per queue",
+                "Seconds a session waited in a queue before a rep accepted it, from when it entered that queue",
                 &["queue"],
                 wait_buckets(),
             ),

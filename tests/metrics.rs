@@ -428,3 +428,34 @@ async fn promtool_accepts_the_exposition() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A queue's wait is the time a session waited in that queue: a session
+/// served for a while and then transferred has not waited that long in
+/// the queue it is transferred to, and must not lengthen its estimates.
+#[actix_web::test]
+async fn a_queues_wait_is_counted_from_when_the_session_entered_it() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    let mut carol = app.rep("carol").await;
+    let mut c = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut c, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    accept(&alice, &view.session).await.expect("alice accepts");
+    // Served by alice for a while, then handed to billing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    reply_of(&alice, transfer(&view.session, "team:billing")).await;
+    alert_for(&mut carol, &view.session).await;
+    accept(&carol, &view.session).await.expect("carol accepts");
+
+    let samples = parse(&scrape(&app).await);
+    let billing = [("queue", "team:billing")];
+    assert_eq!(
+        value(&samples, "switchboard_wait_seconds_count", &billing),
+        1.0
+    );
+    let waited = value(&samples, "switchboard_wait_seconds_sum", &billing);
+    assert!(
+        waited < 1.0,
+        "billing counted {waited} s, the time since the customer first asked"
+    );
+}

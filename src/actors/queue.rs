@@ -182,7 +182,10 @@ impl Handler<Leave> for QueueActor {
         };
         self.told.remove(&msg.session);
         if msg.reason == LeftQueueReason::Accepted {
-            let waited = now_ms().saturating_sub(left.wait_start);
+            // Time in this queue, not since the customer first asked: a
+            // session that comes by transfer, rule or requeue has waited
+            // elsewhere, and perhaps been served, before.
+            let waited = now_ms().saturating_sub(left.queued_at);
             self.queue.record_wait(waited);
             let (id, metrics) = (&self.id, &self.hub.metrics.queues);
             self.wait_seconds
