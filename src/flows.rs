@@ -251,27 +251,45 @@ pub async fn live_session(
     Err(AppError::not_found("session", id))
 }
 
+/// Asks a live session's actor. A session that ends stops its actor, and
+/// whatever still waited in its mailbox (an accept or a chat line sent
+/// just as the customer hung up) is dropped unread: that answers what the
+/// request would have met a moment later, `session_ended`, not
+/// `internal`.
+pub async fn ask_session<M, T>(hub: &Hub, id: &str, msg: M) -> AppResult<T>
+where
+    M: actix::Message<Result = AppResult<T>> + Send + 'static,
+    T: Send + 'static,
+    session_actor::SessionActor: actix::Handler<M>,
+{
+    match live_session(hub, id).await?.send(msg).await {
+        Ok(answer) => answer,
+        Err(actix::MailboxError::Closed) => {
+            live_session(hub, id).await?;
+            Err(AppError::new(
+                ErrorCode::SessionEnded,
+                format!("session {id} has ended"),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
-    let addr = live_session(hub, session).await?;
-    with_place(hub, rep, session, async {
-        addr.send(Accept {
-            rep: rep.to_string(),
-        })
-        .await?
-    })
-    .await
+    live_session(hub, session).await?;
+    let accept = Accept {
+        rep: rep.to_string(),
+    };
+    with_place(hub, rep, session, ask_session(hub, session, accept)).await
 }
 
 /// Joins a shared session the rep is invited to.
 pub async fn join(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
-    let addr = live_session(hub, session).await?;
-    with_place(hub, rep, session, async {
-        addr.send(Join {
-            rep: rep.to_string(),
-        })
-        .await?
-    })
-    .await
+    live_session(hub, session).await?;
+    let join = Join {
+        rep: rep.to_string(),
+    };
+    with_place(hub, rep, session, ask_session(hub, session, join)).await
 }
 
 /// Holds a place among the rep's concurrent sessions while `take` runs,

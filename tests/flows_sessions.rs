@@ -584,3 +584,34 @@ async fn a_waiting_customer_can_give_up() {
         .collect();
     assert_eq!(history, ["created", "entered_queue", "ended"]);
 }
+
+/// A rep's request that reaches a session just as its customer ends it is
+/// answered as the ended session it meets (`session_ended`), never with
+/// `internal`: the actor of an ended session stops with the request still
+/// in its mailbox.
+#[actix_web::test]
+async fn a_request_racing_the_customers_end_gets_session_ended() {
+    let app = spawn_app().await;
+    let mut alice = app.rep("alice").await;
+    for i in 0..20 {
+        let mut customer = app.customer(ClientKind::Desktop).await;
+        let view = start_issue(&mut customer, "vpn", &format!("Racer {i}")).await;
+        alert_for(&mut alice, &view.session).await;
+        let (ended, accepted) = tokio::join!(
+            customer.request(RequestBody::EndSession { session: None }),
+            accept(&alice, &view.session),
+        );
+        ended.expect("the customer ends their session");
+        let outcome = match accepted {
+            Ok(_) => "accepted".to_string(),
+            Err(e) => format!("{:?}", e.code()),
+        };
+        assert!(
+            outcome == "accepted" || outcome == "Some(SessionEnded)",
+            "accept racing the end answered {outcome}"
+        );
+        let _ = alice.drain();
+    }
+    // Alice's connection carried on through all of it.
+    queue_of(&alice, "team:network").await;
+}

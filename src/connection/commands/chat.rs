@@ -35,10 +35,7 @@ fn speaker(
 
 pub async fn chat(conn: &mut Connection, session: Option<SessionId>, text: String) -> Answer {
     let (id, from) = speaker(conn, session)?;
-    let line = crate::flows::live_session(&conn.hub, &id)
-        .await?
-        .send(session::Chat { from, text })
-        .await??;
+    let line = crate::flows::ask_session(&conn.hub, &id, session::Chat { from, text }).await?;
     Ok(Reply::ChatSent { line })
 }
 

@@ -37,19 +37,13 @@ pub async fn get_next(conn: &mut Connection) -> Answer {
 
 pub async fn transfer(conn: &mut Connection, session: SessionId, to: QueueId) -> Answer {
     let rep = rep(conn)?;
-    crate::flows::live_session(&conn.hub, &session)
-        .await?
-        .send(Transfer { rep, to })
-        .await??;
+    crate::flows::ask_session(&conn.hub, &session, Transfer { rep, to }).await?;
     Ok(Reply::Ok)
 }
 
 pub async fn invite(conn: &mut Connection, session: SessionId, to: QueueId) -> Answer {
     let rep = rep(conn)?;
-    crate::flows::live_session(&conn.hub, &session)
-        .await?
-        .send(Invite { rep, to })
-        .await??;
+    crate::flows::ask_session(&conn.hub, &session, Invite { rep, to }).await?;
     Ok(Reply::Ok)
 }
 
@@ -62,28 +56,19 @@ pub async fn join(conn: &mut Connection, session: SessionId) -> Answer {
 
 pub async fn leave(conn: &mut Connection, session: SessionId) -> Answer {
     let rep = rep(conn)?;
-    crate::flows::live_session(&conn.hub, &session)
-        .await?
-        .send(Leave { rep })
-        .await??;
+    crate::flows::ask_session(&conn.hub, &session, Leave { rep }).await?;
     Ok(Reply::Ok)
 }
 
 pub async fn control(conn: &mut Connection, session: SessionId, input: String) -> Answer {
     let rep = rep(conn)?;
-    crate::flows::live_session(&conn.hub, &session)
-        .await?
-        .send(Control { rep, input })
-        .await??;
+    crate::flows::ask_session(&conn.hub, &session, Control { rep, input }).await?;
     Ok(Reply::Ok)
 }
 
 pub async fn request_view(conn: &mut Connection, session: SessionId) -> Answer {
     let rep = rep(conn)?;
-    crate::flows::live_session(&conn.hub, &session)
-        .await?
-        .send(RequestView { rep })
-        .await??;
+    crate::flows::ask_session(&conn.hub, &session, RequestView { rep }).await?;
     Ok(Reply::Ok)
 }
 
@@ -98,9 +83,6 @@ pub async fn end(conn: &mut Connection, session: Option<SessionId>) -> Answer {
             unreachable!("rep() fails outside a rep or customer phase")
         }
     };
-    crate::flows::live_session(&conn.hub, &id)
-        .await?
-        .send(End { by })
-        .await??;
+    crate::flows::ask_session(&conn.hub, &id, End { by }).await?;
     Ok(Reply::Ok)
 }
