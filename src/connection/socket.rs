@@ -519,11 +519,12 @@ pub enum ReadError {
     Protocol(ProtocolError),
 }
 
-/// A message arriving in fragments.
+/// A message arriving in fragments, copied together as they come: kept as
+/// pieces, a client's million one-byte fragments would each hold a
+/// `Bytes` (and the block it was read in) for a payload of a megabyte.
 struct Fragments {
     text: bool,
-    pieces: Vec<Bytes>,
-    len: usize,
+    joined: BytesMut,
 }
 
 /// The client's messages, one at a time, decoded from what the pump read.
@@ -556,37 +557,22 @@ impl Reader {
         let mut f = match text {
             Some(text) => Box::new(Fragments {
                 text,
-                pieces: Vec::new(),
-                len: 0,
+                joined: BytesMut::new(),
             }),
             None => self
                 .fragments
                 .take()
                 .ok_or(ReadError::Protocol(ProtocolError::ContinuationNotStarted))?,
         };
-        f.len += piece.len();
-        if f.len > self.max_message {
+        if f.joined.len() + piece.len() > self.max_message {
             return Err(ReadError::TooLarge(self.max_message));
         }
-        // Empty fragments are skipped, so endless empty ones hold nothing.
-        if !piece.is_empty() {
-            f.pieces.push(piece);
-        }
+        f.joined.extend_from_slice(&piece);
         if !last {
             self.fragments = Some(f);
             return Ok(None);
         }
-        let f = *f;
-        let joined = match <[Bytes; 1]>::try_from(f.pieces) {
-            Ok([one]) => one,
-            Err(pieces) => {
-                let mut all = BytesMut::with_capacity(f.len);
-                for p in pieces {
-                    all.extend_from_slice(&p);
-                }
-                all.freeze()
-            }
-        };
+        let joined = f.joined.freeze();
         match f.text {
             true => checked_text(joined).map(Some),
             false => Ok(Some(Incoming::Binary(joined))),
@@ -884,6 +870,49 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut close)).await;
         assert!(read.is_ok(), "the close frame never came: the pump sleeps");
         assert_eq!(frames(&close), vec![Frame::Close(None)]);
+    }
+
+    /// A message in a thousand one-byte fragments holds about its payload,
+    /// not a thousand pieces, while it arrives.
+    #[actix_web::test]
+    async fn a_message_in_tiny_fragments_holds_only_its_payload() {
+        // One client codec for all of it: it refuses a last fragment it
+        // saw no first for.
+        let mut codec = Codec::new().client_mode();
+        let mut bytes = BytesMut::new();
+        let mut encode = |m: Message| {
+            codec.encode(m, &mut bytes).expect("encodes");
+        };
+        encode(Message::Continuation(Item::FirstBinary(
+            Bytes::from_static(b"a"),
+        )));
+        for _ in 0..1000 {
+            encode(Message::Continuation(Item::Continue(Bytes::from_static(
+                b"b",
+            ))));
+        }
+        let (_w, mut r, mut client) = socket(4096, 64 * 1024);
+        client.write_all(&bytes.split()).await.expect("writes");
+        // Nothing comes out yet: the last fragment is still to come.
+        let early = tokio::time::timeout(Duration::from_millis(100), r.next()).await;
+        assert!(early.is_err(), "{early:?}");
+        let held = r.fragments.as_ref().map(|f| f.joined.capacity());
+        assert!(
+            held.is_some_and(|c| (1001..=4096).contains(&c)),
+            "{held:?} bytes held for 1,001 bytes of payload"
+        );
+        codec
+            .encode(
+                Message::Continuation(Item::Last(Bytes::from_static(b"c"))),
+                &mut bytes,
+            )
+            .expect("encodes");
+        client.write_all(&bytes).await.expect("writes");
+        let mut want = vec![b'a'];
+        want.extend([b'b'; 1000]);
+        want.push(b'c');
+        let got = r.next().await.map(|m| m.ok());
+        assert_eq!(got, Some(Some(Incoming::Binary(Bytes::from(want)))));
     }
 
     #[actix_web::test]
