@@ -615,3 +615,38 @@ async fn a_request_racing_the_customers_end_gets_session_ended() {
     // Alice's connection carried on through all of it.
     queue_of(&alice, "team:network").await;
 }
+
+/// Inviting a queue twice is answered `ok` and changes nothing: one
+/// history line, one alert, one invitation.
+#[actix_web::test]
+async fn inviting_the_same_queue_again_changes_nothing() {
+    let app = spawn_app().await;
+    let alice = app.rep("alice").await;
+    let mut admin = app.rep("admin").await;
+    let (_customer, id) = accepted_by(&app, &alice, "Dana").await;
+    for _ in 0..3 {
+        reply_of(&alice, invite(&id, "team:escalations")).await;
+    }
+    admin
+        .wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
+        .await
+        .expect("escalations is invited");
+    assert!(
+        stays_quiet(&mut admin, |e| matches!(e, Event::Invited { .. })).await,
+        "a second alert for the same invitation"
+    );
+    let d = details_of(&alice, &id).await;
+    assert_eq!(d.invitations.len(), 1);
+    let invited = events(&d)
+        .into_iter()
+        .filter(|e| *e == HistoryEvent::Invited)
+        .count();
+    assert_eq!(invited, 1, "{:?}", d.history);
+    // Still refused to someone who is not in the session.
+    let bob = app.rep("bob").await;
+    let e = bob
+        .request(invite(&id, "team:escalations"))
+        .await
+        .expect_err("bob is not in the session");
+    assert_eq!(e.code(), Some(ErrorCode::NotYourSession));
+}

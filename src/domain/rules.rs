@@ -88,6 +88,10 @@ impl crate::store::Record for QueueRules {
 impl QueueRules {
     pub const MAX_RULE_MOVES: u32 = 3;
 
+    /// The longest an overdue step may wait: a year. Far beyond any support
+    /// center's patience, and far from where seconds in milliseconds overflow.
+    pub const MAX_AFTER_SECS: u64 = 365 * 24 * 3600;
+
     /// Rules that never act on a waiting session: no overdue steps, no
     /// no-rep rule, no routing (the default).
     pub fn inert(&self) -> bool {
@@ -111,6 +115,12 @@ impl QueueRules {
         for step in &self.overdue {
             if step.after_secs() == 0 {
                 return Err("overdue steps need after_secs greater than 0".into());
+            }
+            if step.after_secs() > Self::MAX_AFTER_SECS {
+                return Err(format!(
+                    "overdue steps need after_secs of at most {} (a year)",
+                    Self::MAX_AFTER_SECS
+                ));
             }
             if step.after_secs() < last {
                 return Err("overdue steps must be in increasing order of after_secs".into());
@@ -180,7 +190,7 @@ pub fn due(rules: &QueueRules, w: &Waiting, now: Millis, reps_available: bool) -
     }
     let step = rules.overdue.get(w.steps_done as usize)?;
     let waited_ms = now.saturating_sub(w.queued_at);
-    if waited_ms < step.after_secs() * 1000 {
+    if waited_ms < step.after_secs().saturating_mul(1000) {
         return None;
     }
     let n = w.steps_done;
@@ -246,6 +256,25 @@ mod tests {
             due(&r, &waiting(0), 900_000, true),
             Some(Due::Mark { step: 0 })
         );
+    }
+
+    /// An admin's after_secs is bounded: seconds in milliseconds must not
+    /// wrap around (in a release build, a step of 2^64/1000 s would
+    /// otherwise fall due at once).
+    #[test]
+    fn after_secs_is_bounded() {
+        let step = |after_secs| QueueRules {
+            overdue: vec![OverdueAction::Mark { after_secs }],
+            ..QueueRules::default()
+        };
+        assert!(step(QueueRules::MAX_AFTER_SECS).validate().is_ok());
+        let huge = u64::MAX / 1000 + 1;
+        for after_secs in [QueueRules::MAX_AFTER_SECS + 1, huge, u64::MAX] {
+            let err = step(after_secs).validate().expect_err("refused");
+            assert!(err.contains("at most"), "{err}");
+        }
+        // Even unchecked, such a step is never due in a lifetime.
+        assert_eq!(due(&step(huge), &waiting(0), 4_000_000_000_000, true), None);
     }
 
     #[test]
