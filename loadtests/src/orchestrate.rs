@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 
 use crate::catalog;
 use crate::cli::{at_least_one, run_scenario, RelayStack, RunArgs, Scenario};
-use crate::report::{median_run, Report, ACTIX_RELAY};
+use crate::report::{median_round, Report, ACTIX_RELAY};
 use crate::scenarios::Protocol;
 use crate::scenarios::ScenarioResult;
 use crate::sled_bench::SledBench;
@@ -372,10 +372,11 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     stop(seed.child);
 
     for scenario in scenarios {
-        // Every run of every target, by the result's protocol label.
-        let mut runs: BTreeMap<String, Vec<ScenarioResult>> = BTreeMap::new();
+        // Every round's results, each by the result's protocol label.
+        let mut rounds: Vec<BTreeMap<String, ScenarioResult>> = Vec::new();
         let repeat = a.repeat;
         for round in 1..=repeat {
+            let mut runs: BTreeMap<String, ScenarioResult> = BTreeMap::new();
             let of = if repeat > 1 {
                 format!(" (run {round} of {repeat})")
             } else {
@@ -397,7 +398,7 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                         if stack == RelayStack::Actix {
                             r.protocol = ACTIX_RELAY.into();
                         }
-                        runs.entry(r.protocol.clone()).or_default().push(r);
+                        runs.insert(r.protocol.clone(), r);
                     }
                     Err(e) => eprintln!("{name} relay {scenario:?} failed: {e:#}"),
                 }
@@ -415,16 +416,17 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
             );
             eprintln!("== {scenario:?} on Switchboard{of}");
             match run_scenario(&args).await {
-                Ok(r) => runs.entry(r.protocol.clone()).or_default().push(r),
+                Ok(r) => {
+                    runs.insert(r.protocol.clone(), r);
+                }
                 Err(e) => eprintln!("switchboard {scenario:?} failed: {e:#}"),
             }
             stop(server.child);
             let _ = std::fs::remove_dir_all(&data);
+            rounds.push(runs);
         }
-        for (_, results) in runs {
-            if let Some(r) = median_run(results) {
-                report.add(r);
-            }
+        for r in median_round(rounds) {
+            report.add(r);
         }
         // Partial results survive a later failure.
         report.check();

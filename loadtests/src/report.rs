@@ -115,6 +115,67 @@ pub fn median_run(results: Vec<ScenarioResult>) -> Option<ScenarioResult> {
     Some(median)
 }
 
+/// Of the rounds of one scenario (each round: every target's result, by
+/// protocol), the results to report: all from the round whose Switchboard
+/// headline over the bare relay's is the median ratio (the lower middle one
+/// for an even count), each with every round's headlines attached. So a
+/// figure, its baseline and their ratio come from one round, measured
+/// minutes apart: picking each target's median run on its own paired
+/// Switchboard's run of one round with the relay's of another, and moved
+/// the ratios by a few percent. Without a round that has both, each
+/// target's [`median_run`].
+pub fn median_round(rounds: Vec<BTreeMap<String, ScenarioResult>>) -> Vec<ScenarioResult> {
+    let first = |r: &ScenarioResult| headlines(r).first().map(|(_, v)| *v);
+    let mut ratios: Vec<(f64, usize)> = rounds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, round)| {
+            let sb = first(round.get("switchboard")?)?;
+            let relay = first(round.get("relay")?).filter(|v| *v > 0.0)?;
+            Some((sb / relay, i))
+        })
+        .collect();
+    ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let pick = ratios
+        .len()
+        .checked_sub(1)
+        .and_then(|last| ratios.get(last / 2))
+        .map(|(_, i)| *i);
+    // Every round's headlines, by protocol, in the order the rounds ran.
+    let mut runs: BTreeMap<String, Vec<BTreeMap<String, f64>>> = BTreeMap::new();
+    for round in &rounds {
+        for (protocol, r) in round {
+            let heads = headlines(r)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            runs.entry(protocol.clone()).or_default().push(heads);
+        }
+    }
+    let Some(pick) = pick else {
+        let mut by_protocol: BTreeMap<String, Vec<ScenarioResult>> = BTreeMap::new();
+        for round in rounds {
+            for (protocol, r) in round {
+                by_protocol.entry(protocol).or_default().push(r);
+            }
+        }
+        return by_protocol.into_values().filter_map(median_run).collect();
+    };
+    let mut chosen: Vec<ScenarioResult> = rounds
+        .into_iter()
+        .nth(pick)
+        .unwrap_or_default()
+        .into_values()
+        .collect();
+    for r in &mut chosen {
+        match runs.remove(&r.protocol) {
+            Some(all) if all.len() > 1 => r.runs = all,
+            _ => {}
+        }
+    }
+    chosen
+}
+
 /// A figure beside its target and, where there is one, its baseline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
@@ -256,14 +317,22 @@ impl Report {
         }
         if let Some(lat) = p99(sb("join_alert"), "join_to_alert") {
             let base = p99(rl("join_alert"), "round_trip");
+            // A p99 says nothing of alerts that never came, nor of joins
+            // the generator could not send: with either, the target is not
+            // met, whatever the percentile.
+            let whole = sb("join_alert").is_some_and(|r| {
+                ["alerts_missing", "skipped_ticks"]
+                    .iter()
+                    .all(|k| r.counts.get(*k).copied().unwrap_or(0) == 0)
+            });
             push(
                 "join_alert",
                 "join to alert p99",
                 lat,
                 "us",
                 None,
-                "<= 2000 us",
-                lat <= 2000.0,
+                "<= 2000 us, every alert",
+                whole && lat <= 2000.0,
             );
             push(
                 "join_alert",
@@ -271,8 +340,8 @@ impl Report {
                 lat,
                 "us",
                 base,
-                "<= 3 x relay",
-                base.is_some_and(|b| b > 0.0 && lat / b <= 3.0),
+                "<= 3 x relay, every alert",
+                whole && base.is_some_and(|b| b > 0.0 && lat / b <= 3.0),
             );
         }
         if let Some(rate) = fig(sb("routing"), "sessions_per_sec") {
@@ -758,6 +827,54 @@ mod tests {
         };
         r.figure("messages_per_sec", rate);
         r
+    }
+
+    fn chat_round(sb: f64, relay: f64) -> BTreeMap<String, ScenarioResult> {
+        let mut bare = chat_run(relay, "relay");
+        bare.protocol = "relay".into();
+        let mut stack = chat_run(relay * 2.0, "stack");
+        stack.protocol = ACTIX_RELAY.into();
+        [chat_run(sb, "switchboard"), bare, stack]
+            .into_iter()
+            .map(|r| (r.protocol.clone(), r))
+            .collect()
+    }
+
+    /// The report's figure, baseline and ratio come from one round: the one
+    /// of median ratio, not each target's median run (which here would pair
+    /// Switchboard's 20 of the third round with the relay's 100 of the
+    /// second, a ratio of 0.20 that no round measured).
+    #[test]
+    fn the_median_round_pairs_figures_of_one_round() {
+        let rounds = vec![
+            chat_round(10.0, 40.0),  // 0.25
+            chat_round(30.0, 100.0), // 0.30
+            chat_round(20.0, 200.0), // 0.10
+        ];
+        let chosen = median_round(rounds);
+        let mut rep = Report::new();
+        for r in chosen {
+            rep.add(r);
+        }
+        rep.check();
+        let chat = rep.checks.iter().find(|c| c.scenario == "chat").unwrap();
+        assert_eq!((chat.value, chat.baseline), (10.0, Some(40.0)));
+        assert_eq!(chat.ratio, Some(0.25));
+        let stack = &rep.relay_actix["chat"];
+        assert_eq!(stack.figures["messages_per_sec"], 80.0, "the same round's");
+        let rates: Vec<f64> = rep.switchboard["chat"]
+            .runs
+            .iter()
+            .map(|h| h["messages_per_sec"])
+            .collect();
+        assert_eq!(rates, vec![10.0, 30.0, 20.0]);
+
+        // A round without the relay cannot be paired: the median run then.
+        let mut lone = chat_round(7.0, 1.0);
+        lone.remove("relay");
+        let chosen = median_round(vec![lone]);
+        assert_eq!(chosen.len(), 2);
+        assert!(chosen.iter().any(|r| r.protocol == "switchboard"));
     }
 
     #[test]
