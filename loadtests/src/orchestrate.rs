@@ -64,8 +64,9 @@ pub struct AllArgs {
     #[arg(long, default_value_t = 5)]
     pub sled_secs: u64,
     /// Runs each scenario and its baselines this many times, interleaved,
-    /// and reports the median run of each (every run's headline figures
-    /// are listed beside it): the machine is shared and noisy.
+    /// and reports, per scenario, the round whose ratio to the bare relay
+    /// is the median (every round's headline figures are listed beside
+    /// it): the machine is shared and noisy.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
     /// Scenarios to run (default: all four).

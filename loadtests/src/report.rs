@@ -457,7 +457,7 @@ impl Report {
                 if !r.runs.is_empty() {
                     let _ = writeln!(
                         m,
-                        "- the median of {} runs; every run (in order):",
+                        "- of {} rounds, the one whose ratio to the bare relay is the median; every round (in order):",
                         r.runs.len()
                     );
                     let names: std::collections::BTreeSet<&String> =

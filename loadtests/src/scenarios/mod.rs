@@ -118,7 +118,8 @@ pub struct ScenarioResult {
     pub server: Option<ServerUsage>,
     pub errors: Vec<String>,
     /// When `all --repeat N` ran the scenario N times: every run's headline
-    /// figures, in the order they ran. This result is the median run.
+    /// figures, in the order they ran. This result is the reported round's
+    /// (`report::median_round`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<BTreeMap<String, f64>>,
 }
