@@ -112,6 +112,7 @@ impl Application {
         tracing::info!(
             waiting = rebuilt.waiting,
             active = rebuilt.active,
+            keys_released = rebuilt.keys_released,
             "sessions restored"
         );
         let supervisor = Supervisor::new(hub.clone()).start();

@@ -562,3 +562,97 @@ async fn a_second_server_on_a_data_directory_in_use_is_refused_plainly() {
     let (_customer, view) = resume(&again.ws_url(), &started.token).await;
     assert_eq!(view.session, started.session);
 }
+
+/// A start uses its session key up, durably, before it writes the session:
+/// a crash in between leaves the key used by a session that was never
+/// stored. The next start gives such a key back; a key whose session was
+/// stored stays used. The crash is made here as it would leave the store.
+#[actix_web::test]
+async fn a_key_used_by_a_start_that_never_finished_is_given_back_at_restart() {
+    use std::sync::Arc;
+    use switchboard::actors::session::key_record_key;
+    use switchboard::domain::ids::now_ms;
+    use switchboard::domain::keys::SessionKey;
+    use switchboard::metrics::StoreMetrics;
+    use switchboard::store::{self, Expect, SledStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let url = server.ws_url();
+    let alice = rep_at(&url, "alice").await;
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        match reply_of(
+            &alice,
+            RequestBody::GenerateSessionKey {
+                valid_for_secs: 600,
+                portal: None,
+            },
+        )
+        .await
+        {
+            Reply::SessionKey { key, .. } => keys.push(key),
+            other => panic!("expected a key, got {other:?}"),
+        }
+    }
+    // The second key starts a session that is stored.
+    let mut used = customer_at(&url).await;
+    let started = used
+        .start_session(
+            Entry::SessionKey {
+                key: keys[1].clone(),
+            },
+            "Kim",
+            "",
+            "",
+        )
+        .await
+        .expect("the key starts a session");
+    server.kill9();
+    {
+        // The first key, as a crash between its use and its session's
+        // write leaves it.
+        let cache = switchboard::config::StoreSettings::DEFAULT_CACHE_BYTES;
+        let sled =
+            SledStore::open(dir.path(), cache, Arc::new(StoreMetrics::unregistered())).unwrap();
+        let rkey = key_record_key(&keys[0]);
+        let (mut record, revision) = store::load::<SessionKey>(&sled, &rkey)
+            .await
+            .unwrap()
+            .expect("the key was stored");
+        assert!(record.expires_at > now_ms());
+        record.used_by = Some("01a2e0000000000000000000deadbeef".into());
+        store::save(&sled, &rkey, &record, Expect::Revision(revision))
+            .await
+            .unwrap();
+    }
+
+    let server = ServerProcess::start(dir.path(), &[]);
+    let url = server.ws_url();
+    let mut customer = customer_at(&url).await;
+    let view = customer
+        .start_session(
+            Entry::SessionKey {
+                key: keys[0].clone(),
+            },
+            "Lee",
+            "",
+            "",
+        )
+        .await
+        .expect("the key whose session never started starts one now");
+    assert_ne!(view.session, started.session);
+    let again = customer_at(&url).await;
+    let e = again
+        .request(RequestBody::StartSession {
+            entry: Entry::SessionKey {
+                key: keys[1].clone(),
+            },
+            name: "Kim".into(),
+            company: String::new(),
+            description: String::new(),
+        })
+        .await
+        .expect_err("a key whose session was stored stays used");
+    assert_eq!(e.code(), Some(ErrorCode::KeyUsed));
+}

@@ -36,8 +36,11 @@ pub fn session_key(id: &str) -> String {
     format!("session/{id}")
 }
 
+/// Where session keys' records live; each under the hash of its key.
+pub const SESSION_KEY_PREFIX: &str = "session_key/";
+
 pub fn key_record_key(key: &str) -> String {
-    format!("session_key/{}", hash_secret(key))
+    format!("{SESSION_KEY_PREFIX}{}", hash_secret(key))
 }
 
 /// Who is speaking or acting in a session.

@@ -10,10 +10,11 @@ use actix::prelude::*;
 
 use super::queue::{Enter, Invite, QueueActor, WaitingList};
 use super::rep::{state_key, RepActor};
-use super::session::{ApplyRule, RepLost, SessionActor};
+use super::session::{ApplyRule, RepLost, SessionActor, SESSION_KEY_PREFIX};
 use super::Hub;
 use crate::domain::chat::{session_chat_prefix, team_chat_prefix};
 use crate::domain::ids::{now_ms, Millis, QueueId, RepId, SessionId};
+use crate::domain::keys::SessionKey;
 use crate::domain::queue::{InvitationSummary, SessionSummary};
 use crate::domain::rep_state::RepState;
 use crate::domain::rep_state::RepStatus;
@@ -23,7 +24,7 @@ use crate::domain::session::{Session, SessionState};
 use crate::error::AppResult;
 use crate::error::{AppError, ErrorCode};
 use crate::protocol::Event;
-use crate::store;
+use crate::store::{self, Expect};
 
 /// What start-up found, for the log.
 #[derive(Debug, Default)]
@@ -32,6 +33,8 @@ pub struct Rebuilt {
     pub teams: usize,
     pub waiting: usize,
     pub active: usize,
+    /// Session keys given back because their session was never stored.
+    pub keys_released: usize,
 }
 
 /// Starts the actors of every rep and team in the catalog that has none.
@@ -82,9 +85,11 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
     };
     let mut waiting: Vec<(QueueId, SessionSummary)> = Vec::new();
     let mut invitations: Vec<(QueueId, InvitationSummary)> = Vec::new();
+    let mut stored: HashSet<SessionId> = HashSet::new();
     for (key, mut session, revision) in
         store::load_all::<Session>(hub.store.as_ref(), "session/").await?
     {
+        stored.insert(session.id.clone());
         hub.observe_order(session.order);
         if session.is_ended() {
             continue;
@@ -118,6 +123,7 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
         let addr = SessionActor::new(hub.clone(), session, revision).start();
         hub.directory.add_session(id, addr);
     }
+    report.keys_released = release_unstarted_keys(hub, &stored).await?;
     waiting.sort_by_key(|(_, s)| s.order);
     for (queue, summary) in waiting {
         match hub.directory.queue(&queue) {
@@ -147,6 +153,36 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
         }
     }
     Ok(report)
+}
+
+/// Gives back every session key used by a session that was never stored.
+/// A start uses its key up (durably, so two customers cannot both use
+/// it) before it writes the session; a crash in between, or a failed
+/// start whose give-back failed too, left the key used by nothing, and
+/// its customer, never told of a session, refused `key_used`. Done at
+/// start-up, before any connection, so no start is in flight.
+async fn release_unstarted_keys(hub: &Hub, stored: &HashSet<SessionId>) -> AppResult<usize> {
+    let mut released = 0;
+    for (key, mut record, revision) in
+        store::load_all::<SessionKey>(hub.store.as_ref(), SESSION_KEY_PREFIX).await?
+    {
+        let Some(session) = record.used_by.take() else {
+            continue;
+        };
+        if stored.contains(&session) {
+            continue;
+        }
+        store::save(
+            hub.store.as_ref(),
+            &key,
+            &record,
+            Expect::Revision(revision),
+        )
+        .await?;
+        tracing::warn!(%session, "session key given back: its session was never stored");
+        released += 1;
+    }
+    Ok(released)
 }
 
 /// The supervisor actor: on every tick it runs the waiting-session rules
