@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::actors::queue::{First, Stats, View};
-use crate::actors::rep::{GetView, InSession, RepView, Reserve};
+use crate::actors::rep::{GetView, RepView, Reserve, Unreserve};
 use crate::actors::session::{self as session_actor, details, Accept, Details, Join};
 use crate::actors::Hub;
 use crate::auth::{bad_credentials, token_key, verify_password, RepToken};
@@ -311,9 +311,8 @@ async fn with_place<T>(
         .await??;
     let result = take.await;
     if result.is_err() && reserved {
-        rep_addr.do_send(InSession {
+        rep_addr.do_send(Unreserve {
             session: session.to_string(),
-            joined: false,
         });
     }
     result

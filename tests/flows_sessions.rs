@@ -650,3 +650,36 @@ async fn inviting_the_same_queue_again_changes_nothing() {
         .expect_err("bob is not in the session");
     assert_eq!(e.code(), Some(ErrorCode::NotYourSession));
 }
+
+/// A rep's two consoles race: one accepts a session (too late: it is
+/// active), the other joins it through an invitation. However the two
+/// cross, the rep ends up in the session and the server knows it: it is
+/// in their sessions, which is what a lost connection would requeue.
+#[actix_web::test]
+async fn an_accept_that_fails_does_not_undo_a_join_from_another_console() {
+    let app = spawn_app().await;
+    let mut bob = app.rep("bob").await;
+    let desk = app.rep("alice").await;
+    let laptop = app.rep("alice").await;
+    for i in 0..10 {
+        let mut customer = app.customer(ClientKind::Desktop).await;
+        let view = start_issue(&mut customer, "vpn", &format!("Race {i}")).await;
+        let id = view.session.clone();
+        alert_for(&mut bob, &id).await;
+        accept(&bob, &id).await.expect("bob accepts");
+        reply_of(&bob, invite(&id, "rep:alice")).await;
+        let (accepted, joined) = tokio::join!(accept(&desk, &id), laptop.request(join(&id)));
+        assert!(accepted.is_err(), "the session was already active");
+        joined.expect("the invitation is used");
+        let mine = match reply_of(&desk, RequestBody::MySessions).await {
+            Reply::Sessions { sessions } => sessions,
+            other => panic!("expected sessions, got {other:?}"),
+        };
+        assert!(
+            mine.iter().any(|d| d.summary.session == id),
+            "round {i}: alice is in the session but the server forgot it"
+        );
+        reply_of(&bob, end_session(&id)).await;
+        let _ = bob.drain();
+    }
+}

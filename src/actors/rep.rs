@@ -31,6 +31,10 @@ pub struct RepActor {
     outbox: Outbox<Arc<Event>>,
     consoles: Vec<ConnHandle>,
     sessions: BTreeSet<SessionId>,
+    /// Places held by `Reserve` for an accept or join not yet answered:
+    /// only these may be given back by `Unreserve`. Once the session says
+    /// the rep is in it (`InSession`), the place is the rep's for good.
+    reserved: BTreeSet<SessionId>,
     /// Armed while the rep has sessions but no console.
     lost_timer: Option<SpawnHandle>,
 }
@@ -50,6 +54,7 @@ impl RepActor {
             outbox,
             consoles: Vec::new(),
             sessions: BTreeSet::new(),
+            reserved: BTreeSet::new(),
             lost_timer: None,
         }
     }
@@ -361,6 +366,7 @@ pub struct InSession {
 impl Handler<InSession> for RepActor {
     type Result = ();
     fn handle(&mut self, msg: InSession, ctx: &mut Context<Self>) {
+        self.reserved.remove(&msg.session);
         if msg.joined {
             self.sessions.insert(msg.session);
         } else {
@@ -396,8 +402,7 @@ impl Handler<GetView> for RepActor {
 
 /// Holds a place for `session` among the rep's concurrent sessions before
 /// an accept or join, so two consoles cannot both pass the maximum. The
-/// place is given back with `InSession { joined: false }` if the accept
-/// fails.
+/// place is given back with `Unreserve` if the accept fails.
 /// Answers whether a new place was taken (false: the rep is already in it).
 #[derive(Message)]
 #[rtype(result = "AppResult<bool>")]
@@ -421,10 +426,31 @@ impl Handler<Reserve> for RepActor {
                 ),
             ));
         }
-        self.sessions.insert(msg.session);
+        self.sessions.insert(msg.session.clone());
+        self.reserved.insert(msg.session);
         self.publish();
         self.watch_connection(ctx);
         Ok(true)
+    }
+}
+
+/// The accept or join a place was reserved for failed: give the place
+/// back, unless the rep got into the session meanwhile some other way (a
+/// second console's join, answered first), which `InSession` confirmed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unreserve {
+    pub session: SessionId,
+}
+
+impl Handler<Unreserve> for RepActor {
+    type Result = ();
+    fn handle(&mut self, msg: Unreserve, ctx: &mut Context<Self>) {
+        if self.reserved.remove(&msg.session) {
+            self.sessions.remove(&msg.session);
+            self.publish();
+            self.watch_connection(ctx);
+        }
     }
 }
 
