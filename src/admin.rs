@@ -241,9 +241,12 @@ impl From<&Rep> for RepOutput {
 }
 
 pub async fn put_rep(hub: &Arc<Hub>, id: &str, input: RepInput) -> AppResult<RepOutput> {
+    // The slow part first, outside the lock: argon2 takes tens of ms.
+    let new_hash = input.password.as_deref().map(hash_password).transpose()?;
+    let _writing = hub.catalog_writes.lock().await;
     let existing = hub.catalog().reps.get(id).cloned();
-    let password_hash = match (&input.password, &existing) {
-        (Some(p), _) => hash_password(p)?,
+    let password_hash = match (new_hash, &existing) {
+        (Some(hash), _) => hash,
         (None, Some(old)) => old.password_hash.clone(),
         (None, None) => return Err(AppError::invalid("a new rep needs a password")),
     };
@@ -283,6 +286,7 @@ where
             value.id()
         )));
     }
+    let _writing = hub.catalog_writes.lock().await;
     value.validate(&hub.catalog())?;
     put(hub.store.as_ref(), kind, id, &value).await?;
     value.clone().insert(&mut hub.catalog_mut());
@@ -292,6 +296,7 @@ where
 
 /// Deletes a catalog entry that nothing else refers to.
 pub async fn delete_entry(hub: &Arc<Hub>, kind: Kind, id: &str) -> AppResult<()> {
+    let _writing = hub.catalog_writes.lock().await;
     let queue = match kind {
         Kind::Team => Some(QueueId::team(id)),
         Kind::Rep => Some(QueueId::rep(id)),
@@ -452,6 +457,7 @@ pub async fn load_rules(hub: &Hub) -> AppResult<()> {
 /// Sets (`Some`) or clears (`None`: back to the configuration) a team's
 /// waiting-session rules.
 pub async fn put_rules(hub: &Hub, team: &str, rules: Option<QueueRules>) -> AppResult<()> {
+    let _writing = hub.catalog_writes.lock().await;
     hub.catalog().team(team)?;
     match &rules {
         Some(r) => {

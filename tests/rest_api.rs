@@ -658,3 +658,38 @@ async fn admin_catalog_changes_take_effect() {
         "not_found",
     );
 }
+
+/// Admin changes to the catalog check it, await the store, then change
+/// it: at once, two could both pass a check only one may. Ten new reps
+/// sent together with one username: exactly one is created.
+#[actix_web::test]
+async fn reps_created_at_once_with_one_username_make_one_rep() {
+    let app = spawn_app().await;
+    let admin = rest_login(app.port, "admin").await;
+    let paths: Vec<String> = (0..10)
+        .map(|i| format!("/api/admin/reps/twin{i}"))
+        .collect();
+    let answers = futures_util::future::join_all(paths.iter().enumerate().map(|(i, path)| {
+        put(
+            &app,
+            path,
+            &admin,
+            json!({"username": "twin", "display_name": format!("Twin {i}"), "password": "twin-demo"}),
+        )
+    }))
+    .await;
+    let created = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(created, 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(body["code"], "conflict", "{body}");
+    }
+    let (_, reps) = get(&app, "/api/admin/reps", &admin).await;
+    let twins = reps
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["username"] == "twin")
+        .count();
+    assert_eq!(twins, 1, "{reps}");
+}

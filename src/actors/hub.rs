@@ -51,6 +51,12 @@ pub struct Hub {
     /// hundreds at once in the blocking pool: 1,000 rep logins took the
     /// server to about 4 GB resident, and glibc keeps what it grew.
     pub password_checks: tokio::sync::Semaphore,
+    /// Held by each admin change to the catalog or the rules from its
+    /// checks to its last write: each checks the catalog, awaits the store,
+    /// then changes the catalog, and two at once could both pass a check
+    /// that only one may (two reps with one username; a team deleted while
+    /// a rule is pointed at it).
+    pub catalog_writes: tokio::sync::Mutex<()>,
 }
 
 impl Hub {
@@ -80,6 +86,7 @@ impl Hub {
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            catalog_writes: tokio::sync::Mutex::new(()),
         }
     }
 
