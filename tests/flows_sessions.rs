@@ -683,3 +683,27 @@ async fn an_accept_that_fails_does_not_undo_a_join_from_another_console() {
         let _ = bob.drain();
     }
 }
+
+/// A customer who resumes just after a transfer is not shown the queue
+/// they left: their view names the new queue once it has told them their
+/// place, and none before.
+#[actix_web::test]
+async fn a_resume_right_after_a_transfer_does_not_show_the_old_queue() {
+    let app = spawn_app().await;
+    let alice = app.rep("alice").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let started = start_issue(&mut customer, "vpn", "Dana").await;
+    let (id, token) = (started.session, started.token);
+    accept(&alice, &id).await.expect("accepted");
+    ok(&alice, transfer(&id, "team:billing")).await;
+    let again = app.customer(ClientKind::Desktop).await;
+    let view = match reply_of(&again, resume_session(&token)).await {
+        Reply::SessionStarted(view) => view,
+        other => panic!("expected the customer's view, got {other:?}"),
+    };
+    assert_eq!(view.state, "waiting");
+    assert!(
+        matches!(view.queue_name.as_deref(), None | Some("Billing")),
+        "{view:?}"
+    );
+}

@@ -194,6 +194,10 @@ impl SessionActor {
             );
         }
         self.enter_queue(to);
+        // What the customer was last told is of the queue it left: a
+        // resume before the new queue's round tells (within a second)
+        // shows no place rather than the old one.
+        self.position = None;
         self.hub.metrics.queues.entered.get([path]).inc();
         let queue_name = self.hub.catalog().queue_name(to);
         self.push_customer(Event::Transferred { queue_name });
@@ -524,17 +528,9 @@ impl Handler<Transfer> for SessionActor {
                     }
                 }
                 act.withdraw_invitations(&prev);
-                act.enter_queue(&to);
                 act.hub.metrics.queues.transfers.inc();
                 tracing::info!(session = %act.session.id, rep = %by_rep, queue = %to, "session transferred");
-                act.hub
-                    .metrics
-                    .queues
-                    .entered
-                    .get(["transfer"])
-                    .inc();
-                let queue_name = act.hub.catalog().queue_name(&to);
-                act.push_customer(Event::Transferred { queue_name });
+                act.moved(None, &to, "transfer");
             },
         )
     }
