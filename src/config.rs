@@ -99,6 +99,10 @@ pub struct ServerSettings {
     pub outbound_queue: usize,
     /// Recent events kept per rep or customer for replay on reconnect.
     pub replay_events: usize,
+    /// Chat lines one session may hold. Lines are kept for good and a
+    /// `chat_history` answers all of a session's in one frame, so without
+    /// a bound one customer could grow the store and that frame at will.
+    pub max_chat_lines: u64,
     /// Interval of WebSocket pings, in milliseconds.
     pub heartbeat_ms: u64,
     /// A ping unanswered (no pong, no frame) this long closes the
@@ -200,6 +204,7 @@ impl Default for ServerSettings {
             max_frame_bytes: 64 * 1024,
             outbound_queue: 1024,
             replay_events: 1024,
+            max_chat_lines: 10_000,
             // A ping and its pong cost 17 to 31 us of server CPU (mostly the
             // kernel's TCP path), the whole idle cost of a connection: every
             // 25 s (as Centrifugo and Socket.IO) keeps it near 1.3 us/s. How
@@ -407,6 +412,9 @@ impl Settings {
         }
         if !(16..=1_000_000).contains(&self.server.replay_events) {
             return bad("server.replay_events", "must be between 16 and 1000000");
+        }
+        if !(1..=1_000_000).contains(&self.server.max_chat_lines) {
+            return bad("server.max_chat_lines", "must be between 1 and 1000000");
         }
         // The connection's timers: shorter than 10 ms is a typo, not a setting.
         for (key, ms) in [

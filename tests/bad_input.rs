@@ -915,3 +915,42 @@ async fn a_silent_connection_is_closed_and_one_that_answers_pings_is_kept() {
         "pinged before being closed: {frames:?}"
     );
 }
+
+/// A session holds at most `server.max_chat_lines` lines: the next is
+/// refused with a clear error, the connection carries on, and what was
+/// said is kept.
+#[actix_web::test]
+async fn a_session_holds_at_most_its_chat_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_app_with(dir, |s| s.server.max_chat_lines = 3).await;
+    let mut alice = app.rep("alice").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    accept(&alice, &view.session).await.expect("accepts");
+    let say = |text: &str| RequestBody::Chat {
+        session: None,
+        text: text.into(),
+    };
+    for i in 0..3 {
+        customer
+            .request(say(&format!("line {i}")))
+            .await
+            .expect("within the bound");
+    }
+    let (code, message) = refused(&customer, say("one too many")).await;
+    assert_eq!(code, ErrorCode::InvalidRequest);
+    assert!(message.contains("most chat lines"), "{message}");
+    pong(&customer).await;
+    match customer
+        .request(RequestBody::ChatHistory { session: None })
+        .await
+        .expect("history")
+    {
+        Reply::ChatHistory { lines } => {
+            let texts: Vec<_> = lines.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(texts, ["line 0", "line 1", "line 2"]);
+        }
+        other => panic!("expected the history, got {other:?}"),
+    }
+}

@@ -928,6 +928,12 @@ impl Handler<Chat> for SessionActor {
                 self.session.customer.name.clone()
             }
         };
+        if self.session.chat_lines >= self.hub.settings.max_chat_lines {
+            return fail(AppError::invalid(format!(
+                "this session holds its most chat lines ({}): no more can be added",
+                self.hub.settings.max_chat_lines
+            )));
+        }
         let line = ChatLine {
             seq: self.session.chat_lines,
             at: now_ms(),
