@@ -837,12 +837,9 @@ async fn a_requeued_session_withdraws_its_invitations() {
     assert!(q.invitations.is_empty(), "{:?}", q.invitations);
 }
 
-/// A session with no queue but its lost rep's own (it came by rep choice)
-/// goes to the site's fallback queue if there is one, and else waits in
-/// the rep's personal queue for them to come back: it does not end.
-#[actix_web::test]
-async fn a_rep_choice_session_waits_for_its_lost_rep_when_no_other_queue_can_take_it() {
-    let app = app_with(|s| s.supervisor.fallback_queue = None).await;
+/// A customer who chose alice on the public site, served by her until her
+/// console closed: the customer and their session's start.
+async fn chose_alice_who_was_lost(app: &TestApp) -> (Client, CustomerView) {
     let alice = app.rep("alice").await;
     let mut customer = app.customer(ClientKind::Desktop).await;
     let view = customer
@@ -858,6 +855,16 @@ async fn a_rep_choice_session_waits_for_its_lost_rep_when_no_other_queue_can_tak
         .expect("the customer chooses alice");
     accept(&alice, &view.session).await.expect("alice accepts");
     alice.close().await;
+    (customer, view)
+}
+
+/// A session with no queue but its lost rep's own (it came by rep choice)
+/// goes to the site's fallback queue if there is one, and else waits in
+/// the rep's personal queue for them to come back: it does not end.
+#[actix_web::test]
+async fn a_rep_choice_session_waits_for_its_lost_rep_when_no_other_queue_can_take_it() {
+    let app = app_with(|s| s.supervisor.fallback_queue = None).await;
+    let (mut customer, view) = chose_alice_who_was_lost(&app).await;
     told_transferred(&mut customer, "Alice Network")
         .await
         .expect("the customer is told they wait again");
@@ -874,22 +881,8 @@ async fn a_rep_choice_session_waits_for_its_lost_rep_when_no_other_queue_can_tak
 
     // With a fallback queue, that team takes it instead.
     let app = app_with(|s| s.supervisor.fallback_queue = Some(QueueId::team("escalations"))).await;
-    let alice = app.rep("alice").await;
     let mut admin = app.rep("admin").await;
-    let mut customer = app.customer(ClientKind::Desktop).await;
-    let view = customer
-        .start_session(
-            Entry::Rep {
-                rep: "alice".into(),
-            },
-            "Dana",
-            "Acme",
-            "",
-        )
-        .await
-        .expect("the customer chooses alice");
-    accept(&alice, &view.session).await.expect("alice accepts");
-    alice.close().await;
+    let (_customer, view) = chose_alice_who_was_lost(&app).await;
     let (queue, _) = alert_position(&mut admin, &view.session).await;
     assert_eq!(queue, "team:escalations");
 }

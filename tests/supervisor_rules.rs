@@ -642,6 +642,17 @@ async fn a_step_due_while_the_server_was_down_fires_right_after_restart() {
     );
 }
 
+/// A `409 conflict` whose message says `why`.
+fn assert_conflict(status: u16, body: &Value, why: &str) {
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{body}");
+}
+
 #[actix_web::test]
 async fn deleting_a_team_is_refused_while_rules_or_sessions_need_it_and_keeps_its_rules() {
     let app = app_with(vec![], |_| {}).await;
@@ -683,34 +694,12 @@ async fn deleting_a_team_is_refused_while_rules_or_sessions_need_it_and_keeps_it
     .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = admin(Method::DELETE, "/api/admin/teams/spare", None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("rules"),
-        "{body}"
-    );
+    assert_conflict(status, &body, "rules");
     assert_eq!(delete_rules(port, &token, "billing").await, 204);
 
     // A customer still waits in spare: refused, and spare's own rules stay.
     let (status, body) = admin(Method::DELETE, "/api/admin/teams/spare", None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("still wait"),
-        "{body}"
-    );
+    assert_conflict(status, &body, "still wait");
     let all = rules_in_force(port, &token).await;
     assert_eq!(
         all["teams"]["spare"]["persistent"], true,
@@ -757,18 +746,8 @@ async fn a_rep_cannot_be_deleted_while_rules_move_sessions_to_them() {
         )
     };
     let (status, body) = delete_erin().await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("teams.billing"),
-        "the refusal names the rules: {body}"
-    );
+    // The refusal names the rules.
+    assert_conflict(status, &body, "teams.billing");
     assert_eq!(delete_rules(port, &token, "billing").await, 204);
     let (status, body) = delete_erin().await;
     assert_eq!(status, 204, "{body}");
