@@ -15,10 +15,7 @@ async fn issue_form_alert_accept_chat_end() {
 
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     assert_eq!(view.state, "waiting");
-    assert_eq!(
-        view.queue_name.as_deref().or(Some("Network Support")),
-        Some("Network Support")
-    );
+    assert_eq!(view.queue_name.as_deref(), Some("Network Support"));
 
     alert_for(&mut alice, &view.session).await;
     alert_for(&mut bob, &view.session).await;

@@ -2,6 +2,8 @@
 //! join, leave, ownership), ordered and kept chat, ending by the customer,
 //! and the history the REST API shows.
 
+use std::time::Duration;
+
 use crate::common::*;
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, QueueId};
@@ -593,13 +595,23 @@ async fn a_waiting_customer_can_give_up() {
 async fn a_request_racing_the_customers_end_gets_session_ended() {
     let app = spawn_app().await;
     let mut alice = app.rep("alice").await;
+    let mut met_the_end = 0;
     for i in 0..20 {
         let mut customer = app.customer(ClientKind::Desktop).await;
         let view = start_issue(&mut customer, "vpn", &format!("Racer {i}")).await;
         alert_for(&mut alice, &view.session).await;
+        // The accept sent with the end, or a millisecond or two after it:
+        // it then meets the end's write in the session's mailbox, or the
+        // ended session, but meets the end either way.
+        let lag = Duration::from_millis(i % 3);
         let (ended, accepted) = tokio::join!(
             customer.request(RequestBody::EndSession { session: None }),
-            accept(&alice, &view.session),
+            async {
+                if !lag.is_zero() {
+                    tokio::time::sleep(lag).await;
+                }
+                accept(&alice, &view.session).await
+            },
         );
         ended.expect("the customer ends their session");
         let outcome = match accepted {
@@ -610,8 +622,13 @@ async fn a_request_racing_the_customers_end_gets_session_ended() {
             outcome == "accepted" || outcome == "Some(SessionEnded)",
             "accept racing the end answered {outcome}"
         );
+        met_the_end += usize::from(outcome != "accepted");
         let _ = alice.drain();
     }
+    assert!(
+        met_the_end > 0,
+        "no accept ever met the end: no race was run"
+    );
     // Alice's connection carried on through all of it.
     queue_of(&alice, "team:network").await;
 }

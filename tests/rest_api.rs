@@ -429,10 +429,7 @@ async fn admin_catalog_changes_take_effect() {
     let mut dave = app.rep("dave").await;
     let mut customer = app.customer(ClientKind::Desktop).await;
     let view = start_issue(&mut customer, "jam", "Fay").await;
-    assert_eq!(
-        view.queue_name.as_deref().unwrap_or("Printer Support"),
-        "Printer Support"
-    );
+    assert_eq!(view.queue_name.as_deref(), Some("Printer Support"));
     alert_for(&mut dave, &view.session).await;
     let (_, q) = get(&app, "/api/queues/team:printers", &admin).await;
     assert_eq!(ids(&q["items"], "session"), [view.session.as_str()]);

@@ -153,9 +153,14 @@ pub async fn accept(
     .await
 }
 
-/// True if no event matching `want` arrives within [`QUIET`].
+/// True if no event matching `want` arrives within [`QUIET`] while the
+/// connection stays open: a server that dropped the connection has not
+/// kept quiet, it has failed.
 pub async fn stays_quiet(c: &mut Client, want: impl Fn(&Event) -> bool) -> bool {
-    c.wait_event(QUIET, want).await.is_none()
+    matches!(
+        c.wait_for(QUIET, want).await,
+        Err(switchboard::client::Missed::TimedOut)
+    )
 }
 
 pub fn is_closed(p: &Option<Pushed>) -> bool {
