@@ -473,3 +473,59 @@ async fn a_name_is_one_to_200_bytes_after_trimming() {
     let (_, summary) = alert_queue(&mut alice, &view.session).await;
     assert_eq!(summary.customer_name, name);
 }
+
+/// A key made while the site has no portal has its own URL, `/key/{key}`,
+/// which says whose it is and whether it can still start a session; a
+/// portal's page does not know it, and `/key/` does not know a portal's.
+#[actix_web::test]
+async fn a_key_made_without_a_portal_is_read_at_its_own_url() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_app_with(dir, |s| s.seed.portals.clear()).await;
+    let mut alice = app.rep("alice").await;
+    let (key, url) = match ok(
+        &alice,
+        RequestBody::GenerateSessionKey {
+            valid_for_secs: 600,
+            portal: None,
+        },
+    )
+    .await
+    {
+        Reply::SessionKey { key, url, .. } => (key, url),
+        other => panic!("expected a key, got {other:?}"),
+    };
+    // Built on `server.public_url`, which these tests leave at its default.
+    assert!(url.ends_with(&format!("/key/{key}")), "{url}");
+    let url = app.http(&format!("/key/{key}"));
+    let (status, page) = http_get(&url).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["key"], key.as_str());
+    assert_eq!(page["rep"], "Alice Network");
+    assert_eq!(page["usable"], true);
+    assert!(
+        page["portal"].is_null() && page["portal_name"].is_null(),
+        "{page}"
+    );
+    let (status, body) = http_get(&app.http(&format!("/portal/support/key/{key}"))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+
+    let (_c, v) = enter(&app, ClientKind::Desktop, key_entry(&key), "Kai").await;
+    alert_for(&mut alice, &v.session).await;
+    let (status, page) = http_get(&url).await;
+    assert_eq!((status, &page["usable"]), (200, &serde_json::json!(false)));
+
+    // On a site with a portal, /key/ does not answer for the portal's keys.
+    let app = spawn_app().await;
+    let alice = app.rep("alice").await;
+    let (key, _, _) = generate(&alice, 600).await;
+    let (status, body) = http_get(&app.http(&format!("/key/{key}"))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("key_unknown")),
+        "{body}"
+    );
+}

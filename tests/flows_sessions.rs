@@ -724,3 +724,28 @@ async fn a_resume_right_after_a_transfer_does_not_show_the_old_queue() {
         "{view:?}"
     );
 }
+
+/// Joining a shared session takes one of the rep's places like an accept:
+/// at their maximum it is refused, and once a session ends they may join.
+#[actix_web::test]
+async fn a_rep_at_their_maximum_cannot_join_until_a_session_ends() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_app_with(dir, |s| s.supervisor.max_sessions_per_rep = 1).await;
+    let alice = app.rep("alice").await;
+    let bob = app.rep("bob").await;
+    let (_first, busy) = accepted_by(&app, &alice, "Dana").await;
+    let (_second, shared) = accepted_by(&app, &bob, "Eve").await;
+    reply_of(&bob, invite(&shared, "rep:alice")).await;
+    let e = alice
+        .request(join(&shared))
+        .await
+        .expect_err("alice runs her one session");
+    assert_eq!(e.code(), Some(ErrorCode::TooManySessions));
+    reply_of(&alice, end_session(&busy)).await;
+    match reply_of(&alice, join(&shared)).await {
+        Reply::Session { session } => {
+            assert!(session.participants.iter().any(|p| p.rep == "alice"));
+        }
+        other => panic!("expected the session, got {other:?}"),
+    }
+}

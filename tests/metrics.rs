@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use switchboard::client::Client;
 use switchboard::domain::ids::{ClientKind, QueueId, Role};
 use switchboard::error::ErrorCode;
-use switchboard::protocol::{Entry, Reply, RequestBody};
+use switchboard::protocol::{Entry, Event, Reply, RequestBody};
 
 /// One sample of the text exposition: name, labels, value.
 #[derive(Debug, Clone)]
@@ -458,4 +458,80 @@ async fn a_queues_wait_is_counted_from_when_the_session_entered_it() {
         waited < 1.0,
         "billing counted {waited} s, the time since the customer first asked"
     );
+}
+
+/// The counters of what the supervisor does count it: a mark rule
+/// firing, a lost rep's session requeued, a session abandoned.
+#[actix_web::test]
+async fn the_supervisors_work_is_counted() {
+    use switchboard::domain::rules::{OverdueAction, QueueRules};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_app_with(dir, |s| {
+        s.supervisor.rule_tick_ms = 50;
+        s.supervisor.rep_grace_ms = 300;
+        s.supervisor.customer_grace_ms = 300;
+        s.rules.teams.insert(
+            "billing".into(),
+            QueueRules {
+                overdue: vec![OverdueAction::Mark { after_secs: 1 }],
+                ..QueueRules::default()
+            },
+        );
+    })
+    .await;
+    let mut carol = app.rep("carol").await;
+    let mut bob = app.rep("bob").await;
+    let alice = app.rep("alice").await;
+
+    // Marked overdue after a second in billing.
+    let mut waits = app.customer(ClientKind::Desktop).await;
+    let marked = start_issue(&mut waits, "invoice", "Mo").await;
+    carol
+        .wait_event(Duration::from_secs(5), |e| {
+            matches!(e, Event::QueueEntered { session, .. } if session.session == marked.session && session.overdue)
+        })
+        .await
+        .expect("the session is marked overdue");
+    // Served by alice, whose console goes: requeued to network.
+    let mut served = app.customer(ClientKind::Desktop).await;
+    let requeued = start_issue(&mut served, "vpn", "Ru").await;
+    alert_for(&mut bob, &requeued.session).await;
+    accept(&alice, &requeued.session)
+        .await
+        .expect("alice accepts");
+    alice.close().await;
+    bob.wait_event(Duration::from_secs(5), |e| {
+        matches!(e, Event::QueueEntered { session, .. } if session.session == requeued.session && session.requeued.is_some())
+    })
+    .await
+    .expect("the session is requeued");
+    // Left by its customer: abandoned.
+    let mut leaves = app.customer(ClientKind::Desktop).await;
+    let abandoned = start_issue(&mut leaves, "vpn", "Ab").await;
+    leaves.close().await;
+    bob.wait_event(
+        Duration::from_secs(5),
+        |e| matches!(e, Event::QueueLeft { session, .. } if *session == abandoned.session),
+    )
+    .await
+    .expect("the abandoned session leaves its queue");
+
+    let samples = parse(&scrape(&app).await);
+    let count = |name: &str, labels: &[(&str, &str)]| value(&samples, name, labels);
+    assert_eq!(
+        count("switchboard_rule_firings_total", &[("action", "mark")]),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "switchboard_requeues_total",
+            &[("reason", "rep_connection_lost")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count("switchboard_sessions_entered_total", &[("path", "requeue")]),
+        1.0
+    );
+    assert_eq!(count("switchboard_sessions_abandoned_total", &[]), 1.0);
 }

@@ -886,3 +886,31 @@ async fn a_rep_choice_session_waits_for_its_lost_rep_when_no_other_queue_can_tak
     let (queue, _) = alert_position(&mut admin, &view.session).await;
     assert_eq!(queue, "team:escalations");
 }
+
+/// A session its customer abandons takes its open invitations with it.
+#[actix_web::test]
+async fn an_abandoned_session_withdraws_its_invitations() {
+    let app = customer_app().await;
+    let alice = app.rep("alice").await;
+    let mut admin = app.rep("admin").await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    let view = active_session(&alice, &mut customer, "vpn").await;
+    let id = view.session.clone();
+    reply_of(&alice, invite(&id, "team:escalations")).await;
+    admin
+        .wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
+        .await
+        .expect("escalations is invited");
+    customer.close().await;
+    admin
+        .wait_event(
+            WAIT,
+            |e| matches!(e, Event::InvitationWithdrawn { session, .. } if *session == id),
+        )
+        .await
+        .expect("the abandoned session's invitation is withdrawn");
+    let d = details_of(&alice, &id).await;
+    assert_ended(&d, EndReason::Abandoned);
+    let q = queue_of(&admin, "team:escalations").await;
+    assert!(q.invitations.is_empty(), "{:?}", q.invitations);
+}
