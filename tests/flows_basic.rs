@@ -2,7 +2,10 @@
 //! reps are alerted, one accepts, they chat, the rep ends the session.
 
 use crate::common::*;
-use switchboard::domain::ids::ClientKind;
+use reqwest::Method;
+use switchboard::client::Client;
+use switchboard::domain::ids::{ClientKind, Role};
+use switchboard::error::ErrorCode;
 use switchboard::protocol::{Event, Reply, RequestBody};
 
 #[actix_web::test]
@@ -96,4 +99,59 @@ async fn issue_form_alert_accept_chat_end() {
         unreachable!()
     };
     assert_eq!(session.chat_lines, 2);
+}
+
+/// `logout` revokes the console's token everywhere it is used (another
+/// console logging in with it, a REST client) and takes this console back
+/// to before its login; the rep's other consoles stay connected.
+#[actix_web::test]
+async fn logout_revokes_the_token_for_every_client_that_holds_it() {
+    let app = spawn_app().await;
+    let mut desk = Client::connect(&app.ws_url(), Role::Rep, ClientKind::Desktop)
+        .await
+        .expect("connects");
+    let token = match desk.login("alice", "alice-demo").await.expect("logs in") {
+        Reply::LoggedIn { token, .. } => token,
+        other => panic!("expected a login, got {other:?}"),
+    };
+    let phone = app.rep("alice").await;
+    let by_token = |token: &str| RequestBody::Login {
+        username: None,
+        password: None,
+        token: Some(token.to_string()),
+        resume: None,
+    };
+    let laptop = Client::connect(&app.ws_url(), Role::Rep, ClientKind::Desktop)
+        .await
+        .expect("connects");
+    reply_of(&laptop, by_token(&token)).await;
+    let rest = |token: String| async move {
+        rest_json(app.port, Method::GET, "/api/queues", Some(&token), None).await
+    };
+    assert_eq!(rest(token.clone()).await.0, 200);
+
+    ok(&desk, RequestBody::Logout).await;
+    let (status, body) = rest(token.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+    let late = Client::connect(&app.ws_url(), Role::Rep, ClientKind::Desktop)
+        .await
+        .expect("connects");
+    let e = late.request(by_token(&token)).await.expect_err("revoked");
+    assert_eq!(e.code(), Some(ErrorCode::InvalidToken));
+    let e = desk
+        .request(RequestBody::ListQueues)
+        .await
+        .expect_err("this console is logged out");
+    assert_eq!(e.code(), Some(ErrorCode::LoginRequired));
+    // The other consoles are still connected and answered.
+    for console in [&phone, &laptop] {
+        match reply_of(console, RequestBody::Ping).await {
+            Reply::Pong => {}
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    }
 }

@@ -529,3 +529,59 @@ async fn a_key_made_without_a_portal_is_read_at_its_own_url() {
         "{body}"
     );
 }
+
+/// A rep whose personal queue a support button leads to, or in whose
+/// queue a customer waits, cannot be deleted: the button would lead
+/// nowhere and the customer would wait where nobody sees them.
+#[actix_web::test]
+async fn a_rep_a_button_or_a_waiting_customer_needs_cannot_be_deleted() {
+    let app = spawn_app().await;
+    let admin = rest_login(app.port, "admin").await;
+    let delete = |path: &'static str| {
+        let admin = admin.clone();
+        async move { rest_json(app.port, reqwest::Method::DELETE, path, Some(&admin), None).await }
+    };
+    // The demo's desk-alice button leads to rep:alice.
+    let (status, body) = delete("/api/admin/reps/alice").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("support buttons"),
+        "{body}"
+    );
+    let (status, _) = delete("/api/admin/support-buttons/desk-alice").await;
+    assert_eq!(status, 204);
+    // A customer who chose alice waits in her queue.
+    let mut alice = app.rep("alice").await;
+    let (_c, v) = enter(
+        &app,
+        ClientKind::Desktop,
+        Entry::Rep {
+            rep: "alice".into(),
+        },
+        "Wes",
+    )
+    .await;
+    alert_for(&mut alice, &v.session).await;
+    let (status, body) = delete("/api/admin/reps/alice").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("still wait"),
+        "{body}"
+    );
+    // The refusals kept alice: she still logs in.
+    app.rep("alice").await;
+}
