@@ -392,6 +392,8 @@ async fn queue_view_shows_customers_and_sorts() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(30)).await;
+    let (_mia, mia_s) = filed_issue(&app, ClientKind::Desktop, "vpn", ["Mia", "Mu", "slow"]).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
     let (_adam, adam_s) = filed_issue(
         &app,
         ClientKind::Mobile,
@@ -399,9 +401,9 @@ async fn queue_view_shows_customers_and_sorts() {
         ["adam", "Acme", "tunnel drops"],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let (_mia, mia_s) = filed_issue(&app, ClientKind::Desktop, "vpn", ["Mia", "Mu", "slow"]).await;
 
+    // Each sort gives its own order: by wait Zoe, Mia, adam; by name adam,
+    // Mia, Zoe; by issue Mia, adam (vpn, longest waiting first), Zoe.
     let v = view(&alice, "team:network", SortBy::Wait).await;
     assert_eq!(v.name, "Network Support");
     assert_eq!(v.sort, SortBy::Wait);
@@ -410,8 +412,8 @@ async fn queue_view_shows_customers_and_sorts() {
         ids,
         [
             zoe_s.session.clone(),
-            adam_s.session.clone(),
-            mia_s.session.clone()
+            mia_s.session.clone(),
+            adam_s.session.clone()
         ]
     );
     let positions: Vec<_> = v.items.iter().map(|i| i.position).collect();
@@ -430,7 +432,8 @@ async fn queue_view_shows_customers_and_sorts() {
     assert!(!z.browser);
     assert!(!z.view_only);
     assert_eq!(z.entry, EntryPath::IssueForm);
-    let a = &v.items[1].summary;
+    let a = &v.items[2].summary;
+    assert_eq!(a.customer_name, "adam");
     assert_eq!(a.client, ClientKind::Mobile);
     assert!(a.view_only);
 
@@ -442,16 +445,17 @@ async fn queue_view_shows_customers_and_sorts() {
         .iter()
         .map(|i| (i.summary.customer_name.as_str(), i.position))
         .collect();
-    assert_eq!(got, [("adam", 2), ("Mia", 3), ("Zoe", 1)]);
+    assert_eq!(got, [("adam", 3), ("Mia", 2), ("Zoe", 1)]);
 
-    // By issue type, then longest waiting: vpn (adam, Mia), then wifi.
+    // By issue type, then longest waiting: vpn (Mia, then adam), then wifi.
     let v = view(&alice, "team:network", SortBy::Issue).await;
+    assert_eq!(v.sort, SortBy::Issue);
     let got: Vec<_> = v
         .items
         .iter()
         .map(|i| (i.summary.customer_name.as_str(), i.position))
         .collect();
-    assert_eq!(got, [("adam", 2), ("Mia", 3), ("Zoe", 1)]);
+    assert_eq!(got, [("Mia", 2), ("adam", 3), ("Zoe", 1)]);
 
     // The queue view follows accepts.
     accept(&alice, &zoe_s.session).await.unwrap();
@@ -461,7 +465,7 @@ async fn queue_view_shows_customers_and_sorts() {
         .iter()
         .map(|i| (i.summary.customer_name.as_str(), i.position))
         .collect();
-    assert_eq!(got, [("adam", 1), ("Mia", 2)]);
+    assert_eq!(got, [("Mia", 1), ("adam", 2)]);
 }
 
 #[actix_web::test]
@@ -545,13 +549,30 @@ async fn fifty_reps_race_for_one_session_and_one_wins() {
 #[actix_web::test]
 async fn get_next_takes_the_longest_waiting_across_teams() {
     let app = spawn_app().await;
-    let alice = app.rep("alice").await;
-    let bob = app.rep("bob").await;
+    let alice = app.rep("alice").await; // rep:alice, then network, then escalations
+    let bob = app.rep("bob").await; // network only
 
     assert_eq!(
         refused(&bob, RequestBody::GetNext).await,
         ErrorCode::QueueEmpty
     );
+
+    // The longest wait of all is in alice's personal queue, which get next
+    // never takes from (protocol.md 6.9: team queues only).
+    let mut pat = app.customer(ClientKind::Desktop).await;
+    let personal = pat
+        .start_session(
+            Entry::SupportButton {
+                button: "desk-alice".into(),
+            },
+            "Pat",
+            "",
+            "",
+        )
+        .await
+        .unwrap()
+        .session;
+    tokio::time::sleep(Duration::from_millis(20)).await;
 
     let mut customers = Vec::new();
     let mut ids = Vec::new();
@@ -566,10 +587,32 @@ async fn get_next_takes_the_longest_waiting_across_teams() {
     assert_eq!(got.summary.session, ids[0]);
     assert_eq!(got.owner.as_deref(), Some("bob"));
 
-    // Alice moves the second customer to escalations: their wait started
-    // before the third's, so get next picks them from the other team.
+    // Alice moves the second customer to escalations, keeping their wait
+    // start. Now one session waits in each of her teams: the second in
+    // escalations (listed after network), waiting longer than the third in
+    // network.
     accept(&alice, &ids[1]).await.unwrap();
     ok(&alice, transfer(&ids[1], "team:escalations")).await;
+    let qs = queues(&alice).await;
+    for (queue, waiting) in [
+        ("rep:alice", 1),
+        ("team:network", 1),
+        ("team:escalations", 1),
+    ] {
+        assert_eq!(find(&qs, queue).waiting, waiting, "{queue}");
+    }
+    assert!(
+        view(&alice, "team:escalations", SortBy::Wait).await.items[0]
+            .summary
+            .wait_start
+            < view(&alice, "team:network", SortBy::Wait).await.items[0]
+                .summary
+                .wait_start
+    );
+    // Get next compares the two teams, and skips the personal queue.
+    let got = session_of(&ok(&alice, RequestBody::GetNext).await).clone();
+    assert_eq!(got.summary.session, ids[1], "the longest wait in her teams");
+    assert_eq!(got.owner.as_deref(), Some("alice"));
     // Bob is not in escalations: he gets the third.
     let got = session_of(&ok(&bob, RequestBody::GetNext).await).clone();
     assert_eq!(got.summary.session, ids[2]);
@@ -577,12 +620,14 @@ async fn get_next_takes_the_longest_waiting_across_teams() {
         refused(&bob, RequestBody::GetNext).await,
         ErrorCode::QueueEmpty
     );
-    let got = session_of(&ok(&alice, RequestBody::GetNext).await).clone();
-    assert_eq!(got.summary.session, ids[1]);
+    // Pat still waits for alice, but not in a team queue.
     assert_eq!(
         refused(&alice, RequestBody::GetNext).await,
         ErrorCode::QueueEmpty
     );
+    let mine = view(&alice, "rep:alice", SortBy::Wait).await;
+    let waiting: Vec<_> = mine.items.iter().map(|i| &i.summary.session).collect();
+    assert_eq!(waiting, [&personal]);
 
     // Bob runs two sessions at once.
     match ok(&bob, RequestBody::MySessions).await {

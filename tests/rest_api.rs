@@ -266,8 +266,47 @@ async fn queues_and_session_history() {
     assert_eq!(ids(&view["items"], "session"), [net.session.as_str()]);
     assert_eq!(view["items"][0]["customer_name"], "Dana");
     assert_eq!(view["items"][0]["position"], 1);
-    let (status, view) = get(&app, "/api/queues/team:network?sort=name", &alice).await;
-    assert_eq!((status, &view["sort"]), (200, &json!("name")));
+    // Two more, so that each sort gives its own order: by wait Dana, Zed,
+    // Bea; by name Bea, Dana, Zed; by issue Dana, Bea (vpn, longest
+    // waiting first), Zed.
+    let mut c3 = app.customer(ClientKind::Desktop).await;
+    let zed = start_issue(&mut c3, "wifi", "Zed").await;
+    let mut c4 = app.customer(ClientKind::Desktop).await;
+    let bea = start_issue(&mut c4, "vpn", "Bea").await;
+    let (dana, zed, bea) = (
+        net.session.as_str(),
+        zed.session.as_str(),
+        bea.session.as_str(),
+    );
+    for (query, sort, order) in [
+        ("", "wait", [dana, zed, bea]),
+        ("?sort=wait", "wait", [dana, zed, bea]),
+        ("?sort=name", "name", [bea, dana, zed]),
+        ("?sort=issue", "issue", [dana, bea, zed]),
+    ] {
+        let (status, view) = get(&app, &format!("/api/queues/team:network{query}"), &alice).await;
+        assert_eq!(
+            (status, &view["sort"]),
+            (200, &json!(sort)),
+            "{query}: {view}"
+        );
+        assert_eq!(ids(&view["items"], "session"), order, "{query}: {view}");
+        let positions: Vec<_> = view["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["session"].as_str().unwrap(),
+                    i["position"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        for (session, position) in positions {
+            let queued = [dana, zed, bea].iter().position(|s| *s == session).unwrap();
+            assert_eq!(position, queued as u64 + 1, "{query}: queue positions");
+        }
+    }
     assert_error(
         &get(&app, "/api/queues/team:network?sort=height", &alice).await,
         400,

@@ -282,10 +282,56 @@ async fn no_rep_available_tells_the_customer_and_moves_the_session() {
             "no rep available: moved from team:network to team:billing"
         ]
     );
-    assert!(
-        stays_quiet(&mut customer, |e| matches!(e, Event::NoRepAvailable { .. })).await,
-        "told once"
+}
+
+#[actix_web::test]
+async fn a_no_rep_rule_without_a_target_tells_the_customer_once_and_keeps_the_session() {
+    // Not persistent, but the rule names no queue: the session stays in
+    // network, where the rule could fire again on every tick.
+    let rule = QueueRules {
+        no_rep_available: Some(NoRepRule {
+            message: "Nobody is here right now".into(),
+            redirect_url: None,
+            to: None,
+        }),
+        ..QueueRules::default()
+    };
+    let app = app_with(vec![("network", rule)], |s| s.supervisor.rule_tick_ms = 10).await;
+    // Alice is logged in but away: she can look, but nobody is available.
+    let mut alice = app.rep("alice").await;
+    reply_of(
+        &alice,
+        RequestBody::SetStatus {
+            status: switchboard::domain::rep_state::RepStatus::Away,
+        },
+    )
+    .await;
+    let mut customer = app.customer(ClientKind::Desktop).await;
+
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    let id = view.session.clone();
+    let told = told_nobody_available(&mut customer).await;
+    assert_eq!(
+        told,
+        Event::NoRepAvailable {
+            message: "Nobody is here right now".into(),
+            redirect_url: None,
+        }
     );
+    // QUIET is forty ticks: the rule stays handled in this queue.
+    assert!(
+        stays_quiet(&mut customer, |e| matches!(
+            e,
+            Event::Transferred { .. } | Event::NoRepAvailable { .. }
+        ))
+        .await,
+        "the customer is told once, and the session is not moved"
+    );
+    assert!(in_queue(&queue_of(&alice, "team:network").await, &id));
+    let d = details_of(&alice, &id).await;
+    assert_eq!(waiting_in(&d).as_deref(), Some("team:network"));
+    assert_eq!(rule_lines(&d), ["no rep available: customer told"]);
+    let _ = alice.drain();
 }
 
 /// The wait start as the session was created (the `created` history line).

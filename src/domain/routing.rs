@@ -156,11 +156,22 @@ mod tests {
             Some("vpn_less".into())
         );
         let declined: HashSet<RepId> = ["vpn_pref".to_string(), "vpn_less".to_string()].into();
-        // Nobody left with vpn: drop it, match on network: least busy.
-        let got = choose(Routing::Skills, &c, &req, &declined);
-        assert!(
-            got == Some("gen".into()) || got == Some("vpn_ignored".into()),
-            "{got:?}"
+        // Nobody left with vpn: drop it, match on network. gen and
+        // vpn_ignored tie on sessions (0) and available-since (0): the rep
+        // id decides (supervisor.md 7.2), whatever order they come in.
+        let reversed: Vec<Candidate> = c.iter().rev().cloned().collect();
+        for candidates in [&c[..], &reversed[..]] {
+            assert_eq!(
+                choose(Routing::Skills, candidates, &req, &declined),
+                Some("gen".into())
+            );
+        }
+        // With a session more, gen loses to the less busy vpn_ignored.
+        let mut busier = c.clone();
+        busier[0].sessions = 1;
+        assert_eq!(
+            choose(Routing::Skills, &busier, &req, &declined),
+            Some("vpn_ignored".into())
         );
     }
 }

@@ -281,49 +281,66 @@ mod tests {
     fn persistent_queues_and_bounces_do_not_move() {
         let mut r = rules();
         r.persistent = true;
-        assert!(matches!(
+        assert_eq!(
             due(&r, &waiting(1), 300_000, true),
-            Some(Due::SkipStep { .. })
-        ));
+            Some(Due::SkipStep {
+                step: 1,
+                why: "persistent queue"
+            })
+        );
         let r = rules();
         let mut w = waiting(1);
         w.left_by_rule = vec![QueueId::team("overflow")];
-        assert!(matches!(
+        assert_eq!(
             due(&r, &w, 300_000, true),
             Some(Due::SkipStep {
-                why: "would bounce back",
-                ..
+                step: 1,
+                why: "would bounce back"
             })
-        ));
+        );
         let mut w = waiting(1);
         w.rule_moves = QueueRules::MAX_RULE_MOVES;
-        assert!(matches!(
+        assert_eq!(
             due(&r, &w, 300_000, true),
-            Some(Due::SkipStep { .. })
-        ));
+            Some(Due::SkipStep {
+                step: 1,
+                why: "moved by rules too often"
+            })
+        );
     }
 
     #[test]
     fn no_rep_rule_comes_first_and_once() {
         let mut r = rules();
-        r.no_rep_available = Some(NoRepRule {
+        let rule = NoRepRule {
             message: "closed".into(),
             redirect_url: Some("https://example.test/hours".into()),
             to: Some(QueueId::team("night")),
-        });
-        assert!(matches!(
-            due(&r, &waiting(0), 0, false),
-            Some(Due::NoRep { to: Some(_), .. })
-        ));
+        };
+        r.no_rep_available = Some(rule.clone());
+        let no_rep = |to: Option<&str>| {
+            Some(Due::NoRep {
+                rule: rule.clone(),
+                to: to.map(QueueId::team),
+            })
+        };
+        assert_eq!(due(&r, &waiting(0), 0, false), no_rep(Some("night")));
         assert_eq!(due(&r, &waiting(0), 0, true), None);
+        // First: at 300 s both overdue steps are past due (the mark is
+        // next), and the no-rep rule still goes before them.
+        assert_eq!(
+            due(&r, &waiting(0), 300_000, true),
+            Some(Due::Mark { step: 0 })
+        );
+        assert_eq!(due(&r, &waiting(0), 300_000, false), no_rep(Some("night")));
+        assert_eq!(due(&r, &waiting(1), 300_000, false), no_rep(Some("night")));
+        // Once: handled, it gives way to the steps.
         let mut w = waiting(0);
         w.no_rep_handled = true;
         assert_eq!(due(&r, &w, 0, false), None);
+        assert_eq!(due(&r, &w, 300_000, false), Some(Due::Mark { step: 0 }));
         r.persistent = true;
-        assert!(matches!(
-            due(&r, &waiting(0), 0, false),
-            Some(Due::NoRep { to: None, .. })
-        ));
+        assert_eq!(due(&r, &waiting(0), 0, false), no_rep(None));
     }
 
     #[test]

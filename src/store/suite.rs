@@ -168,10 +168,13 @@ async fn racing_conditional_writes_have_one_winner(store: &dyn Store) {
 }
 
 async fn unflushed_writes_obey_conditions_and_are_read_back(store: &dyn Store) {
-    // Whether it is durable before `flush` is the backend's business (the
-    // restart test in sled_store checks that `flush` makes it so); what
-    // every backend must do is apply the same conditions as `put` and show
-    // the write to readers at once.
+    // Whether it is durable before `flush` is the backend's business. That
+    // `flush` makes it durable needs a crash, which this suite cannot make:
+    // tests/restart.rs does, killing the server with SIGKILL right after
+    // acknowledged session starts (written with `put_unflushed`, then
+    // flushed: `a_session_started_right_before_kill_9_is_waiting_after_it`).
+    // What every backend must do is apply the same conditions as `put` and
+    // show the write to readers at once.
     let r1 = store
         .put_unflushed("suite/early", b"a".to_vec(), Expect::Absent)
         .await
