@@ -543,18 +543,7 @@ async fn a_rep_a_button_or_a_waiting_customer_needs_cannot_be_deleted() {
     };
     // The demo's desk-alice button leads to rep:alice.
     let (status, body) = delete("/api/admin/reps/alice").await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("support buttons"),
-        "{body}"
-    );
+    assert_conflict(status, &body, "support buttons");
     let (status, _) = delete("/api/admin/support-buttons/desk-alice").await;
     assert_eq!(status, 204);
     // A customer who chose alice waits in her queue.
@@ -570,18 +559,7 @@ async fn a_rep_a_button_or_a_waiting_customer_needs_cannot_be_deleted() {
     .await;
     alert_for(&mut alice, &v.session).await;
     let (status, body) = delete("/api/admin/reps/alice").await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("still wait"),
-        "{body}"
-    );
+    assert_conflict(status, &body, "still wait");
     // The refusals kept alice: she still logs in.
     app.rep("alice").await;
 }

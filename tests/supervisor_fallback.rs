@@ -812,29 +812,58 @@ async fn a_requeued_session_keeps_its_place_ahead_of_later_customers() {
     assert_eq!(names, ["Dana", "Eve", "Finn"]);
 }
 
-#[actix_web::test]
-async fn a_requeued_session_withdraws_its_invitations() {
-    let app = app_with(|_| {}).await;
+/// Alice serving a customer, who has invited team escalations (admin's).
+struct Invited {
+    alice: Client,
+    admin: Client,
+    customer: Client,
+    session: String,
+}
+
+async fn invited_escalations(app: &TestApp) -> Invited {
     let alice = app.rep("alice").await;
     let mut admin = app.rep("admin").await;
     let mut customer = app.customer(ClientKind::Desktop).await;
     let view = active_session(&alice, &mut customer, "vpn").await;
-    let id = view.session.clone();
-    reply_of(&alice, invite(&id, "team:escalations")).await;
+    reply_of(&alice, invite(&view.session, "team:escalations")).await;
     admin
         .wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
         .await
         .expect("escalations is invited");
-    alice.close().await;
+    Invited {
+        alice,
+        admin,
+        customer,
+        session: view.session,
+    }
+}
+
+/// Asserts that escalations' invitation to `session` is withdrawn (`when`)
+/// and gone from its queue.
+async fn withdrawn_from_escalations(admin: &mut Client, session: &str, when: &str) {
     admin
         .wait_event(
             WAIT,
-            |e| matches!(e, Event::InvitationWithdrawn { session, .. } if *session == id),
+            |e| matches!(e, Event::InvitationWithdrawn { session: s, .. } if s == session),
         )
         .await
-        .expect("the invitation is withdrawn once nobody is in the session");
-    let q = queue_of(&admin, "team:escalations").await;
+        .unwrap_or_else(|| panic!("the invitation is withdrawn {when}"));
+    let q = queue_of(admin, "team:escalations").await;
     assert!(q.invitations.is_empty(), "{:?}", q.invitations);
+}
+
+#[actix_web::test]
+async fn a_requeued_session_withdraws_its_invitations() {
+    let app = app_with(|_| {}).await;
+    // The customer stays connected: only the rep is lost.
+    let Invited {
+        alice,
+        mut admin,
+        customer: _customer,
+        session: id,
+    } = invited_escalations(&app).await;
+    alice.close().await;
+    withdrawn_from_escalations(&mut admin, &id, "once nobody is in the session").await;
 }
 
 /// A customer who chose alice on the public site, served by her until her
@@ -891,26 +920,13 @@ async fn a_rep_choice_session_waits_for_its_lost_rep_when_no_other_queue_can_tak
 #[actix_web::test]
 async fn an_abandoned_session_withdraws_its_invitations() {
     let app = customer_app().await;
-    let alice = app.rep("alice").await;
-    let mut admin = app.rep("admin").await;
-    let mut customer = app.customer(ClientKind::Desktop).await;
-    let view = active_session(&alice, &mut customer, "vpn").await;
-    let id = view.session.clone();
-    reply_of(&alice, invite(&id, "team:escalations")).await;
-    admin
-        .wait_event(WAIT, |e| matches!(e, Event::Invited { .. }))
-        .await
-        .expect("escalations is invited");
+    let Invited {
+        alice,
+        mut admin,
+        customer,
+        session: id,
+    } = invited_escalations(&app).await;
     customer.close().await;
-    admin
-        .wait_event(
-            WAIT,
-            |e| matches!(e, Event::InvitationWithdrawn { session, .. } if *session == id),
-        )
-        .await
-        .expect("the abandoned session's invitation is withdrawn");
-    let d = details_of(&alice, &id).await;
-    assert_ended(&d, EndReason::Abandoned);
-    let q = queue_of(&admin, "team:escalations").await;
-    assert!(q.invitations.is_empty(), "{:?}", q.invitations);
+    withdrawn_from_escalations(&mut admin, &id, "once its customer abandoned it").await;
+    assert_ended(&details_of(&alice, &id).await, EndReason::Abandoned);
 }

@@ -298,14 +298,7 @@ async fn a_no_rep_rule_without_a_target_tells_the_customer_once_and_keeps_the_se
     };
     let app = app_with(vec![("network", rule)], |s| s.supervisor.rule_tick_ms = 10).await;
     // Alice is logged in but away: she can look, but nobody is available.
-    let mut alice = app.rep("alice").await;
-    reply_of(
-        &alice,
-        RequestBody::SetStatus {
-            status: switchboard::domain::rep_state::RepStatus::Away,
-        },
-    )
-    .await;
+    let mut alice = away(&app, "alice").await;
     let mut customer = app.customer(ClientKind::Desktop).await;
 
     let view = start_issue(&mut customer, "vpn", "Dana").await;
@@ -334,6 +327,20 @@ async fn a_no_rep_rule_without_a_target_tells_the_customer_once_and_keeps_the_se
     let _ = alice.drain();
 }
 
+/// `rep` logged in with their status set to away: they see their queues,
+/// but no rep is available there.
+async fn away(app: &TestApp, rep: &str) -> Client {
+    let c = app.rep(rep).await;
+    reply_of(
+        &c,
+        RequestBody::SetStatus {
+            status: switchboard::domain::rep_state::RepStatus::Away,
+        },
+    )
+    .await;
+    c
+}
+
 /// The wait start as the session was created (the `created` history line).
 fn view_wait_start(d: &SessionDetails) -> u64 {
     d.history
@@ -350,14 +357,7 @@ async fn no_rep_available_in_a_persistent_queue_keeps_the_session() {
     // comes before the first firing is stored.
     let app = app_with(vec![("network", rule)], |s| s.supervisor.rule_tick_ms = 10).await;
     // Alice is logged in but away: she can look, but nobody is available.
-    let mut alice = app.rep("alice").await;
-    reply_of(
-        &alice,
-        RequestBody::SetStatus {
-            status: switchboard::domain::rep_state::RepStatus::Away,
-        },
-    )
-    .await;
+    let mut alice = away(&app, "alice").await;
     let carol = app.rep("carol").await;
     let mut customer = app.customer(ClientKind::Desktop).await;
 
@@ -686,17 +686,6 @@ async fn a_step_due_while_the_server_was_down_fires_right_after_restart() {
         rules["teams"]["network"]["overdue"][0]["to"], "team:billing",
         "API rules survive a restart"
     );
-}
-
-/// A `409 conflict` whose message says `why`.
-fn assert_conflict(status: u16, body: &Value, why: &str) {
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("conflict")),
-        "{body}"
-    );
-    let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains(why), "{body}");
 }
 
 #[actix_web::test]

@@ -525,3 +525,14 @@ pub async fn told_transferred(customer: &mut Client, queue_name: &str) -> Option
         )
         .await
 }
+
+/// A REST answer of `409 conflict` whose message says `why`.
+pub fn assert_conflict(status: u16, body: &serde_json::Value, why: &str) {
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{body}");
+}
