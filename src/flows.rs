@@ -276,6 +276,7 @@ where
 }
 
 pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
+    // An unknown or ended session is refused before a place is reserved.
     live_session(hub, session).await?;
     let accept = Accept {
         rep: rep.to_string(),
@@ -285,6 +286,7 @@ pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDet
 
 /// Joins a shared session the rep is invited to.
 pub async fn join(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
+    // An unknown or ended session is refused before a place is reserved.
     live_session(hub, session).await?;
     let join = Join {
         rep: rep.to_string(),

@@ -402,7 +402,7 @@ impl Handler<GetView> for RepActor {
 
 /// Holds a place for `session` among the rep's concurrent sessions before
 /// an accept or join, so two consoles cannot both pass the maximum. The
-/// place is given back with `Unreserve` if the accept fails.
+/// place is given back with `Unreserve` if the accept or join fails.
 /// Answers whether a new place was taken (false: the rep is already in it).
 #[derive(Message)]
 #[rtype(result = "AppResult<bool>")]
