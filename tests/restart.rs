@@ -656,3 +656,35 @@ async fn a_key_used_by_a_start_that_never_finished_is_given_back_at_restart() {
         .expect_err("a key whose session was stored stays used");
     assert_eq!(e.code(), Some(ErrorCode::KeyUsed));
 }
+
+/// A rep's availability (status and automatic assignment) is stored when
+/// it is acknowledged: after a kill -9 the rep logs in to what they set.
+#[actix_web::test]
+async fn a_reps_availability_survives_kill_9() {
+    use switchboard::domain::rep_state::RepStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let alice = rep_at(&server.ws_url(), "alice").await;
+    reply_of(
+        &alice,
+        RequestBody::SetStatus {
+            status: RepStatus::Away,
+        },
+    )
+    .await;
+    reply_of(&alice, RequestBody::SetAutoAssign { enabled: false }).await;
+    server.kill9();
+
+    let server = ServerProcess::start(dir.path(), &[]);
+    let mut again = Client::connect(&server.ws_url(), Role::Rep, ClientKind::Desktop)
+        .await
+        .expect("connects");
+    match again.login("alice", "alice-demo").await.expect("logs in") {
+        Reply::LoggedIn {
+            status,
+            auto_assign,
+            ..
+        } => assert_eq!((status, auto_assign), (RepStatus::Away, false)),
+        other => panic!("expected a login, got {other:?}"),
+    }
+}

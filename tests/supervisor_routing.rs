@@ -638,3 +638,31 @@ async fn manual_accept_and_get_next_work_alongside_routing() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NoOffer));
 }
+
+/// An offer of a session that stops waiting in its queue is withdrawn,
+/// `no longer waiting`, whether its customer ends it or another rep takes
+/// it by hand.
+#[actix_web::test]
+async fn an_offer_is_withdrawn_when_its_session_stops_waiting() {
+    let app = app_routing(Routing::LeastBusy, |_| {}).await;
+    let mut alice = app.rep("alice").await;
+    let mut bob = app.rep("bob").await;
+
+    // The customer gives up while the offer is open.
+    let (customer, id) = new_session(&app, "vpn", "Dana").await;
+    let (first, _) = offered_to(&mut [&mut alice, &mut bob], &id).await;
+    reply_of(&customer, RequestBody::EndSession { session: None }).await;
+    let offered = if first == 0 { &mut alice } else { &mut bob };
+    assert_eq!(withdrawn(offered, &id).await, "no longer waiting");
+
+    // Another rep takes it by hand while the offer is open.
+    let (_customer, id) = new_session(&app, "vpn", "Eve").await;
+    let (first, _) = offered_to(&mut [&mut alice, &mut bob], &id).await;
+    let (offered, other) = if first == 0 {
+        (&mut alice, &bob)
+    } else {
+        (&mut bob, &alice)
+    };
+    accept(other, &id).await.expect("taken by hand");
+    assert_eq!(withdrawn(offered, &id).await, "no longer waiting");
+}

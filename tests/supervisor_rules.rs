@@ -817,3 +817,31 @@ async fn rules_of_a_team_that_does_not_exist_hold_nothing_back() {
     .await;
     assert_eq!(status, 204, "{body}");
 }
+
+/// After a start, reps have the rep grace period to reconnect before the
+/// no-rep-available rule may tell anyone that nobody is there.
+#[actix_web::test]
+async fn the_no_rep_rule_waits_out_the_rep_grace_after_a_start() {
+    let rule = no_rep_to_billing("Nobody is here right now", None, true);
+    let app = app_with(vec![("network", rule)], |s| {
+        s.supervisor.rule_tick_ms = 10;
+        s.supervisor.rep_grace_ms = 3000;
+    })
+    .await;
+    // The grace began as the supervisor started, a moment before the
+    // server was up.
+    let up = Instant::now();
+    // Nobody is logged in at all.
+    let mut customer = app.customer(ClientKind::Desktop).await;
+    start_issue(&mut customer, "vpn", "Dana").await;
+    assert!(
+        stays_quiet(&mut customer, |e| matches!(e, Event::NoRepAvailable { .. })).await,
+        "told within the reps' grace after the start"
+    );
+    assert!(
+        up.elapsed() < Duration::from_millis(2500),
+        "the quiet check ran too late to say anything"
+    );
+    told_nobody_available(&mut customer).await;
+    assert!(up.elapsed() >= Duration::from_millis(2500));
+}
