@@ -171,6 +171,11 @@ impl StoreMetrics {
         self.flush_seconds.observe(d.as_secs_f64());
         self.flush_batch.observe(writers as f64);
     }
+
+    /// Waiting writers released by flushes so far.
+    pub fn writers_flushed(&self) -> u64 {
+        self.flush_batch.get_sample_sum() as u64
+    }
 }
 
 /// Sessions and queues.

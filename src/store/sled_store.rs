@@ -319,7 +319,12 @@ impl Store for SledStore {
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
         check_key(key)?;
         if expect == Expect::Any && self.db.get(key).map_err(backend)?.is_none() {
-            return Ok(());
+            // Gone, but perhaps only from memory: another writer's delete
+            // may be applied and still waiting for its flush (a rep's two
+            // consoles logging out at once), or an earlier delete's flush
+            // failed. Answering before a flush would acknowledge a removal
+            // a kill -9 could undo.
+            return self.durable().await;
         }
         let started = Instant::now();
         self.swap(key, expect, None)?;
@@ -365,6 +370,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
         crate::store::suite::run_all(&store).await;
+    }
+
+    /// A delete that finds its key gone still waits for a flush: the key
+    /// may be gone from memory only, by another delete applied and not yet
+    /// durable, and the caller is about to be told it is removed.
+    #[tokio::test]
+    async fn a_delete_that_finds_nothing_still_waits_for_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        store
+            .put("token/t", b"x".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
+        // Another writer's delete, applied in memory, its flush not yet run.
+        store.swap("token/t", Expect::Any, None).unwrap();
+        let before = store.metrics.writers_flushed();
+        store.delete("token/t", Expect::Any).await.unwrap();
+        assert_eq!(
+            store.metrics.writers_flushed(),
+            before + 1,
+            "the delete was answered without a flush"
+        );
     }
 
     #[tokio::test]
