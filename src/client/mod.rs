@@ -213,13 +213,21 @@ impl Client {
         lock(&self.waiters).insert(id, tx);
         let bytes = rmp_serde::to_vec_named(&Request { id, body })
             .map_err(|e| ClientError::Io(e.to_string()))?;
-        if let Err(e) = self.send_raw(bytes).await {
-            lock(&self.waiters).remove(&id);
-            return Err(e);
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ClientError::Closed),
+        // The send counts against the timeout too: a server that stops
+        // reading would otherwise hold this request, and the sink's lock
+        // every other request waits for, without end.
+        let answer = tokio::time::timeout(timeout, async {
+            self.send_raw(bytes).await?;
+            rx.await.map_err(|_| ClientError::Closed)?
+        })
+        .await;
+        match answer {
+            Ok(result) => {
+                if result.is_err() {
+                    lock(&self.waiters).remove(&id);
+                }
+                result
+            }
             Err(_) => {
                 lock(&self.waiters).remove(&id);
                 Err(ClientError::Timeout)
@@ -265,10 +273,7 @@ impl Client {
                 self.auth = Auth::Rep {
                     token: token.clone(),
                 };
-                *lock(&self.position) = Some(ResumeFrom {
-                    stream: stream.clone(),
-                    after: *seq,
-                });
+                self.take_position(stream, *seq, false);
                 Ok(reply)
             }
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
@@ -291,29 +296,37 @@ impl Client {
                 description: description.into(),
             })
             .await?;
-        self.customer_attached(reply)
+        self.customer_attached(reply, false)
     }
 
-    fn customer_attached(&mut self, reply: Reply) -> Result<CustomerView, ClientError> {
+    /// A customer's session, started or resumed. A resume asked for what
+    /// came after the position: the replay or snapshot that follows the
+    /// reply moves it, as the reader reads them; the reply's `seq` is where
+    /// the replay will end, and taking it now would skip the replay should
+    /// the connection drop first.
+    fn customer_attached(
+        &mut self,
+        reply: Reply,
+        resumed: bool,
+    ) -> Result<CustomerView, ClientError> {
         match reply {
             Reply::SessionStarted(view) => {
                 self.auth = Auth::Customer {
                     token: view.token.clone(),
                 };
-                let mut pos = lock(&self.position);
-                // Keep the later of what we saw and what the server says.
-                let keep = pos
-                    .as_ref()
-                    .is_some_and(|p| p.stream == view.stream && p.after > view.seq);
-                if !keep {
-                    *pos = Some(ResumeFrom {
-                        stream: view.stream.clone(),
-                        after: view.seq,
-                    });
-                }
+                self.take_position(&view.stream, view.seq, resumed);
                 Ok(view)
             }
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Moves the position as a login's or a session's reply says
+    /// ([`position_on_reply`]).
+    fn take_position(&self, stream: &str, seq: u64, resumed: bool) {
+        let mut pos = lock(&self.position);
+        if let Some(next) = position_on_reply(pos.as_ref(), stream, seq, resumed) {
+            *pos = Some(next);
         }
     }
 
@@ -352,10 +365,11 @@ impl Client {
                 .await
             }
             Auth::Customer { token } => {
+                let resumed = resume.is_some();
                 let reply = self
                     .request(RequestBody::ResumeSession { token, resume })
                     .await?;
-                self.customer_attached(reply.clone())?;
+                self.customer_attached(reply.clone(), resumed)?;
                 Ok(reply)
             }
         }
@@ -544,6 +558,7 @@ async fn read_loop(
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(_) => continue,
         };
+        let mut seen = None;
         let pushed = match frame {
             ServerFrame::Reply { re, body } => {
                 if let Some(w) = lock(&waiters).remove(&re) {
@@ -570,7 +585,7 @@ async fn read_loop(
                 stream, seq, event, ..
             } => {
                 let stream = stream.to_string();
-                *lock(&position) = Some(ResumeFrom {
+                seen = Some(ResumeFrom {
                     stream: stream.clone(),
                     after: seq,
                 });
@@ -586,7 +601,7 @@ async fn read_loop(
                 seq,
                 snapshot,
             } => {
-                *lock(&position) = Some(ResumeFrom {
+                seen = Some(ResumeFrom {
                     stream: stream.clone(),
                     after: seq,
                 });
@@ -600,6 +615,12 @@ async fn read_loop(
         };
         if events.send(pushed).await.is_err() {
             break;
+        }
+        // Only once the event is handed on does it count as seen: a reader
+        // stopped while it waited for room (a reconnect aborts it) would
+        // otherwise resume after an event nobody received.
+        if let Some(seen) = seen {
+            *lock(&position) = Some(seen);
         }
     }
     // Fail whoever still waits, so no request hangs to its timeout.
@@ -646,5 +667,60 @@ mod tests {
             );
         }
         held.abort();
+    }
+}
+
+/// Where the event position goes when a login's or a session's reply
+/// says its stream stood at `seq`: `None` keeps it. After a resume, the
+/// replay or snapshot that follows the reply moves it as the reader reads
+/// them; taking `seq` at once would skip the replay should the connection
+/// drop first. Otherwise the reader may already have read an event sent
+/// right behind the reply, and the later of the two is kept.
+fn position_on_reply(
+    now: Option<&ResumeFrom>,
+    stream: &str,
+    seq: u64,
+    resumed: bool,
+) -> Option<ResumeFrom> {
+    let seen_later = now.is_some_and(|p| p.stream == stream && p.after > seq);
+    (!resumed && !seen_later).then(|| ResumeFrom {
+        stream: stream.to_string(),
+        after: seq,
+    })
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::*;
+
+    fn at(stream: &str, after: u64) -> ResumeFrom {
+        ResumeFrom {
+            stream: stream.into(),
+            after,
+        }
+    }
+
+    #[test]
+    fn a_first_reply_sets_the_position() {
+        assert_eq!(position_on_reply(None, "s", 4, false), Some(at("s", 4)));
+    }
+
+    #[test]
+    fn an_event_read_behind_the_reply_is_not_read_again() {
+        // The reader saw event 5 before login() took the reply's 4.
+        assert_eq!(position_on_reply(Some(&at("s", 5)), "s", 4, false), None);
+        // A new stream (another session, a restarted server) starts over.
+        assert_eq!(
+            position_on_reply(Some(&at("old", 9)), "s", 4, false),
+            Some(at("s", 4))
+        );
+    }
+
+    #[test]
+    fn a_resume_leaves_the_position_to_the_replay() {
+        // At 50, resumed, the server's stream is at 60: 51 to 60 follow
+        // the reply, and a drop before they are read must ask for them again.
+        assert_eq!(position_on_reply(Some(&at("s", 50)), "s", 60, true), None);
+        assert_eq!(position_on_reply(Some(&at("old", 50)), "s", 3, true), None);
     }
 }
