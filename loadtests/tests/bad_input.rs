@@ -339,11 +339,23 @@ async fn routing_names_a_server_that_went_away_and_counts_each_error() {
         stopper.stop().await;
     });
     let result = run_scenario(&routing).await.expect("the run reports");
+    // A lane the stop caught mid-session names the closed connection, not
+    // a session that took too long; one caught starting its next session
+    // names it too (which of the two it catches is the machine's timing:
+    // on a loaded one every lane was once starting).
     assert!(
-        result
+        result.errors.iter().any(|e| {
+            e.starts_with("the server closed the connection before the session ended")
+                || e.starts_with("start_session: the connection is closed")
+        }),
+        "{:?}",
+        result.errors
+    );
+    assert!(
+        !result
             .errors
             .iter()
-            .any(|e| e.starts_with("the server closed the connection before the session ended")),
+            .any(|e| e.contains("did not end in time")),
         "{:?}",
         result.errors
     );
