@@ -10,7 +10,7 @@ use actix::prelude::*;
 
 use super::queue::{Enter, Invite, QueueActor, WaitingList};
 use super::rep::{state_key, RepActor};
-use super::session::{ApplyRule, RepLost, SessionActor, SESSION_KEY_PREFIX};
+use super::session::{session_key, ApplyRule, RepLost, SessionActor, SESSION_KEY_PREFIX};
 use super::Hub;
 use crate::domain::chat::{session_chat_prefix, team_chat_prefix};
 use crate::domain::ids::{now_ms, Millis, QueueId, RepId, SessionId};
@@ -85,11 +85,9 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
     };
     let mut waiting: Vec<(QueueId, SessionSummary)> = Vec::new();
     let mut invitations: Vec<(QueueId, InvitationSummary)> = Vec::new();
-    let mut stored: HashSet<SessionId> = HashSet::new();
     for (key, mut session, revision) in
         store::load_all::<Session>(hub.store.as_ref(), "session/").await?
     {
-        stored.insert(session.id.clone());
         hub.observe_order(session.order);
         if session.is_ended() {
             continue;
@@ -123,7 +121,7 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
         let addr = SessionActor::new(hub.clone(), session, revision).start();
         hub.directory.add_session(id, addr);
     }
-    report.keys_released = release_unstarted_keys(hub, &stored).await?;
+    report.keys_released = release_unstarted_keys(hub).await?;
     waiting.sort_by_key(|(_, s)| s.order);
     for (queue, summary) in waiting {
         match hub.directory.queue(&queue) {
@@ -161,7 +159,8 @@ pub async fn rebuild(hub: &Arc<Hub>) -> AppResult<Rebuilt> {
 /// start whose give-back failed too, left the key used by nothing, and
 /// its customer, never told of a session, refused `key_used`. Done at
 /// start-up, before any connection, so no start is in flight.
-async fn release_unstarted_keys(hub: &Hub, stored: &HashSet<SessionId>) -> AppResult<usize> {
+/// Only used keys cost a look-up, and only of their own session.
+async fn release_unstarted_keys(hub: &Hub) -> AppResult<usize> {
     let mut released = 0;
     for (key, mut record, revision) in
         store::load_all::<SessionKey>(hub.store.as_ref(), SESSION_KEY_PREFIX).await?
@@ -169,7 +168,7 @@ async fn release_unstarted_keys(hub: &Hub, stored: &HashSet<SessionId>) -> AppRe
         let Some(session) = record.used_by.take() else {
             continue;
         };
-        if stored.contains(&session) {
+        if hub.store.get(&session_key(&session)).await?.is_some() {
             continue;
         }
         store::save(
