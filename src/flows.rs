@@ -262,7 +262,22 @@ where
     T: Send + 'static,
     session_actor::SessionActor: actix::Handler<M>,
 {
-    match live_session(hub, id).await?.send(msg).await {
+    ask(hub, id, live_session(hub, id).await?, msg).await
+}
+
+/// [`ask_session`] of an actor already looked up.
+async fn ask<M, T>(
+    hub: &Hub,
+    id: &str,
+    addr: actix::Addr<session_actor::SessionActor>,
+    msg: M,
+) -> AppResult<T>
+where
+    M: actix::Message<Result = AppResult<T>> + Send + 'static,
+    T: Send + 'static,
+    session_actor::SessionActor: actix::Handler<M>,
+{
+    match addr.send(msg).await {
         Ok(answer) => answer,
         Err(actix::MailboxError::Closed) => {
             live_session(hub, id).await?;
@@ -277,21 +292,21 @@ where
 
 pub async fn accept(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
     // An unknown or ended session is refused before a place is reserved.
-    live_session(hub, session).await?;
+    let addr = live_session(hub, session).await?;
     let accept = Accept {
         rep: rep.to_string(),
     };
-    with_place(hub, rep, session, ask_session(hub, session, accept)).await
+    with_place(hub, rep, session, ask(hub, session, addr, accept)).await
 }
 
 /// Joins a shared session the rep is invited to.
 pub async fn join(hub: &Hub, rep: &str, session: &str) -> AppResult<SessionDetails> {
     // An unknown or ended session is refused before a place is reserved.
-    live_session(hub, session).await?;
+    let addr = live_session(hub, session).await?;
     let join = Join {
         rep: rep.to_string(),
     };
-    with_place(hub, rep, session, ask_session(hub, session, join)).await
+    with_place(hub, rep, session, ask(hub, session, addr, join)).await
 }
 
 /// Holds a place among the rep's concurrent sessions while `take` runs,
