@@ -1,20 +1,20 @@
 //! The same relay on the stack Switchboard is built on: actix-http for the
 //! HTTP upgrade, with an upgrade service that keeps the socket, and
 //! Switchboard's own WebSocket layer (`switchboard::connection::socket`,
-//! on actix-http's frame codec) for the frames. Its figures beside the tokio-tungstenite relay's say what
-//! that stack costs before any of Switchboard's own work (queues, actors,
-//! storage), so a gap to the relay can be split into "the stack" and
-//! "ours". Until the twenty-fourth round this relay ran on actix-ws, the
-//! WebSocket layer Switchboard had until change 44 (docs/performance.md).
+//! on actix-http's frame codec) for the frames. Its figures beside the
+//! tokio-tungstenite relay's say what that stack costs before any of
+//! Switchboard's own work (queues, actors, storage), so a gap to the relay
+//! can be split into "the stack" and "ours". Until the twenty-fourth round
+//! this relay ran on actix-ws, the WebSocket layer Switchboard had until
+//! change 44 (docs/performance.md).
 //!
 //! Same protocol as [`super`]: the first frame is the connection's id,
 //! a binary frame is relayed to the connection its first 8 bytes name (0:
 //! back to the sender). One task per connection and a bounded outbound
 //! queue of the same size, as the tokio-tungstenite relay has.
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use std::convert::Infallible;
 
 use actix_codec::Framed;
 use actix_http::{h1, HttpService, Request, Response};
