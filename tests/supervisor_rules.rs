@@ -66,12 +66,20 @@ fn no_rep_to_billing(message: &str, redirect_url: Option<&str>, persistent: bool
     }
 }
 
-/// Waits for the customer to be told that no rep is available: the event.
-async fn told_nobody_available(customer: &mut Client) -> Event {
-    customer
+/// Waits for the customer to be told that no rep is available, with
+/// `message` and `redirect_url`.
+async fn told_nobody_available(customer: &mut Client, message: &str, redirect_url: Option<&str>) {
+    let told = customer
         .wait_event(WAIT, |e| matches!(e, Event::NoRepAvailable { .. }))
         .await
-        .expect("the customer is told nobody is available")
+        .expect("the customer is told nobody is available");
+    assert_eq!(
+        told,
+        Event::NoRepAvailable {
+            message: message.into(),
+            redirect_url: redirect_url.map(str::to_string),
+        }
+    );
 }
 
 /// The details of every `rule_fired` history entry, in order.
@@ -259,14 +267,12 @@ async fn no_rep_available_tells_the_customer_and_moves_the_session() {
 
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     let id = view.session.clone();
-    let told = told_nobody_available(&mut customer).await;
-    assert_eq!(
-        told,
-        Event::NoRepAvailable {
-            message: "All network reps are away".into(),
-            redirect_url: Some("https://example.test/hours".into()),
-        }
-    );
+    told_nobody_available(
+        &mut customer,
+        "All network reps are away",
+        Some("https://example.test/hours"),
+    )
+    .await;
     told_transferred(&mut customer, "Billing")
         .await
         .expect("and about the move");
@@ -303,14 +309,7 @@ async fn a_no_rep_rule_without_a_target_tells_the_customer_once_and_keeps_the_se
 
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     let id = view.session.clone();
-    let told = told_nobody_available(&mut customer).await;
-    assert_eq!(
-        told,
-        Event::NoRepAvailable {
-            message: "Nobody is here right now".into(),
-            redirect_url: None,
-        }
-    );
+    told_nobody_available(&mut customer, "Nobody is here right now", None).await;
     // QUIET is forty ticks: the rule stays handled in this queue.
     assert!(
         stays_quiet(&mut customer, |e| matches!(
@@ -363,14 +362,7 @@ async fn no_rep_available_in_a_persistent_queue_keeps_the_session() {
 
     let view = start_issue(&mut customer, "vpn", "Dana").await;
     let id = view.session.clone();
-    let told = told_nobody_available(&mut customer).await;
-    assert_eq!(
-        told,
-        Event::NoRepAvailable {
-            message: "Nobody is here right now".into(),
-            redirect_url: None,
-        }
-    );
+    told_nobody_available(&mut customer, "Nobody is here right now", None).await;
     assert!(
         stays_quiet(&mut customer, |e| matches!(
             e,
@@ -842,6 +834,6 @@ async fn the_no_rep_rule_waits_out_the_rep_grace_after_a_start() {
         up.elapsed() < Duration::from_millis(2500),
         "the quiet check ran too late to say anything"
     );
-    told_nobody_available(&mut customer).await;
+    told_nobody_available(&mut customer, "Nobody is here right now", None).await;
     assert!(up.elapsed() >= Duration::from_millis(2500));
 }
