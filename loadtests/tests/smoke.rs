@@ -29,6 +29,7 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         .await
         .unwrap();
     assert_eq!(idle.counts["connected"], 20, "{:?}", idle.errors);
+    assert_eq!(idle.counts["open_after_window"], 20, "{:?}", idle.errors);
     assert!(idle.figures.contains_key("server_kib_per_connection"));
     let server = idle.server.as_ref().expect("server usage");
     // The server here is this test's own process: the result must carry
@@ -44,6 +45,10 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         .await
         .unwrap();
     assert_eq!(idle_relay.counts["connected"], 20);
+    assert_eq!(
+        idle_relay.counts["open_after_window"], 20,
+        "echoes answered"
+    );
     assert_eq!(
         idle_relay.figures["idle_window_secs"], 2.0,
         "no pings to align to"
@@ -133,6 +138,7 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         "{:?}",
         idle_actix.errors
     );
+    assert_eq!(idle_actix.counts["open_after_window"], 20);
     idle_actix.protocol = ACTIX_RELAY.into();
     report.add(idle_actix);
 

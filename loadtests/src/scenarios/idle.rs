@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use switchboard::client::Client;
-use switchboard::protocol::Entry;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use switchboard::protocol::{Entry, RequestBody};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::{bar, Errors, Params, Protocol, ScenarioResult, ServerWatch, Target};
 use crate::{catalog, procstat, relay};
@@ -102,6 +103,35 @@ pub async fn hold(
         .await
 }
 
+/// How long a held connection has to answer the check after the window.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many of `held` still answer a round trip: a Switchboard customer
+/// its `ping`, a relay client its echo. The memory figure divides by the
+/// connections opened, so one that the server closed during the window
+/// (a missed heartbeat, say) would flatter it unseen.
+pub async fn count_open(held: &mut [Held]) -> u64 {
+    futures_util::stream::iter(held.iter_mut())
+        .map(|h| async move {
+            let answered = tokio::time::timeout(CHECK_TIMEOUT, async {
+                match h {
+                    Held::Switchboard(c) => c.request(RequestBody::Ping).await.is_ok(),
+                    Held::Relay(r) => {
+                        if r.sink.send(relay::frame(0, 1, 16)).await.is_err() {
+                            return false;
+                        }
+                        matches!(r.stream.next().await, Some(Ok(Message::Binary(_))))
+                    }
+                }
+            })
+            .await;
+            u64::from(answered == Ok(true))
+        })
+        .buffer_unordered(PARALLEL)
+        .fold(0, |n, open| async move { n + open })
+        .await
+}
+
 /// `run --child`: open this process's share, report progress on stdout
 /// (`PROGRESS n`, then `READY n failed`), hold until stdin closes or
 /// `hold_for` passes.
@@ -129,13 +159,14 @@ pub async fn run_child(
         println!("ERROR {e}");
     }
     println!("READY {} {}", held.len(), errors.total());
-    // Hold until the parent closes our stdin, bounded by `hold_for`.
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 64];
+    // Hold until the parent closes our stdin, bounded by `hold_for`; each
+    // `CHECK` line it sends is answered with `OPEN n`.
+    let mut held = held;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let _ = tokio::time::timeout(hold_for, async {
-        while let Ok(n) = stdin.read(&mut buf).await {
-            if n == 0 {
-                break;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim() == "CHECK" {
+                println!("OPEN {}", count_open(&mut held).await);
             }
         }
     })
@@ -186,6 +217,7 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
     let procs = p.procs.max(1);
     let mut held = Vec::new();
     let mut children = Vec::new();
+    let mut open_answers = None;
     let connected: u64;
     let mut failed: u64 = 0;
     if procs == 1 {
@@ -207,6 +239,8 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
         let progress: Arc<Vec<AtomicU64>> =
             Arc::new((0..procs).map(|_| AtomicU64::new(0)).collect());
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<(u64, u64, Vec<String>)>(procs);
+        let (open_tx, open_rx) = tokio::sync::mpsc::channel::<u64>(procs);
+        open_answers = Some(open_rx);
         for k in 0..procs {
             let count = share.min(p.connections.saturating_sub(k * share));
             let mut cmd = tokio::process::Command::new(exe);
@@ -245,10 +279,12 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
             let stdout = child.stdout.take().expect("piped stdout");
             let progress = progress.clone();
             let ready_tx = ready_tx.clone();
+            let open_tx = open_tx.clone();
             tokio::spawn(async move {
-                // ERROR lines come first, READY last.
+                // ERROR lines come first, then READY; OPEN answers a CHECK.
                 let mut lines = BufReader::new(stdout).lines();
                 let mut errs = Vec::new();
+                let mut ready = false;
                 while let Ok(Some(line)) = lines.next_line().await {
                     let mut parts = line.split_whitespace();
                     match parts.next() {
@@ -262,19 +298,26 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
                             let n = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                             let f = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                             progress[k].store(n, Ordering::Relaxed);
-                            let _ = ready_tx.send((n, f, errs)).await;
-                            return;
+                            let _ = ready_tx.send((n, f, std::mem::take(&mut errs))).await;
+                            ready = true;
+                        }
+                        Some("OPEN") => {
+                            let n = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                            let _ = open_tx.send(n).await;
                         }
                         _ => {}
                     }
                 }
-                let _ = ready_tx
-                    .send((0, 0, vec!["child exited early".into()]))
-                    .await;
+                if !ready {
+                    let _ = ready_tx
+                        .send((0, 0, vec!["child exited early".into()]))
+                        .await;
+                }
             });
             children.push(child);
         }
         drop(ready_tx);
+        drop(open_tx);
         let mut got = 0;
         let mut total = 0;
         let deadline = tokio::time::Instant::now() + RAMP_LIMIT + Duration::from_secs(60);
@@ -317,6 +360,33 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
     }
     pb.finish_and_clear();
     let usage = watch.finish();
+    // After memory and CPU are read: every connection counted must still
+    // be open, or the figures per connection are not what they say.
+    let open = match open_answers.as_mut() {
+        None => count_open(&mut held).await,
+        Some(answers) => {
+            for c in children.iter_mut() {
+                if let Some(stdin) = c.stdin.as_mut() {
+                    let _ = stdin.write_all(b"CHECK\n").await;
+                }
+            }
+            let mut open = 0;
+            let deadline = tokio::time::Instant::now() + CHECK_TIMEOUT + Duration::from_secs(30);
+            for _ in 0..children.len() {
+                match tokio::time::timeout_at(deadline, answers.recv()).await {
+                    Ok(Some(n)) => open += n,
+                    _ => break,
+                }
+            }
+            open
+        }
+    };
+    if open < connected {
+        errors.add(format!(
+            "{} of {connected} connections no longer answered after the idle window",
+            connected - open
+        ));
+    }
     let generator_rss: u64 = if children.is_empty() {
         procstat::sample(std::process::id()).map_or(0, |s| s.rss_kib)
     } else {
@@ -329,6 +399,7 @@ pub async fn run(t: &Target, p: &Params, exe: &Path) -> anyhow::Result<ScenarioR
     };
     r.count("connected", connected);
     r.count("failed", failed);
+    r.count("open_after_window", open);
     r.count("generator_processes", procs as u64);
     r.figure("ramp_secs", ramp_secs);
     r.figure("heartbeat_secs", heartbeat.as_secs_f64());
