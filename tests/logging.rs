@@ -94,11 +94,14 @@ async fn json_log_lines_carry_rep_and_session_ids() {
         "no line in alice's connection span:\n{}",
         lines.join("\n")
     );
+    // The session's start is logged in the customer's connection span
+    // (at the default level the connection's own phases are not).
     assert!(
-        parsed
-            .iter()
-            .any(|v| v["span"]["name"] == "conn" && v["span"]["session"] == view.session.as_str()),
-        "no line in the customer's connection span:\n{}",
+        parsed.iter().any(|v| v["span"]["name"] == "conn"
+            && v["span"]["role"] == "customer"
+            && v["fields"]["message"] == "session started"
+            && v["fields"]["session"] == view.session.as_str()),
+        "no 'session started' in the customer's connection span:\n{}",
         lines.join("\n")
     );
 }
@@ -121,6 +124,83 @@ async fn text_logs_by_default() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.kill9();
+}
+
+/// Waits until a line of `log` contains `what`; every line so far.
+async fn lines_until(log: &LogLines, what: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let lines = log.lock().unwrap().clone();
+        if lines.iter().any(|l| l.contains(what)) {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no '{what}' line in the log:\n{}",
+            lines.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The log is written by a thread of its own, in batches: what a session
+/// logs still arrives, as plain lines when stderr is not a terminal (a
+/// file or a journal has no use for colour codes), each connection's
+/// fields once; a customer's connection does not repeat at the default
+/// level what its session's lines say; and the last line before a stop
+/// is written before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_log_lines_are_plain_and_the_last_is_written_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, log) = start_capturing_log(dir.path(), &[("SWITCHBOARD_LOG_LEVEL", "info")]);
+    let url = server.ws_url();
+    let mut alice = rep_at(&url, "alice").await;
+    let mut customer = Client::connect(&url, Role::Customer, ClientKind::Desktop)
+        .await
+        .unwrap();
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    accept(&alice, &view.session).await.expect("alice accepts");
+    alice
+        .request(end_session(&view.session))
+        .await
+        .expect("alice ends the session");
+    lines_until(&log, "session ended").await;
+    assert!(server.sigterm().success());
+    let lines = lines_until(&log, "stopped").await;
+    let all = lines.join("\n");
+    assert!(
+        lines.last().is_some_and(|l| l.contains("stopped")),
+        "the stop's last line is the log's last:\n{all}"
+    );
+    assert!(!all.contains('\x1b'), "colour codes in a piped log:\n{all}");
+    for l in &lines {
+        for field in ["role=", "client=", "rep=", "session="] {
+            assert!(l.matches(field).count() <= 1, "{field} twice: {l}");
+        }
+    }
+    // Alice's log-in is a line; the customer's phases are not, since the
+    // session's own lines (in the customer's span) say as much.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("connection phase changed") && l.contains("rep=\"alice\"")),
+        "{all}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("connection phase changed") && l.contains("role=\"customer\"")),
+        "{all}"
+    );
+    let started = lines
+        .iter()
+        .find(|l| l.contains("session started"))
+        .unwrap_or_else(|| panic!("no 'session started':\n{all}"));
+    assert!(
+        started.contains("role=\"customer\"") && started.contains(&view.session),
+        "{started}"
+    );
 }
 
 /// The start-up log says which store opened and how much memory its cache

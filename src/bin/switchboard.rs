@@ -2,8 +2,10 @@
 //! for the whole process (the allocator and the threads' scheduling
 //! policy). Everything else is in the library.
 use clap::Parser;
+use std::io::{BufWriter, IsTerminal};
 use switchboard::config::{Flags, Settings};
 use switchboard::Application;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc. Every frame in and out allocates
@@ -30,16 +32,36 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 static malloc_conf: Option<&'static u8> = Some(&b"dirty_decay_ms:0,muzzy_decay_ms:0\0"[0]);
 
-fn init_logging(settings: &Settings) {
+/// Lines waiting for the log's writer thread before a thread that logs
+/// waits for room: nothing is dropped, and a stalled stderr slows the
+/// server rather than filling its memory.
+const LOG_LINES_QUEUED: usize = 128 * 1024;
+
+/// The log goes to stderr from a thread of its own, in batches: the
+/// thread writes every line waiting, through a buffer, then flushes. At
+/// the default level a routed session logs two lines and a customer's
+/// connection another; written where they were made, each was a `write`
+/// on the thread serving sessions, and they cost routing about an eighth
+/// of its sessions a second (docs/performance.md, change 54). Colours
+/// only on a terminal: a file or a journal gets plain lines. The guard
+/// writes what is left when dropped, so every exit drops it first.
+fn init_logging(settings: &Settings) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_LINES_QUEUED)
+        .thread_name("log-writer")
+        .finish(BufWriter::new(std::io::stderr()));
     let filter = EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     if settings.log.format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 /// Puts the calling thread under Linux's SCHED_BATCH policy, which every
@@ -71,24 +93,29 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // Before the runtime, sled or actix start a thread, so all inherit it.
+    // Before the runtime, sled or actix start a thread (the log's writer
+    // among them), so all inherit it.
     let batch = settings.server.batch_scheduling.then(use_batch_scheduling);
-    init_logging(&settings);
+    let log = init_logging(&settings);
     match batch {
         Some(Ok(())) => tracing::info!("threads scheduled as SCHED_BATCH"),
         Some(Err(e)) => tracing::warn!("cannot use SCHED_BATCH, keeping the default policy: {e}"),
         None => {}
     }
-    actix_web::rt::System::new().block_on(serve(settings));
+    let code = actix_web::rt::System::new().block_on(serve(settings));
+    // `exit` runs no destructors: the log's last lines are written first.
+    drop(log);
+    std::process::exit(code);
 }
 
-async fn serve(settings: Settings) {
+/// Runs the server until it is stopped; the process's exit status.
+async fn serve(settings: Settings) -> i32 {
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!("cannot start: {e}");
             eprintln!("switchboard: {e}");
-            std::process::exit(1);
+            return 1;
         }
     };
     // The handlers go in before the port is printed: a SIGTERM sent as
@@ -104,12 +131,13 @@ async fn serve(settings: Settings) {
     });
     if let Err(e) = app.run_until_stopped().await {
         tracing::error!("server error: {e}");
-        std::process::exit(1);
+        return 1;
     }
     // The server only stops through the stopper (actix's own signal
     // handling is off): let it finish the ordered stop, through the final
     // flush, before the process exits (with status 0).
     let _ = stopping.await;
+    0
 }
 
 /// SIGTERM and SIGINT, either of which stops the server in order.

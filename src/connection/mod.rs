@@ -146,28 +146,40 @@ impl Connection {
         .instrument(span)
     }
 
-    /// Records what the connection has become in its span.
-    fn record_phase(&self) {
+    /// Records what the connection has become in its span, coming from
+    /// phase `before`. The log's formatter appends every value recorded,
+    /// so each field is recorded once: role and client when greeted, then
+    /// the rep or the session.
+    fn record_phase(&self, before: &str) {
         let span = &self.span;
         match &self.phase {
             Phase::New => {}
             Phase::Greeted { role, client } => {
-                span.record("role", role.as_str());
-                span.record("client", client.as_str());
+                if before == "new" {
+                    span.record("role", role.as_str());
+                    span.record("client", client.as_str());
+                }
             }
-            Phase::Rep { rep, client, .. } => {
-                span.record("role", "rep");
-                span.record("client", client.as_str());
+            Phase::Rep { rep, .. } => {
                 span.record("rep", rep.as_str());
             }
-            Phase::Customer {
-                session, client, ..
-            } => {
-                span.record("role", "customer");
-                span.record("client", client.as_str());
+            Phase::Customer { session, .. } => {
                 span.record("session", session.as_str());
             }
         }
+    }
+
+    /// Whether a rep's console is on the other end (greeted as a rep or
+    /// logged in).
+    fn is_rep_connection(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Rep { .. }
+                | Phase::Greeted {
+                    role: Role::Rep,
+                    ..
+                }
+        )
     }
 
     /// The run loop, until the connection is to close; returns why. Its
@@ -434,12 +446,23 @@ impl Connection {
         let before = self.phase_name();
         let answer = self.dispatch(req).await;
         if self.phase_name() != before {
-            self.record_phase();
-            tracing::info!(
-                request = kind,
-                phase = self.phase_name(),
-                "connection phase changed"
-            );
+            self.record_phase(before);
+            // A rep's log-in and log-out are worth a line at the default
+            // level; a customer's connection changes phase twice in every
+            // session, whose start is logged by the session already.
+            if self.is_rep_connection() {
+                tracing::info!(
+                    request = kind,
+                    phase = self.phase_name(),
+                    "connection phase changed"
+                );
+            } else {
+                tracing::debug!(
+                    request = kind,
+                    phase = self.phase_name(),
+                    "connection phase changed"
+                );
+            }
         }
         match answer {
             Ok(body) => {
