@@ -127,6 +127,18 @@ pub struct Client {
     heartbeat: Duration,
 }
 
+/// A request's place among the waiters, given up when dropped.
+struct Waiting<'a> {
+    waiters: &'a Waiters,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        lock(self.waiters).remove(&self.id);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -209,30 +221,26 @@ impl Client {
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).insert(id, tx);
         let bytes = rmp_serde::to_vec_named(&Request { id, body })
             .map_err(|e| ClientError::Io(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.waiters).insert(id, tx);
+        // However this ends (a reply, an error, the timeout, or the caller
+        // dropping this future), the waiter goes: one left behind would
+        // wait for a reply that a reconnect's new socket never brings.
+        let _waiting = Waiting {
+            waiters: &self.waiters,
+            id,
+        };
         // The send counts against the timeout too: a server that stops
         // reading would otherwise hold this request, and the sink's lock
         // every other request waits for, without end.
-        let answer = tokio::time::timeout(timeout, async {
+        tokio::time::timeout(timeout, async {
             self.send_raw(bytes).await?;
             rx.await.map_err(|_| ClientError::Closed)?
         })
-        .await;
-        match answer {
-            Ok(result) => {
-                if result.is_err() {
-                    lock(&self.waiters).remove(&id);
-                }
-                result
-            }
-            Err(_) => {
-                lock(&self.waiters).remove(&id);
-                Err(ClientError::Timeout)
-            }
-        }
+        .await
+        .unwrap_or(Err(ClientError::Timeout))
     }
 
     /// Sends bytes as one binary frame, as they are (for testing bad input).
@@ -667,6 +675,56 @@ mod tests {
             );
         }
         held.abort();
+    }
+
+    /// A server that greets and then answers nothing: a request the
+    /// caller stops waiting for must not stay among the waiters.
+    #[tokio::test]
+    async fn a_request_given_up_on_leaves_no_waiter() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let mut greeted = false;
+            while let Some(Ok(msg)) = ws.next().await {
+                let Message::Binary(b) = msg else { continue };
+                let req: Request = rmp_serde::from_slice(&b).unwrap();
+                if !greeted {
+                    greeted = true;
+                    let welcome = ServerFrame::Reply {
+                        re: req.id,
+                        body: Reply::Welcome {
+                            protocol: PROTOCOL_VERSION,
+                            server: "hung".into(),
+                            max_frame_bytes: 1 << 16,
+                            heartbeat_ms: 0,
+                            pong_timeout_ms: 0,
+                        },
+                    };
+                    let frame = rmp_serde::to_vec_named(&welcome).unwrap();
+                    ws.send(Message::Binary(frame)).await.unwrap();
+                }
+            }
+        });
+        let client = Client::connect(&url, Role::Customer, ClientKind::Desktop)
+            .await
+            .unwrap();
+        // Dropped by an outer timeout, before its own.
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(200),
+            client.request_timeout(RequestBody::Ping, Duration::from_secs(60)),
+        )
+        .await;
+        assert!(dropped.is_err(), "the hung server answered: {dropped:?}");
+        assert!(lock(&client.waiters).is_empty(), "a waiter was left");
+        // Its own timeout, as before.
+        let timed_out = client
+            .request_timeout(RequestBody::Ping, Duration::from_millis(100))
+            .await;
+        assert_eq!(timed_out, Err(ClientError::Timeout));
+        assert!(lock(&client.waiters).is_empty());
+        server.abort();
     }
 }
 
