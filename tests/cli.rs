@@ -84,3 +84,111 @@ fn a_rep_and_a_customer_take_the_tour() {
     let bad = cli(port, &["rep", "alice", "wrong"], &[]);
     assert!(bad.contains("bad_credentials"), "{bad}");
 }
+
+/// A console running as a child, its output gathered line by line.
+struct Console {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: LogLines,
+}
+
+impl Console {
+    fn start(port: u16, args: &[&str]) -> Console {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+            .arg("--url")
+            .arg(format!("ws://127.0.0.1:{port}/ws"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cli starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let out: LogLines = Default::default();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Console { child, stdin, out }
+    }
+
+    fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("cli reads");
+    }
+
+    /// Waits for a line containing `what` (after `from` lines); its index.
+    fn wait_for(&self, what: &str, from: usize) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let lines = self.out.lock().unwrap().clone();
+            if let Some(i) = lines.iter().skip(from).position(|l| l.contains(what)) {
+                return from + i;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no '{what}' from the console:\n{}",
+                lines.join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server restarted on its port: the console reconnects by itself,
+/// logs in again with its token and goes on taking commands.
+#[test]
+fn a_console_reconnects_to_a_restarted_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let port = server.port;
+    let mut alice = Console::start(port, &["rep", "alice", "alice-demo"]);
+    let at = alice.wait_for("logged in", 0);
+    assert!(server.sigterm().success());
+    let at = alice.wait_for("connection closed: reconnecting", at);
+    let listen = format!("127.0.0.1:{port}");
+    let _again = ServerProcess::start(dir.path(), &[("SWITCHBOARD_LISTEN", &listen)]);
+    let at = alice.wait_for("reconnected", at);
+    assert!(
+        alice.out.lock().unwrap()[at].contains("\"kind\":\"logged_in\""),
+        "{:?}",
+        alice.out.lock().unwrap()
+    );
+    alice.say("queues");
+    alice.wait_for("team:network", at + 1);
+}
+
+/// A server that refuses the console's way back in (here its token, which
+/// a server with a fresh store never issued) is not asked again: the
+/// console says why and exits.
+#[test]
+fn a_console_the_server_will_not_take_back_says_why_and_exits() {
+    let first = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(first.path(), &[]);
+    let port = server.port;
+    let mut alice = Console::start(port, &["rep", "alice", "alice-demo"]);
+    let at = alice.wait_for("logged in", 0);
+    assert!(server.sigterm().success());
+    let at = alice.wait_for("connection closed: reconnecting", at);
+    let fresh = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let _other = ServerProcess::start(fresh.path(), &[("SWITCHBOARD_LISTEN", &listen)]);
+    let at = alice.wait_for("cannot reconnect", at);
+    assert!(
+        alice.out.lock().unwrap()[at].contains("invalid_token"),
+        "{:?}",
+        alice.out.lock().unwrap()
+    );
+    let status = alice.child.wait().expect("the console exits");
+    assert!(status.success(), "{status}");
+}

@@ -6,15 +6,18 @@
 //! switchboard-cli customer issue vpn "Dana Customer"
 //! switchboard-cli --mobile customer key 7k3m9q2x4bcd "Erin"
 //! ```
-//! Type `help` once connected.
+//! Type `help` once connected. A console whose connection drops (the
+//! server restarting, say) reconnects by itself for about a minute and
+//! resumes where it was.
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use switchboard::client::{Client, Pushed};
+use switchboard::client::{Client, ClientError, Pushed};
 use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::domain::queue::SortBy;
 use switchboard::domain::rep_state::RepStatus;
-use switchboard::protocol::{Entry, RequestBody};
+use switchboard::error::ErrorCode;
+use switchboard::protocol::{Entry, Reply, RequestBody};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser)]
@@ -82,10 +85,17 @@ async fn main() {
     } else {
         ClientKind::Desktop
     };
-    if let Err(e) = run(args, kind).await {
-        eprintln!("switchboard-cli: {e}");
-        std::process::exit(1);
-    }
+    let code = match run(args, kind).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("switchboard-cli: {e}");
+            1
+        }
+    };
+    // Not a return: the runtime would wait for the thread reading stdin,
+    // which waits for a line that may never come (a console that ends
+    // because its server will not take it back).
+    std::process::exit(code);
 }
 
 async fn run(args: Args, kind: ClientKind) -> Result<(), String> {
@@ -178,13 +188,55 @@ async fn run(args: Args, kind: ClientKind) -> Result<(), String> {
                 Some(Pushed::Snapshot { snapshot, .. }) => print_json("snapshot", &snapshot),
                 Some(Pushed::Goodbye { reason }) => println!("server says goodbye: {reason}"),
                 Some(Pushed::Error { code, message }) => println!("error {code}: {message}"),
-                Some(Pushed::Closed) => { println!("connection closed"); break; }
+                Some(Pushed::Closed) => {
+                    println!("connection closed: reconnecting");
+                    match reconnect(&mut client).await {
+                        Ok(reply) => print_json("reconnected", &reply),
+                        Err(e) => { println!("cannot reconnect: {e}"); break; }
+                    }
+                }
                 None => {}
             }
         }
     }
     client.close().await;
     Ok(())
+}
+
+/// The pauses before each attempt to reconnect, about a minute in all:
+/// long enough for a server to restart, short enough that a console whose
+/// server is gone for good says so.
+const RECONNECT_PAUSES_MS: [u64; 8] = [250, 500, 1_000, 2_000, 4_000, 8_000, 15_000, 30_000];
+
+/// Opens a new connection, logs in again (the rep's token, the customer's
+/// session token) and resumes: the events missed meanwhile follow as
+/// events, or as a snapshot if the server no longer holds them. A server
+/// that answers with a refusal (the session ended, the token revoked) is
+/// not asked again; one that cannot be reached, or is stopping, is.
+async fn reconnect(client: &mut Client) -> Result<Reply, ClientError> {
+    let mut last = ClientError::Closed;
+    for pause in RECONNECT_PAUSES_MS {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        match client.reconnect().await {
+            Ok(reply) => return Ok(reply),
+            Err(e) if !worth_retrying(&e) => return Err(e),
+            Err(e) => {
+                println!("reconnect failed ({e}): trying again");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+fn worth_retrying(e: &ClientError) -> bool {
+    match e.code() {
+        None => true,
+        Some(code) => matches!(
+            code,
+            ErrorCode::ShuttingDown | ErrorCode::StorageError | ErrorCode::Internal
+        ),
+    }
 }
 
 fn print_json(label: &str, value: &impl serde::Serialize) {
