@@ -6,15 +6,21 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 
-/// Runs the CLI with `lines` on its standard input (one command a line,
-/// with a pause before each so replies and events interleave as typed).
-fn cli(port: u16, args: &[&str], lines: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
-        .arg("--url")
+/// The CLI against the server on `port`, its stdin and stdout piped.
+fn cli_command(port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"));
+    c.arg("--url")
         .arg(format!("ws://127.0.0.1:{port}/ws"))
         .args(args)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::piped());
+    c
+}
+
+/// Runs the CLI with `lines` on its standard input (one command a line,
+/// with a pause before each so replies and events interleave as typed).
+fn cli(port: u16, args: &[&str], lines: &[&str]) -> String {
+    let mut child = cli_command(port, args)
         .stderr(Stdio::piped())
         .spawn()
         .expect("cli starts");
@@ -95,12 +101,7 @@ struct Console {
 impl Console {
     fn start(port: u16, args: &[&str]) -> Console {
         use std::io::{BufRead, BufReader};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
-            .arg("--url")
-            .arg(format!("ws://127.0.0.1:{port}/ws"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+        let mut child = cli_command(port, args)
             .stderr(Stdio::inherit())
             .spawn()
             .expect("cli starts");
@@ -145,17 +146,25 @@ impl Drop for Console {
     }
 }
 
+/// Alice's console on a server with its data in `dir`, which then stops:
+/// the console, the server's port, and the line where the console said
+/// it is reconnecting.
+fn alice_loses_her_server(dir: &std::path::Path) -> (Console, u16, usize) {
+    let mut server = ServerProcess::start(dir, &[]);
+    let port = server.port;
+    let alice = Console::start(port, &["rep", "alice", "alice-demo"]);
+    let at = alice.wait_for("logged in", 0);
+    assert!(server.sigterm().success());
+    let at = alice.wait_for("connection closed: reconnecting", at);
+    (alice, port, at)
+}
+
 /// A server restarted on its port: the console reconnects by itself,
 /// logs in again with its token and goes on taking commands.
 #[test]
 fn a_console_reconnects_to_a_restarted_server() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), &[]);
-    let port = server.port;
-    let mut alice = Console::start(port, &["rep", "alice", "alice-demo"]);
-    let at = alice.wait_for("logged in", 0);
-    assert!(server.sigterm().success());
-    let at = alice.wait_for("connection closed: reconnecting", at);
+    let (mut alice, port, at) = alice_loses_her_server(dir.path());
     let listen = format!("127.0.0.1:{port}");
     let _again = ServerProcess::start(dir.path(), &[("SWITCHBOARD_LISTEN", &listen)]);
     let at = alice.wait_for("reconnected", at);
@@ -174,12 +183,7 @@ fn a_console_reconnects_to_a_restarted_server() {
 #[test]
 fn a_console_the_server_will_not_take_back_says_why_and_exits() {
     let first = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(first.path(), &[]);
-    let port = server.port;
-    let mut alice = Console::start(port, &["rep", "alice", "alice-demo"]);
-    let at = alice.wait_for("logged in", 0);
-    assert!(server.sigterm().success());
-    let at = alice.wait_for("connection closed: reconnecting", at);
+    let (mut alice, port, at) = alice_loses_her_server(first.path());
     let fresh = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{port}");
     let _other = ServerProcess::start(fresh.path(), &[("SWITCHBOARD_LISTEN", &listen)]);

@@ -20,6 +20,40 @@ fn has_field(v: &Value, key: &str, want: &str) -> bool {
     }
 }
 
+/// Waits until a line of `log` contains `what`; every line so far.
+async fn lines_until(log: &LogLines, what: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let lines = log.lock().unwrap().clone();
+        if lines.iter().any(|l| l.contains(what)) {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no '{what}' line in the log:\n{}",
+            lines.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Alice takes a customer's session from the queue and ends it: a whole
+/// session's worth of log lines. The session's view.
+async fn a_session_alice_takes_and_ends(url: &str) -> switchboard::protocol::CustomerView {
+    let mut alice = rep_at(url, "alice").await;
+    let mut customer = Client::connect(url, Role::Customer, ClientKind::Desktop)
+        .await
+        .unwrap();
+    let view = start_issue(&mut customer, "vpn", "Dana").await;
+    alert_for(&mut alice, &view.session).await;
+    accept(&alice, &view.session).await.expect("alice accepts");
+    alice
+        .request(end_session(&view.session))
+        .await
+        .expect("alice ends the session");
+    view
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_lines_carry_rep_and_session_ids() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,33 +64,10 @@ async fn json_log_lines_carry_rep_and_session_ids() {
             ("SWITCHBOARD_LOG_LEVEL", "info"),
         ],
     );
-    let url = server.ws_url();
-    let mut alice = rep_at(&url, "alice").await;
-    let mut customer = Client::connect(&url, Role::Customer, ClientKind::Desktop)
-        .await
-        .unwrap();
-    let view = start_issue(&mut customer, "vpn", "Dana").await;
-    alert_for(&mut alice, &view.session).await;
-    accept(&alice, &view.session).await.expect("alice accepts");
-    alice
-        .request(end_session(&view.session))
-        .await
-        .expect("alice ends the session");
+    let view = a_session_alice_takes_and_ends(&server.ws_url()).await;
 
     // Wait for the session's last line, then look at everything.
-    let deadline = std::time::Instant::now() + WAIT;
-    let lines = loop {
-        let lines = log.lock().unwrap().clone();
-        if lines.iter().any(|l| l.contains("session ended")) {
-            break lines;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no 'session ended' line in the log:\n{}",
-            lines.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let lines = lines_until(&log, "session ended").await;
     server.kill9();
 
     let parsed: Vec<Value> = lines
@@ -126,23 +137,6 @@ async fn text_logs_by_default() {
     server.kill9();
 }
 
-/// Waits until a line of `log` contains `what`; every line so far.
-async fn lines_until(log: &LogLines, what: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let lines = log.lock().unwrap().clone();
-        if lines.iter().any(|l| l.contains(what)) {
-            return lines;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no '{what}' line in the log:\n{}",
-            lines.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The log is written by a thread of its own, in batches: what a session
 /// logs still arrives, as plain lines when stderr is not a terminal (a
 /// file or a journal has no use for colour codes), each connection's
@@ -153,18 +147,7 @@ async fn lines_until(log: &LogLines, what: &str) -> Vec<String> {
 async fn text_log_lines_are_plain_and_the_last_is_written_at_exit() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, log) = start_capturing_log(dir.path(), &[("SWITCHBOARD_LOG_LEVEL", "info")]);
-    let url = server.ws_url();
-    let mut alice = rep_at(&url, "alice").await;
-    let mut customer = Client::connect(&url, Role::Customer, ClientKind::Desktop)
-        .await
-        .unwrap();
-    let view = start_issue(&mut customer, "vpn", "Dana").await;
-    alert_for(&mut alice, &view.session).await;
-    accept(&alice, &view.session).await.expect("alice accepts");
-    alice
-        .request(end_session(&view.session))
-        .await
-        .expect("alice ends the session");
+    let view = a_session_alice_takes_and_ends(&server.ws_url()).await;
     lines_until(&log, "session ended").await;
     assert!(server.sigterm().success());
     let lines = lines_until(&log, "stopped").await;
