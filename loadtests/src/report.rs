@@ -465,9 +465,16 @@ impl Report {
                     let _ = writeln!(m, "- {k}: {}", num(*v));
                 }
                 if !r.runs.is_empty() {
+                    // An even count has no middle round: `median_round`
+                    // takes the lower of the two, and the summary says so.
+                    let which = if r.runs.len() % 2 == 1 {
+                        "the one whose ratio to the bare relay is the median"
+                    } else {
+                        "the lower of the two whose ratios to the bare relay are in the middle"
+                    };
                     let _ = writeln!(
                         m,
-                        "- of {} rounds, the one whose ratio to the bare relay is the median; every round (in order):",
+                        "- of {} rounds, {which}; every round (in order):",
                         r.runs.len()
                     );
                     let names: std::collections::BTreeSet<&String> =
@@ -878,6 +885,22 @@ mod tests {
             .map(|h| h["messages_per_sec"])
             .collect();
         assert_eq!(rates, vec![10.0, 30.0, 20.0]);
+
+        // Two rounds have no middle one: the lower is reported, and said to be.
+        let mut rep = Report::new();
+        for r in median_round(vec![chat_round(10.0, 40.0), chat_round(30.0, 100.0)]) {
+            rep.add(r);
+        }
+        rep.check();
+        let chat = rep.checks.iter().find(|c| c.scenario == "chat").unwrap();
+        assert_eq!(chat.ratio, Some(0.25));
+        assert!(
+            rep.markdown().contains(
+                "- of 2 rounds, the lower of the two whose ratios to the bare relay are in the middle;"
+            ),
+            "{}",
+            rep.markdown()
+        );
 
         // A round without the relay cannot be paired: the median run then.
         let mut lone = chat_round(7.0, 1.0);
