@@ -15,6 +15,7 @@ use clap::{Args, ValueEnum};
 
 use crate::catalog;
 use crate::cli::{at_least_one, run_scenario, RelayStack, RunArgs, Scenario};
+use crate::report::SLED_FIGURE;
 use crate::report::{median_round, Report, ACTIX_RELAY};
 use crate::scenarios::Protocol;
 use crate::scenarios::ScenarioResult;
@@ -342,24 +343,6 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     let scenarios = a.scenarios();
     let tmp = tempfile::tempdir()?;
 
-    // sled's raw rate, on the server's core.
-    if scenarios.contains(&Scenario::Routing) {
-        eprintln!("sled baseline ({} s x 3)", a.sled_secs);
-        let out = pinned(a.server_core, &me)
-            .arg("sled-bench")
-            .arg("--dir")
-            .arg(tmp.path())
-            .arg("--seconds")
-            .arg(a.sled_secs.to_string())
-            .stderr(Stdio::inherit())
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        match serde_json::from_str::<SledBench>(text.trim()) {
-            Ok(s) => report.sled = Some(s),
-            Err(e) => eprintln!("sled bench output unreadable: {e}: {text}"),
-        }
-    }
-
     // The catalog, seeded once.
     let config = tmp.path().join("loadtest.toml");
     let template = tmp.path().join("template");
@@ -376,12 +359,24 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
         // Every round's results, each by the result's protocol label.
         let mut rounds: Vec<BTreeMap<String, ScenarioResult>> = Vec::new();
         let repeat = a.repeat;
+        // Each routing round's sled baseline, in the order the rounds ran.
+        let mut sled_rounds: Vec<SledBench> = Vec::new();
         for round in 1..=repeat {
             let mut runs: BTreeMap<String, ScenarioResult> = BTreeMap::new();
             let of = if repeat > 1 {
                 format!(" (run {round} of {repeat})")
             } else {
                 String::new()
+            };
+            // Routing's floor is sled's raw rate, measured in each round
+            // beside the relays and the server, as the rest of its
+            // baselines are: once a run, the reported round could be
+            // paired with a floor measured minutes away from it.
+            let sled = if scenario == Scenario::Routing {
+                eprintln!("sled baseline ({} s x 3){of}", a.sled_secs);
+                sled_bench(&a, &me, tmp.path())
+            } else {
+                None
             };
             // The relay baselines first: the bare one, then the same relay
             // on Switchboard's stack.
@@ -417,16 +412,27 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
             );
             eprintln!("== {scenario:?} on Switchboard{of}");
             match run_scenario(&args).await {
-                Ok(r) => {
+                Ok(mut r) => {
+                    if let Some(s) = &sled {
+                        r.figure(SLED_FIGURE, s.raw_batched_writes_per_sec);
+                    }
                     runs.insert(r.protocol.clone(), r);
                 }
                 Err(e) => eprintln!("switchboard {scenario:?} failed: {e:#}"),
             }
             stop(server.child);
             let _ = std::fs::remove_dir_all(&data);
+            sled_rounds.extend(sled);
             rounds.push(runs);
         }
         for r in median_round(rounds) {
+            // The sled baseline of the round reported.
+            if let Some(raw) = r.figures.get(SLED_FIGURE) {
+                report.sled = sled_rounds
+                    .iter()
+                    .find(|s| s.raw_batched_writes_per_sec == *raw)
+                    .cloned();
+            }
             report.add(r);
         }
         // Partial results survive a later failure.
@@ -438,6 +444,34 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     println!("{}", report.markdown());
     eprintln!("results in {}", dir.display());
     Ok(())
+}
+
+/// sled's raw rates, on the server's core; `None` (and a line saying
+/// why) if the benchmark fails.
+fn sled_bench(a: &AllArgs, me: &Path, dir: &Path) -> Option<SledBench> {
+    let out = pinned(a.server_core, me)
+        .arg("sled-bench")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--seconds")
+        .arg(a.sled_secs.to_string())
+        .stderr(Stdio::inherit())
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("sled bench did not run: {e}");
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    match serde_json::from_str::<SledBench>(text.trim()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("sled bench output unreadable: {e}: {text}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenarios::ScenarioResult;
 use crate::sled_bench::SledBench;
+
+/// The figure of a routing result that holds sled's raw batched write
+/// rate measured in the same round (`all` adds it).
+pub const SLED_FIGURE: &str = "sled_raw_batched_writes_per_sec";
 use crate::stats::SeriesPoint;
 
 /// The machine the run was on.
@@ -365,7 +369,9 @@ impl Report {
                 rate >= 10_000.0,
             );
             let writes = fig(sb("routing"), "store_writes_per_session");
-            let raw = self.sled.as_ref().map(|s| s.raw_batched_writes_per_sec);
+            // The round's own sled baseline, else the run's.
+            let raw = fig(sb("routing"), SLED_FIGURE)
+                .or_else(|| self.sled.as_ref().map(|s| s.raw_batched_writes_per_sec));
             if let (Some(w), Some(raw)) = (writes, raw) {
                 let ceiling = raw / w.max(1e-9);
                 push(
@@ -947,6 +953,37 @@ mod tests {
         assert_eq!(idle_checks(Some(100), Some(98)), [false, true, true]);
         // A result from before the check was kept says nothing of it.
         assert_eq!(idle_checks(None, Some(100)), [false, false, false]);
+    }
+
+    /// Routing's floor is the sled rate of its own round when the result
+    /// carries one, and the run's only when it does not.
+    #[test]
+    fn routing_is_held_to_the_sled_rate_of_its_own_round() {
+        let routing = |own_sled: Option<f64>| {
+            let mut r = ScenarioResult {
+                scenario: "routing".into(),
+                protocol: "switchboard".into(),
+                ..Default::default()
+            };
+            r.figure("sessions_per_sec", 5_000.0);
+            r.figure("store_writes_per_session", 3.0);
+            if let Some(raw) = own_sled {
+                r.figure(SLED_FIGURE, raw);
+            }
+            let mut rep = Report::new();
+            rep.sled = Some(SledBench {
+                raw_batched_writes_per_sec: 90_000.0,
+                ..Default::default()
+            });
+            rep.add(r);
+            rep.check();
+            rep.checks
+                .iter()
+                .find(|c| c.what.contains("sled"))
+                .and_then(|c| c.baseline)
+        };
+        assert_eq!(routing(Some(60_000.0)), Some(20_000.0));
+        assert_eq!(routing(None), Some(30_000.0));
     }
 
     #[test]
