@@ -196,3 +196,21 @@ fn a_console_the_server_will_not_take_back_says_why_and_exits() {
     let status = alice.child.wait().expect("the console exits");
     assert!(status.success(), "{status}");
 }
+
+/// A customer's console serves one session: once it has ended, a server
+/// going away is the end of the console too, not a reason to reconnect.
+#[test]
+fn a_customer_console_whose_session_ended_does_not_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), &[]);
+    let mut dana = Console::start(server.port, &["customer", "issue", "vpn", "Dana"]);
+    let at = dana.wait_for("commands:", 0);
+    dana.say("end");
+    let at = dana.wait_for("\"kind\":\"session_ended\"", at);
+    assert!(server.sigterm().success());
+    dana.wait_for("connection closed; the session had ended", at);
+    let status = dana.child.wait().expect("the console exits");
+    assert!(status.success(), "{status}");
+    let out = dana.out.lock().unwrap().join("\n");
+    assert!(!out.contains("reconnecting"), "{out}");
+}

@@ -17,7 +17,7 @@ use switchboard::domain::ids::{ClientKind, Role};
 use switchboard::domain::queue::SortBy;
 use switchboard::domain::rep_state::RepStatus;
 use switchboard::error::ErrorCode;
-use switchboard::protocol::{Entry, Reply, RequestBody};
+use switchboard::protocol::{Entry, Event, Reply, RequestBody};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser)]
@@ -164,6 +164,7 @@ async fn run(args: Args, kind: ClientKind) -> Result<(), String> {
             }
         }
     });
+    let mut session_over = false;
     loop {
         tokio::select! {
             line = lines.recv() => {
@@ -184,10 +185,21 @@ async fn run(args: Args, kind: ClientKind) -> Result<(), String> {
                 }
             }
             pushed = client.next_pushed(Duration::from_secs(3600)) => match pushed {
-                Some(Pushed::Event { seq, event, .. }) => print_json(&format!("event #{seq}"), &event),
+                Some(Pushed::Event { seq, event, .. }) => {
+                    // A customer's connection serves one session: once it
+                    // has ended there is nothing to come back to.
+                    if role == Role::Customer && matches!(event, Event::SessionEnded { .. }) {
+                        session_over = true;
+                    }
+                    print_json(&format!("event #{seq}"), &event)
+                }
                 Some(Pushed::Snapshot { snapshot, .. }) => print_json("snapshot", &snapshot),
                 Some(Pushed::Goodbye { reason }) => println!("server says goodbye: {reason}"),
                 Some(Pushed::Error { code, message }) => println!("error {code}: {message}"),
+                Some(Pushed::Closed) if session_over => {
+                    println!("connection closed; the session had ended");
+                    break;
+                }
                 Some(Pushed::Closed) => {
                     println!("connection closed: reconnecting");
                     match reconnect(&mut client).await {
