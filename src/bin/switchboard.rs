@@ -39,12 +39,12 @@ const LOG_LINES_QUEUED: usize = 128 * 1024;
 
 /// The log goes to stderr from a thread of its own, in batches: the
 /// thread writes every line waiting, through a buffer, then flushes. At
-/// the default level a routed session logs two lines and a customer's
-/// connection another; written where they were made, each was a `write`
-/// on the thread serving sessions, and they cost routing about an eighth
-/// of its sessions a second (docs/performance.md, change 54). Colours
-/// only on a terminal: a file or a journal gets plain lines. The guard
-/// writes what is left when dropped, so every exit drops it first.
+/// the default level each routed session logs its start, acceptance and
+/// end; written where they were made, each line was a `write` on the
+/// thread serving sessions, and the log cost routing about an eighth of
+/// its sessions a second (docs/performance.md, change 54). Colours only
+/// on a terminal: a file or a journal gets plain lines. The guard writes
+/// what is left when dropped, so every exit drops it first.
 fn init_logging(settings: &Settings) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
