@@ -5,6 +5,7 @@
 
 mod common;
 
+mod all;
 mod bad_input;
 mod idle;
 mod one_core;
