@@ -549,23 +549,24 @@ impl Handler<Invite> for SessionActor {
     type Result = Reply<()>;
     fn handle(&mut self, msg: Invite, _: &mut Context<Self>) -> Self::Result {
         let (rep, to) = (msg.rep, msg.to);
+        let allowed = self
+            .session
+            .require_participant(&rep)
+            .and_then(|_| require_permission(&self.hub, &rep, "share sessions", |p| p.share));
+        if let Err(e) = allowed {
+            return fail(e);
+        }
         // Inviting a queue that is already invited changes nothing: no
         // write, no history line, no second alert. Repeated, each would
         // grow the record and its every rewrite without end.
         if self.session.invitations.iter().any(|i| i.queue == to) {
-            let checked = self
-                .session
-                .require_participant(&rep)
-                .and_then(|_| require_permission(&self.hub, &rep, "share sessions", |p| p.share));
-            return AtomicResponse::new(Box::pin(fut::ready(checked)));
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         }
         let now = now_ms();
         let target = to.clone();
         let by = rep.clone();
         self.change(
             move |s, hub| {
-                s.require_participant(&rep)?;
-                require_permission(hub, &rep, "share sessions", |p| p.share)?;
                 hub.catalog().check_queue(&target)?;
                 s.invite(&rep, target, now)
             },
