@@ -100,20 +100,12 @@ struct Console {
 
 impl Console {
     fn start(port: u16, args: &[&str]) -> Console {
-        use std::io::{BufRead, BufReader};
         let mut child = cli_command(port, args)
             .stderr(Stdio::inherit())
             .spawn()
             .expect("cli starts");
         let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let out: LogLines = Default::default();
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let out = capture_lines(child.stdout.take().expect("stdout"));
         Console { child, stdin, out }
     }
 
@@ -137,6 +129,15 @@ impl Console {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
+
+    /// Asserts that output line `at` contains `what`.
+    fn line_says(&self, at: usize, what: &str) {
+        let lines = self.out.lock().unwrap();
+        assert!(
+            lines[at].contains(what),
+            "line {at} lacks {what}: {lines:?}"
+        );
+    }
 }
 
 impl Drop for Console {
@@ -159,20 +160,22 @@ fn alice_loses_her_server(dir: &std::path::Path) -> (Console, u16, usize) {
     (alice, port, at)
 }
 
+/// A server started on `port` (where an earlier one stopped) with its
+/// data in `dir`.
+fn restarted_on(port: u16, dir: &std::path::Path) -> ServerProcess {
+    let listen = format!("127.0.0.1:{port}");
+    ServerProcess::start(dir, &[("SWITCHBOARD_LISTEN", &listen)])
+}
+
 /// A server restarted on its port: the console reconnects by itself,
 /// logs in again with its token and goes on taking commands.
 #[test]
 fn a_console_reconnects_to_a_restarted_server() {
     let dir = tempfile::tempdir().unwrap();
     let (mut alice, port, at) = alice_loses_her_server(dir.path());
-    let listen = format!("127.0.0.1:{port}");
-    let _again = ServerProcess::start(dir.path(), &[("SWITCHBOARD_LISTEN", &listen)]);
+    let _again = restarted_on(port, dir.path());
     let at = alice.wait_for("reconnected", at);
-    assert!(
-        alice.out.lock().unwrap()[at].contains("\"kind\":\"logged_in\""),
-        "{:?}",
-        alice.out.lock().unwrap()
-    );
+    alice.line_says(at, "\"kind\":\"logged_in\"");
     alice.say("queues");
     alice.wait_for("team:network", at + 1);
 }
@@ -185,14 +188,9 @@ fn a_console_the_server_will_not_take_back_says_why_and_exits() {
     let first = tempfile::tempdir().unwrap();
     let (mut alice, port, at) = alice_loses_her_server(first.path());
     let fresh = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let _other = ServerProcess::start(fresh.path(), &[("SWITCHBOARD_LISTEN", &listen)]);
+    let _other = restarted_on(port, fresh.path());
     let at = alice.wait_for("cannot reconnect", at);
-    assert!(
-        alice.out.lock().unwrap()[at].contains("invalid_token"),
-        "{:?}",
-        alice.out.lock().unwrap()
-    );
+    alice.line_says(at, "invalid_token");
     let status = alice.child.wait().expect("the console exits");
     assert!(status.success(), "{status}");
 }

@@ -259,24 +259,30 @@ fn read_port(stdout: std::process::ChildStdout) -> u16 {
 /// The server's log (stderr), line by line, as it is written.
 pub type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
+/// What a child writes to `output`, line by line as it comes, gathered
+/// by a thread of its own.
+pub fn capture_lines(output: impl std::io::Read + Send + 'static) -> LogLines {
+    use std::io::{BufRead, BufReader};
+    let lines: LogLines = Default::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        }
+    });
+    lines
+}
+
 /// Like [`ServerProcess::start`], but the server's stderr (its log) is
 /// captured into the returned lines instead of inherited.
 pub fn start_capturing_log(
     data_dir: &Path,
     extra_env: &[(&str, &str)],
 ) -> (ServerProcess, LogLines) {
-    use std::io::{BufRead, BufReader};
     let mut cmd = server_command(data_dir, extra_env);
     cmd.stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("server binary starts");
-    let lines: LogLines = Default::default();
-    let stderr = child.stderr.take().expect("stderr");
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-        }
-    });
+    let lines = capture_lines(child.stderr.take().expect("stderr"));
     let stdout = child.stdout.take().expect("stdout");
     let port = read_port(stdout);
     (ServerProcess { child, port }, lines)
