@@ -21,16 +21,22 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read before `main` (the `_rjem_` prefix is
-/// tikv-jemalloc-sys's). By default jemalloc keeps freed pages for ten
-/// seconds and then only marks them reclaimable (MADV_FREE), which leaves
-/// them in the resident set: with it, 19,000 waiting customers cost 0.45
-/// KiB each more than with glibc. With both decays at zero, freed pages go
-/// back to the kernel at once and they cost 0.45 KiB less. The variable
-/// `_RJEM_MALLOC_CONF` still overrides these at run time.
+/// tikv-jemalloc-sys's). Its defaults keep freed pages for ten seconds and
+/// then only mark them reclaimable (MADV_FREE), which leaves them in the
+/// resident set: 19,000 waiting customers cost 0.45 KiB each more than
+/// with glibc (change 29). Returning every page the moment it empties
+/// (both decays at zero) fixed that, but a busy server then gave back and
+/// faulted in again the same pages all the time: an `madvise` and page
+/// faults were 8% of a routed session's time (change 55). So a freed page
+/// is kept for a second, for the next allocation to reuse, and then given
+/// back by jemalloc's own background thread (`jemalloc_bg_thd`), which
+/// also does so while the server is idle and no allocation would.
+/// The variable `_RJEM_MALLOC_CONF` still overrides these at run time.
 #[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-static malloc_conf: Option<&'static u8> = Some(&b"dirty_decay_ms:0,muzzy_decay_ms:0\0"[0]);
+static malloc_conf: Option<&'static u8> =
+    Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
 
 /// Lines waiting for the log's writer thread before a thread that logs
 /// waits for room: nothing is dropped, and a stalled stderr slows the
