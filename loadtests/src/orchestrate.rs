@@ -41,6 +41,13 @@ pub struct AllArgs {
     pub idle_connections: usize,
     #[arg(long, default_value_t = 2)]
     pub idle_procs: usize,
+    /// Idle connections opened per second. The default spreads 19,000
+    /// over about one heartbeat (25 s), as customers arriving over time
+    /// would be: opened all at once, their pings came in one burst a
+    /// heartbeat, which the server serves for a third of the CPU of pings
+    /// spread over the heartbeat (docs/performance.md, "Reproduce").
+    #[arg(long, default_value_t = 750.0)]
+    pub idle_rate: f64,
     /// Idle window; Switchboard's is rounded up to whole heartbeats.
     #[arg(long, default_value_t = 15)]
     pub idle_secs: u64,
@@ -243,6 +250,7 @@ impl AllArgs {
             Scenario::Idle => {
                 r.connections = self.idle_connections;
                 r.procs = self.idle_procs;
+                r.rate = self.idle_rate;
                 r.duration = self.idle_secs;
             }
             Scenario::JoinAlert => {
@@ -307,6 +315,7 @@ fn all_flag(scenario: Scenario, flag: &'static str) -> &'static str {
         (Scenario::Idle, "--connections") => "--idle-connections",
         (Scenario::Idle, "--procs") => "--idle-procs",
         (Scenario::Idle, "--duration") => "--idle-secs",
+        (Scenario::Idle, "--rate") => "--idle-rate",
         (Scenario::JoinAlert, "--rate") => "--join-rate",
         (Scenario::JoinAlert, "--duration") => "--join-secs",
         (Scenario::Routing, "--connections") => "--routing-lanes",
@@ -513,5 +522,20 @@ mod tests {
                 .to_string();
             assert!(error.starts_with(&format!("{flag} ")), "{flag}: {error}");
         }
+    }
+
+    #[test]
+    fn the_idle_ramp_is_spread_unless_asked_otherwise() {
+        let me = Path::new("switchboard-loadtests");
+        let idle = |words: &[&str]| {
+            all_args(words).run_args(Scenario::Idle, Protocol::Switchboard, 1, 1, me)
+        };
+        assert_eq!(idle(&[]).rate, 750.0);
+        assert_eq!(idle(&["--idle-rate", "0"]).rate, 0.0, "0: no limit");
+        let error = all_args(&["--idle-rate=-5"])
+            .check(me)
+            .expect_err("a negative rate")
+            .to_string();
+        assert!(error.starts_with("--idle-rate "), "{error}");
     }
 }
