@@ -26,7 +26,7 @@ async fn the_server_gives_freed_pages_back_after_a_second_from_a_thread_of_its_o
         Duration::from_secs(10),
         "jemalloc's background thread",
         move || async move {
-            std::fs::read_dir(&tasks)
+            std::fs::read_dir(tasks)
                 .ok()?
                 .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
                 .any(|name| name.trim() == "jemalloc_bg_thd")
