@@ -3,6 +3,7 @@
 //! several side by side), passed around as `Arc<Hub>`.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use actix::Addr;
 use foldhash::{HashMap, HashMapExt};
@@ -45,6 +46,9 @@ pub struct Hub {
     /// already stored (see `Supervisor`), so a restart keeps queue order.
     order: AtomicU64,
     next_conn: AtomicU64,
+    /// When the hub was made: the origin of the grid every connection's
+    /// heartbeat is timed on (`connection::heartbeat_grid`).
+    pub started: Instant,
     /// Password checks running at once. Each argon2 check holds 19 MiB and
     /// tens of milliseconds of a core; a login storm (every rep reconnecting
     /// after a restart, or someone guessing passwords) would otherwise run
@@ -83,6 +87,7 @@ impl Hub {
             presence: RwLock::new(HashMap::new()),
             order: AtomicU64::new(0),
             next_conn: AtomicU64::new(1),
+            started: Instant::now(),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
