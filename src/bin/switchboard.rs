@@ -91,6 +91,41 @@ fn use_batch_scheduling() -> std::io::Result<()> {
     }
 }
 
+/// jemalloc starts its background threads before `main`, when it reads
+/// its options, so they missed the scheduling policy `main` sets. Stopped
+/// and started again from the main thread, they inherit it. Left off when
+/// `_RJEM_MALLOC_CONF` turned them off. The error is jemalloc's `mallctl`
+/// code.
+#[cfg(feature = "jemalloc")]
+fn restart_allocator_threads() -> Result<(), i32> {
+    use std::ffi::c_void;
+    use std::ptr::null_mut;
+    let name = c"background_thread";
+    let mut on = false;
+    let mut len = std::mem::size_of::<bool>();
+    // SAFETY: `background_thread` is a bool option of jemalloc's; the read
+    // gets a pointer to a bool and its length, and each write a pointer to
+    // a bool that outlives the call and its length.
+    unsafe {
+        let read = (&mut on as *mut bool).cast::<c_void>();
+        match tikv_jemalloc_sys::mallctl(name.as_ptr(), read, &mut len, null_mut(), 0) {
+            0 => {}
+            code => return Err(code),
+        }
+        if !on {
+            return Ok(());
+        }
+        for mut value in [false, true] {
+            let write = (&mut value as *mut bool).cast::<c_void>();
+            match tikv_jemalloc_sys::mallctl(name.as_ptr(), null_mut(), null_mut(), write, len) {
+                0 => {}
+                code => return Err(code),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let settings = match Settings::load(Flags::parse()) {
         Ok(s) => s,
@@ -104,7 +139,13 @@ fn main() {
     let batch = settings.server.batch_scheduling.then(use_batch_scheduling);
     let log = init_logging(&settings);
     match batch {
-        Some(Ok(())) => tracing::info!("threads scheduled as SCHED_BATCH"),
+        Some(Ok(())) => {
+            tracing::info!("threads scheduled as SCHED_BATCH");
+            #[cfg(feature = "jemalloc")]
+            if let Err(code) = restart_allocator_threads() {
+                tracing::warn!("cannot restart jemalloc's background threads (error {code})");
+            }
+        }
         Some(Err(e)) => tracing::warn!("cannot use SCHED_BATCH, keeping the default policy: {e}"),
         None => {}
     }
