@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::domain::chat::MAX_CHAT_BYTES;
 
 use crate::report::Report;
-use crate::scenarios::{self, Params, Protocol, ScenarioResult, Target};
+use crate::scenarios::{self, Arrivals, Params, Protocol, ScenarioResult, Target};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +101,10 @@ pub struct RunArgs {
     /// limit).
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+    /// join-alert: joins at random (exponential gaps, the same schedule
+    /// every run) or one every 1/rate seconds.
+    #[arg(long, value_enum, default_value_t = Arrivals::Poisson)]
+    pub arrivals: Arrivals,
     /// Seconds of the measured phase (idle against Switchboard: rounded up
     /// to whole heartbeats of the server, which its `welcome` gives).
     #[arg(long, default_value_t = 10)]
@@ -235,6 +239,7 @@ impl RunArgs {
             protocol: self.protocol,
             connections: self.connections,
             rate: self.rate,
+            arrivals: self.arrivals,
             duration: Duration::from_secs(self.duration),
             reps: self.reps,
             teams: self.teams,

@@ -17,8 +17,8 @@ use crate::catalog;
 use crate::cli::{at_least_one, run_scenario, RelayStack, RunArgs, Scenario};
 use crate::report::SLED_FIGURE;
 use crate::report::{median_round, Report, ACTIX_RELAY};
-use crate::scenarios::Protocol;
 use crate::scenarios::ScenarioResult;
+use crate::scenarios::{Arrivals, Protocol};
 use crate::sled_bench::SledBench;
 
 #[derive(Debug, Clone, Args)]
@@ -53,6 +53,10 @@ pub struct AllArgs {
     pub idle_secs: u64,
     #[arg(long, default_value_t = 1000.0)]
     pub join_rate: f64,
+    /// Joins at random times (exponential gaps) or evenly spaced; until
+    /// the thirty-fifth round they were evenly spaced.
+    #[arg(long, value_enum, default_value_t = Arrivals::Poisson)]
+    pub join_arrivals: Arrivals,
     #[arg(long, default_value_t = 10)]
     pub join_secs: u64,
     #[arg(long, default_value_t = 1000)]
@@ -234,6 +238,7 @@ impl AllArgs {
             protocol,
             connections: 100,
             rate: 0.0,
+            arrivals: Arrivals::Poisson,
             duration: 10,
             sources: self.sources.clone(),
             reps: self.reps,
@@ -255,6 +260,7 @@ impl AllArgs {
             }
             Scenario::JoinAlert => {
                 r.rate = self.join_rate;
+                r.arrivals = self.join_arrivals;
                 r.duration = self.join_secs;
             }
             Scenario::Routing => {

@@ -1,12 +1,12 @@
-//! Scenario 2, join to alert: customers join team queues at a steady rate
-//! while reps are logged in; the time from a customer's `start_session`
+//! Scenario 2, join to alert: customers join team queues at a rate, at
+//! random times by default (`Arrivals`), while reps are logged in; the time from a customer's `start_session`
 //! request to the first rep console that receives the `queue_entered`
 //! alert.
 //!
 //! Each customer connects and says hello first (not timed), joins (timed),
 //! waits a second in the queue, ends the session and leaves, so the number
 //! of open connections stays bounded. The relay variant sends echo frames
-//! at the same rate over as many connections as there are reps: the bare
+//! at the same times over as many connections as there are reps: the bare
 //! round trip.
 //!
 //! Both also report `generator_lag`: how long a task the generator wakes
@@ -32,7 +32,10 @@ use switchboard::protocol::{Entry, Event, RequestBody};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{login_reps, timed_bar, Errors, Params, Protocol, ScenarioResult, ServerWatch, Target};
+use super::{
+    arrival_offsets, login_reps, timed_bar, Errors, Params, Protocol, ScenarioResult, ServerWatch,
+    Target,
+};
 use crate::stats::Recorder;
 use crate::{catalog, relay};
 
@@ -128,8 +131,8 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     let skipped = AtomicU64::new(0);
     let pb = timed_bar(run_for, "join-alert");
     let mut customers = Vec::new();
-    for i in 0..total {
-        let at = start + Duration::from_secs_f64(i as f64 / p.rate);
+    for (i, offset) in (0..).zip(arrival_offsets(total, p.rate, p.arrivals)) {
+        let at = start + offset;
         tokio::time::sleep_until(at.into()).await;
         pb.set_position(start.elapsed().as_secs());
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -255,8 +258,8 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let total = (p.rate * run_for.as_secs_f64()).round() as u64;
     let pb = timed_bar(run_for, "relay rtt");
     let mut sends = Vec::new();
-    for i in 0..total {
-        let at = start + Duration::from_secs_f64(i as f64 / p.rate);
+    for (i, offset) in (0..).zip(arrival_offsets(total, p.rate, p.arrivals)) {
+        let at = start + offset;
         tokio::time::sleep_until(at.into()).await;
         pb.set_position(start.elapsed().as_secs());
         let sink = sinks[i as usize % n].clone();

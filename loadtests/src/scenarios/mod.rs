@@ -21,6 +21,44 @@ use switchboard::error::ErrorCode;
 use crate::procstat::{self, FileLimit, ProcSample};
 use crate::stats::{LatencySummary, SeriesPoint};
 
+/// How join to alert spaces its joins in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrivals {
+    /// One every `1 / rate` seconds exactly.
+    Steady,
+    /// At random, as customers who do not know of each other arrive: the
+    /// gaps are exponential with mean `1 / rate`, so joins sometimes come
+    /// close together and queue behind each other in the server.
+    Poisson,
+}
+
+/// When each of `total` joins at `rate` a second is due, from the start:
+/// the same schedule in every run (the random gaps come from a fixed
+/// seed), so the relay and Switchboard are given the same bursts.
+pub fn arrival_offsets(total: u64, rate: f64, arrivals: Arrivals) -> Vec<Duration> {
+    let mut state: u64 = 0x5eed_5eed_5eed_5eed;
+    let mut at = 0.0;
+    (0..total)
+        .map(|i| match arrivals {
+            Arrivals::Steady => Duration::from_secs_f64(i as f64 / rate),
+            Arrivals::Poisson => {
+                let offset = Duration::from_secs_f64(at);
+                // splitmix64, then a uniform draw in (0, 1]: an exponential
+                // gap is -ln(u) / rate.
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+                at += -u.ln() / rate;
+                offset
+            }
+        })
+        .collect()
+}
+
 /// What the generator talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +129,8 @@ pub struct Params {
     /// join-alert: joins per second; idle: connections opened per second
     /// (0: as fast as the concurrency allows).
     pub rate: f64,
+    /// join-alert: how the joins are spaced.
+    pub arrivals: Arrivals,
     /// Length of the measured phase.
     pub duration: Duration,
     /// Reps logged in (join-alert).
@@ -400,5 +440,34 @@ mod tests {
         assert_eq!(first[0], "connect: connection refused (1000 times)");
         assert_eq!(first[1], "session did not end in time");
         assert_eq!(first[9], "odd error 7");
+    }
+
+    #[test]
+    fn steady_joins_are_evenly_spaced() {
+        let at = arrival_offsets(4, 1000.0, Arrivals::Steady);
+        let us: Vec<u128> = at.iter().map(|d| d.as_micros()).collect();
+        assert_eq!(us, [0, 1000, 2000, 3000]);
+    }
+
+    /// At random: the rate holds on average, the gaps vary as an
+    /// exponential's do (as much as their mean), and every run is given
+    /// the same schedule.
+    #[test]
+    fn random_joins_keep_the_rate_with_gaps_of_every_length() {
+        let n = 20_000;
+        let at = arrival_offsets(n, 1000.0, Arrivals::Poisson);
+        assert_eq!(at, arrival_offsets(n, 1000.0, Arrivals::Poisson));
+        assert!(at.windows(2).all(|w| w[0] <= w[1]), "in order");
+        let span = at[at.len() - 1].as_secs_f64();
+        let rate = (n - 1) as f64 / span;
+        assert!((950.0..1050.0).contains(&rate), "{rate} a second");
+        let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        let cv = var.sqrt() / mean;
+        assert!((0.9..1.1).contains(&cv), "coefficient of variation {cv}");
+        // Bursts: a tenth of the gaps are under a tenth of the mean.
+        let short = gaps.iter().filter(|g| **g < mean / 10.0).count() as f64;
+        assert!(short / gaps.len() as f64 > 0.08, "{short} short gaps");
     }
 }

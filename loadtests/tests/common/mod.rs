@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchboard::app::Stopper;
 use switchboard::Settings;
 use switchboard_loadtests::cli::{RunArgs, Scenario};
-use switchboard_loadtests::scenarios::Protocol;
+use switchboard_loadtests::scenarios::{Arrivals, Protocol};
 use switchboard_loadtests::{catalog, relay};
 
 pub const TEAMS: usize = 2;
@@ -79,6 +79,7 @@ pub fn args(scenario: Scenario, url: String, protocol: Protocol) -> RunArgs {
         protocol,
         connections: 20,
         rate: 20.0,
+        arrivals: Arrivals::Poisson,
         duration: 2,
         sources: "127.0.0.1,127.0.0.2".into(),
         reps: REPS,
