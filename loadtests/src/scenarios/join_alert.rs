@@ -1,7 +1,7 @@
 //! Scenario 2, join to alert: customers join team queues at a rate, at
-//! random times by default (`Arrivals`), while reps are logged in; the time from a customer's `start_session`
-//! request to the first rep console that receives the `queue_entered`
-//! alert.
+//! random times by default (`Arrivals`), while reps are logged in; the
+//! time from a customer's `start_session` request to the first rep
+//! console that receives the `queue_entered` alert.
 //!
 //! Each customer connects and says hello first (not timed), joins (timed),
 //! waits a second in the queue, ends the session and leaves, so the number
