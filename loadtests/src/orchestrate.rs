@@ -15,10 +15,8 @@ use clap::{Args, ValueEnum};
 
 use crate::catalog;
 use crate::cli::{at_least_one, run_scenario, RelayStack, RunArgs, Scenario};
-use crate::report::SLED_FIGURE;
-use crate::report::{median_round, Report, ACTIX_RELAY};
-use crate::scenarios::ScenarioResult;
-use crate::scenarios::{Arrivals, Protocol};
+use crate::report::{median_round, Report, ACTIX_RELAY, SLED_FIGURE};
+use crate::scenarios::{Arrivals, Protocol, ScenarioResult};
 use crate::sled_bench::SledBench;
 
 #[derive(Debug, Clone, Args)]

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenarios::ScenarioResult;
 use crate::sled_bench::SledBench;
+use crate::stats::SeriesPoint;
 
 /// The figure of a routing result that holds sled's raw batched write
 /// rate measured in the same round (`all` adds it).
 pub const SLED_FIGURE: &str = "sled_raw_batched_writes_per_sec";
-use crate::stats::SeriesPoint;
 
 /// The machine the run was on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
