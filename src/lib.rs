@@ -17,6 +17,7 @@
 //! - [`admin`]: the catalog's loading, seeding and admin writes.
 //! - [`http`]: actix-web routes: REST API, WebSocket upgrade, health.
 //! - [`client`]: the one Rust client used by tests, load tests and the CLI.
+//! - [`fd_table`]: the table of open files, grown once at start.
 pub mod actors;
 pub mod admin;
 pub mod app;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod connection;
 pub mod domain;
 pub mod error;
+pub mod fd_table;
 pub mod flows;
 pub mod http;
 pub mod metrics;

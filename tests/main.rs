@@ -13,6 +13,7 @@ mod bad_input;
 mod cli;
 mod config_cli;
 mod docs_match_code;
+mod fd_table;
 mod flows_basic;
 mod flows_entry;
 mod flows_queues;

@@ -18,6 +18,12 @@ fn main() -> anyhow::Result<()> {
         a.check(&std::env::current_exe()?)?;
         orchestrate::pin_generator(a.generator_core)?;
     }
+    // While this process has one thread, growing the table costs nothing;
+    // later, each doubling stopped the generator for a grace period in
+    // the middle of a measurement (docs/performance.md, change 57).
+    if let Err(e) = switchboard::fd_table::reserve() {
+        eprintln!("cannot grow the table of open files in advance: {e}");
+    }
     let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let runtime = if one_core {
         tokio::runtime::Builder::new_current_thread()

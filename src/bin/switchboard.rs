@@ -1,6 +1,6 @@
-//! The server binary: configuration, logging, signals, and two choices
-//! for the whole process (the allocator and the threads' scheduling
-//! policy). Everything else is in the library.
+//! The server binary: configuration, logging, signals, and three choices
+//! for the whole process (the allocator, the threads' scheduling policy
+//! and the size of its table of open files). Everything else is in the library.
 use clap::Parser;
 use std::io::{BufWriter, IsTerminal};
 use switchboard::config::{Flags, Settings};
@@ -148,6 +148,12 @@ fn main() {
         }
         Some(Err(e)) => tracing::warn!("cannot use SCHED_BATCH, keeping the default policy: {e}"),
         None => {}
+    }
+    // Before the server opens its first connection: growing the table
+    // later stops the acceptor for a grace period each time it doubles.
+    match switchboard::fd_table::reserve() {
+        Ok(n) => tracing::info!("table of open files holds {n}"),
+        Err(e) => tracing::warn!("cannot grow the table of open files in advance: {e}"),
     }
     let code = actix_web::rt::System::new().block_on(serve(settings));
     // `exit` runs no destructors: the log's last lines are written first.

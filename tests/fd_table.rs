@@ -1,0 +1,51 @@
+//! The server grows its table of open files to its open-file limit at
+//! start (src/fd_table.rs): growing it later, as connections arrive,
+//! stopped the acceptor for an RCU grace period (13 to 30 ms here) each
+//! time the count of connections first crossed a power of two
+//! (docs/performance.md, change 57). The kernel reports the table's size
+//! as `FDSize`, and the limit as "Max open files".
+
+use std::time::Duration;
+
+use switchboard::fd_table::MAX_RESERVED;
+
+use crate::common::{eventually, start_capturing_log};
+
+/// A field of /proc/<pid>/status or /proc/<pid>/limits, by the text that
+/// begins its line; the first number after it.
+fn proc_number(file: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in {file}:\n{text}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_server_has_room_for_its_open_file_limit_before_the_first_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, log) = start_capturing_log(dir.path(), &[("SWITCHBOARD_LOG_LEVEL", "info")]);
+    let pid = server.child.id();
+    let soft = proc_number(&format!("/proc/{pid}/limits"), "Max open files");
+    let wanted = soft.min(MAX_RESERVED);
+    assert!(wanted > 256, "a limit of {soft} leaves too little to test");
+    // No client has connected: only the table grown in advance explains
+    // room for more than the few files the server holds open.
+    let size = proc_number(&format!("/proc/{pid}/status"), "FDSize:");
+    assert!(
+        size >= wanted,
+        "the table holds {size}, the limit is {soft}"
+    );
+    let said = format!("table of open files holds {wanted}");
+    eventually(
+        Duration::from_secs(10),
+        "the start-up's log line",
+        || async {
+            let lines = log.lock().unwrap();
+            lines.iter().any(|l| l.contains(&said)).then_some(())
+        },
+    )
+    .await;
+    assert!(server.sigterm().success());
+}
