@@ -1,6 +1,7 @@
 //! The server binary: configuration, logging, signals, and three choices
 //! for the whole process (the allocator, the threads' scheduling policy
-//! and the size of its table of open files). Everything else is in the library.
+//! and the size of its table of open files). Everything else is in the
+//! library.
 use clap::Parser;
 use std::io::{BufWriter, IsTerminal};
 use switchboard::config::{Flags, Settings};
