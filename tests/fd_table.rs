@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use switchboard::fd_table::MAX_RESERVED;
 
-use crate::common::{eventually, start_capturing_log};
+use crate::common::{
+    eventually, rest_json, server_command, spawn_capturing_log, start_capturing_log,
+};
 
 /// A field of /proc/<pid>/status or /proc/<pid>/limits, by the text that
 /// begins its line; the first number after it.
@@ -47,5 +49,62 @@ async fn the_server_has_room_for_its_open_file_limit_before_the_first_connection
         },
     )
     .await;
+    assert!(server.sigterm().success());
+}
+
+/// A server whose limit is lower than the machine's, such as the 1,024
+/// many systems give a process by default, reserves that much and no
+/// more, and serves.
+#[tokio::test]
+async fn a_lower_open_file_limit_is_what_the_server_reserves_and_it_still_serves() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: u64 = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = server_command(dir.path(), &[("SWITCHBOARD_LOG_LEVEL", "info")]);
+    // SAFETY: the closure runs in the child between fork and exec, and
+    // only calls getrlimit and setrlimit, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = LIMIT.min(limit.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (mut server, log) = spawn_capturing_log(cmd);
+    let pid = server.child.id();
+    let soft = proc_number(&format!("/proc/{pid}/limits"), "Max open files");
+    assert_eq!(soft, LIMIT, "the machine's hard limit is under {LIMIT}");
+    let size = proc_number(&format!("/proc/{pid}/status"), "FDSize:");
+    assert!(size >= LIMIT, "the table holds {size}");
+    let said = format!("table of open files holds {LIMIT}");
+    eventually(
+        Duration::from_secs(10),
+        "the start-up's log line",
+        || async {
+            let lines = log.lock().unwrap();
+            lines.iter().any(|l| l.contains(&said)).then_some(())
+        },
+    )
+    .await;
+    let login = serde_json::json!({"username": "alice", "password": "alice-demo"});
+    let (status, body) = rest_json(
+        server.port,
+        reqwest::Method::POST,
+        "/api/login",
+        None,
+        Some(login),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["token"].is_string(), "{body}");
     assert!(server.sigterm().success());
 }

@@ -279,7 +279,12 @@ pub fn start_capturing_log(
     data_dir: &Path,
     extra_env: &[(&str, &str)],
 ) -> (ServerProcess, LogLines) {
-    let mut cmd = server_command(data_dir, extra_env);
+    spawn_capturing_log(server_command(data_dir, extra_env))
+}
+
+/// Starts `cmd` (a [`server_command`], perhaps changed further) with its
+/// log captured, and waits for its port.
+pub fn spawn_capturing_log(mut cmd: Command) -> (ServerProcess, LogLines) {
     cmd.stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("server binary starts");
     let lines = capture_lines(child.stderr.take().expect("stderr"));
