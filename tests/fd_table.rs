@@ -10,7 +10,7 @@ use std::time::Duration;
 use switchboard::fd_table::MAX_RESERVED;
 
 use crate::common::{
-    eventually, rest_json, server_command, spawn_capturing_log, start_capturing_log,
+    eventually, rest_json, server_command, spawn_capturing_log, start_capturing_log, LogLines,
 };
 
 /// A field of /proc/<pid>/status or /proc/<pid>/limits, by the text that
@@ -22,6 +22,20 @@ fn proc_number(file: &str, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .unwrap_or_else(|| panic!("no {field} in {file}:\n{text}"));
     line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Waits for the start-up's log line that names the table's reserved size.
+async fn says_it_holds(log: &LogLines, reserved: u64) {
+    let said = format!("table of open files holds {reserved}");
+    eventually(
+        Duration::from_secs(10),
+        "the start-up's log line",
+        || async {
+            let lines = log.lock().unwrap();
+            lines.iter().any(|l| l.contains(&said)).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -39,16 +53,7 @@ async fn the_server_has_room_for_its_open_file_limit_before_the_first_connection
         size >= wanted,
         "the table holds {size}, the limit is {soft}"
     );
-    let said = format!("table of open files holds {wanted}");
-    eventually(
-        Duration::from_secs(10),
-        "the start-up's log line",
-        || async {
-            let lines = log.lock().unwrap();
-            lines.iter().any(|l| l.contains(&said)).then_some(())
-        },
-    )
-    .await;
+    says_it_holds(&log, wanted).await;
     assert!(server.sigterm().success());
 }
 
@@ -85,16 +90,7 @@ async fn a_lower_open_file_limit_is_what_the_server_reserves_and_it_still_serves
     assert_eq!(soft, LIMIT, "the machine's hard limit is under {LIMIT}");
     let size = proc_number(&format!("/proc/{pid}/status"), "FDSize:");
     assert!(size >= LIMIT, "the table holds {size}");
-    let said = format!("table of open files holds {LIMIT}");
-    eventually(
-        Duration::from_secs(10),
-        "the start-up's log line",
-        || async {
-            let lines = log.lock().unwrap();
-            lines.iter().any(|l| l.contains(&said)).then_some(())
-        },
-    )
-    .await;
+    says_it_holds(&log, LIMIT).await;
     let login = serde_json::json!({"username": "alice", "password": "alice-demo"});
     let (status, body) = rest_json(
         server.port,
