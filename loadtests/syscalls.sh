@@ -38,13 +38,15 @@ cd "$(dirname "$0")/.."
 
 scenario=${1:-}
 case "$scenario" in
-  routing) flags=(--scenario routing --connections 400) unit=session rate=sessions_per_sec ;;
-  chat) flags=(--scenario chat --connections 200 --balls 2) unit=line rate=messages_per_sec ;;
+  routing) unit=session rate=sessions_per_sec ;;
+  chat) unit=line rate=messages_per_sec ;;
   *) echo "usage: $0 routing|chat [SERVER_BIN] [OUT_DIR] [SECONDS]" >&2; exit 2 ;;
 esac
 server=${2:-target/release/switchboard}
 out=${3:-loadtests/results/syscalls-$scenario-$(date +%s)}
 seconds=${4:-3}
+# The phase outlasts the count, with time to get under way.
+duration=$((seconds + 6))
 generator=target/release/switchboard-loadtests
 . loadtests/server.sh
 require_built "$server" perf taskset curl python3
@@ -54,15 +56,28 @@ calls=(sendto recvfrom epoll_wait futex pwrite64 pread64)
 events=(-e "$(printf 'syscalls:sys_enter_%s,' "${calls[@]}")context-switches"
   -e syscalls:sys_exit_accept4 --filter 'ret >= 0')
 
-# measure NAME PID PORT PROTOCOL: runs the scenario against the server
-# on PORT and counts its calls in the steady middle of the phase.
-measure() {
-  local name=$1 pid=$2 port=$3 protocol=$4 dir="$out/$1"
-  mkdir -p "$dir"
-  taskset -c 1 "$generator" run "${flags[@]}" --protocol "$protocol" --reps 1000 --teams 100 \
-    --server "ws://127.0.0.1:$port/ws" --server-pid "$pid" --duration $((seconds + 6)) \
+# Starts the generator with the scenario's own flags ("$@") against the
+# server on `port`, in the protocol `protocol`.
+start_generator() {
+  taskset -c 1 "$generator" run "$@" --protocol "$protocol" --reps 1000 --teams 100 \
+    --server "ws://127.0.0.1:$port/ws" --server-pid "$pid" --duration "$duration" \
     --out "$dir/generator" > "$dir/generator.log" 2>&1 &
   generator_pid=$!
+}
+
+# measure NAME PID PROTOCOL: runs the scenario against the server on
+# `port` and counts its calls in the steady middle of the phase.
+measure() {
+  local dir="$out/$1" pid=$2 protocol=$3
+  mkdir -p "$dir"
+  case "$scenario" in
+    routing)
+      start_generator --scenario routing --connections 400
+      ;;
+    chat)
+      start_generator --scenario chat --connections 200 --balls 2
+      ;;
+  esac
   # Warm-up (up to 2 s) and a second of the measured window.
   sleep 4
   perf stat -x, "${events[@]}" -p "$pid" -o "$dir/stat.csv" -- sleep "$seconds"
@@ -81,7 +96,7 @@ mkdir -p "$out"
 root=$(cd "$out" && pwd)
 start_server "$root/switchboard" "$server" 100 1000
 out=$root
-measure switchboard "$server_pid" "$port" switchboard
+measure switchboard "$server_pid" switchboard
 stop
 
 for stack in tungstenite actix; do
@@ -94,7 +109,7 @@ for stack in tungstenite actix; do
     sleep 0.2
   done
   [ -n "$port" ] || { echo "the relay did not start; see $out/relay-$stack.log" >&2; exit 1; }
-  measure "relay-$stack" "$server_pid" "$port" relay
+  measure "relay-$stack" "$server_pid" relay
   stop
 done
 

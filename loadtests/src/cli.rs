@@ -455,10 +455,11 @@ mod tests {
         generator_command(command_words(script, marker))
     }
 
-    /// One scenario's generator command in loadtests/callgrind.sh or
-    /// flamegraph.sh: `start_generator`'s command with the flags its call
-    /// for `scenario` passes in place of `"$@"`.
-    fn scenario_command(script: &str, scenario: &str) -> Cmd {
+    /// The words of one scenario's generator command in
+    /// loadtests/callgrind.sh, flamegraph.sh or syscalls.sh:
+    /// `start_generator`'s command with the flags its call for `scenario`
+    /// passes in place of `"$@"`.
+    fn scenario_words(script: &str, scenario: &str) -> Vec<String> {
         let mut words = command_words(script, "\"$generator\" run \"$@\"");
         let own = command_words(script, &format!("start_generator --scenario {scenario}"));
         let at = words
@@ -466,7 +467,11 @@ mod tests {
             .position(|w| w == "$@")
             .expect("start_generator passes its arguments on");
         words.splice(at..=at, own.into_iter().skip(1));
-        generator_command(words)
+        words
+    }
+
+    fn scenario_command(script: &str, scenario: &str) -> Cmd {
+        generator_command(scenario_words(script, scenario))
     }
 
     /// scripts/build-pgo.sh trains the server with `all` and is too slow
@@ -545,11 +550,8 @@ mod tests {
         assert_eq!(idle.teams, valgrind_servers_catalog().0);
     }
 
-    /// loadtests/flamegraph.sh samples each scenario at the scale of the
-    /// run of record: its catalog and generator flags are `all`'s own.
-    #[test]
-    fn the_flamegraph_scripts_commands_are_alls() {
-        let script = include_str!("../flamegraph.sh");
+    /// `all` with its default flags, the run of record's.
+    fn alls_defaults() -> crate::orchestrate::AllArgs {
         let Cmd::All(all) = generator_command(vec![
             "switchboard-loadtests".into(),
             "all".into(),
@@ -558,6 +560,36 @@ mod tests {
         ]) else {
             panic!("`all` does not parse")
         };
+        all
+    }
+
+    /// Checks that `run`, a script's command for `scenario`, gives the
+    /// generator the flags `all` gives that scenario.
+    fn assert_runs_as_all(
+        run: &RunArgs,
+        all: &crate::orchestrate::AllArgs,
+        scenario: Scenario,
+        flag: &str,
+    ) {
+        let want = all.run_args(scenario, Protocol::Switchboard, 1, 1, Path::new("x"));
+        assert_eq!(run.scenario, scenario);
+        // The flags the scenario reads: only join to alert has a rate,
+        // and only chat's customers keep lines in flight (`--balls`).
+        let flags = |r: &RunArgs| {
+            let rate = (scenario == Scenario::JoinAlert).then_some(r.rate);
+            let balls = (scenario == Scenario::Chat).then_some(r.balls);
+            (r.connections, rate, r.reps, r.teams, balls)
+        };
+        assert_eq!(flags(run), flags(&want), "{flag}");
+        assert_eq!(run.message_bytes, want.message_bytes, "{flag}");
+    }
+
+    /// loadtests/flamegraph.sh samples each scenario at the scale of the
+    /// run of record: its catalog and generator flags are `all`'s own.
+    #[test]
+    fn the_flamegraph_scripts_commands_are_alls() {
+        let script = include_str!("../flamegraph.sh");
+        let all = alls_defaults();
         assert_eq!(
             servers_catalog(script, "start_server \"$out\""),
             (all.teams, all.reps)
@@ -570,17 +602,35 @@ mod tests {
             let Cmd::Run(run) = scenario_command(script, flag) else {
                 panic!("the script's {flag} command is not `run`")
             };
-            let want = all.run_args(scenario, Protocol::Switchboard, 1, 1, Path::new("x"));
-            assert_eq!(run.scenario, scenario);
-            // The flags the scenario reads: only join to alert has a rate,
-            // and only chat's customers keep lines in flight (`--balls`).
-            let flags = |r: &RunArgs| {
-                let rate = (scenario == Scenario::JoinAlert).then_some(r.rate);
-                let balls = (scenario == Scenario::Chat).then_some(r.balls);
-                (r.connections, rate, r.reps, r.teams, balls)
-            };
-            assert_eq!(flags(&run), flags(&want), "{flag}");
-            assert_eq!(run.message_bytes, want.message_bytes, "{flag}");
+            assert_runs_as_all(&run, &all, scenario, flag);
+        }
+    }
+
+    /// loadtests/syscalls.sh counts calls at the run of record's scale
+    /// too, against Switchboard and the relays alike.
+    #[test]
+    fn the_syscalls_scripts_commands_are_alls() {
+        let script = include_str!("../syscalls.sh");
+        let all = alls_defaults();
+        assert_eq!(
+            servers_catalog(script, "start_server \"$root"),
+            (all.teams, all.reps)
+        );
+        for (scenario, flag) in [(Scenario::Routing, "routing"), (Scenario::Chat, "chat")] {
+            for protocol in ["switchboard", "relay"] {
+                let words = scenario_words(script, flag)
+                    .into_iter()
+                    .map(|w| match w.as_str() {
+                        "$protocol" => protocol.to_string(),
+                        _ => w,
+                    })
+                    .collect();
+                let Cmd::Run(run) = generator_command(words) else {
+                    panic!("the script's {flag} command is not `run`")
+                };
+                assert_eq!(run.protocol.as_str(), protocol, "{flag}");
+                assert_runs_as_all(&run, &all, scenario, flag);
+            }
         }
     }
 }
