@@ -384,6 +384,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orchestrate::AllArgs;
 
     /// Splits one shell command into words, keeping "double-quoted" words
     /// whole: enough for the commands our scripts write.
@@ -551,7 +552,7 @@ mod tests {
     }
 
     /// `all` with its default flags, the run of record's.
-    fn alls_defaults() -> crate::orchestrate::AllArgs {
+    fn alls_defaults() -> AllArgs {
         let Cmd::All(all) = generator_command(vec![
             "switchboard-loadtests".into(),
             "all".into(),
@@ -565,12 +566,7 @@ mod tests {
 
     /// Checks that `run`, a script's command for `scenario`, gives the
     /// generator the flags `all` gives that scenario.
-    fn assert_runs_as_all(
-        run: &RunArgs,
-        all: &crate::orchestrate::AllArgs,
-        scenario: Scenario,
-        flag: &str,
-    ) {
+    fn assert_runs_as_all(run: &RunArgs, all: &AllArgs, scenario: Scenario, flag: &str) {
         let want = all.run_args(scenario, Protocol::Switchboard, 1, 1, Path::new("x"));
         assert_eq!(run.scenario, scenario);
         // The flags the scenario reads: only join to alert has a rate,
