@@ -3,7 +3,8 @@
 //! stopped the acceptor for an RCU grace period (13 to 30 ms here) each
 //! time the count of connections first crossed a power of two
 //! (docs/performance.md, change 57). The kernel reports the table's size
-//! as `FDSize`, and the limit as "Max open files".
+//! as `FDSize`, and the limit as "Max open files". A server that reaches
+//! its limit pauses its accepting and serves again once files are free.
 
 use std::time::Duration;
 
@@ -102,5 +103,90 @@ async fn a_lower_open_file_limit_is_what_the_server_reserves_and_it_still_serves
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["token"].is_string(), "{body}");
+    assert!(server.sigterm().success());
+}
+
+/// Sets the soft open-file limit of the running process `pid`.
+fn set_open_file_limit(pid: u32, soft: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes only the two structs passed.
+    let got = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut limit,
+        )
+    };
+    assert_eq!(got, 0, "{}", std::io::Error::last_os_error());
+    limit.rlim_cur = soft;
+    // SAFETY: as above.
+    let set = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// A server that runs out of files cannot accept: it says so, pauses its
+/// accepting rather than spin on the error, keeps running, and serves new
+/// connections again once files are free (actix-server's one acceptor
+/// thread pauses for 500 ms after an error).
+#[tokio::test]
+async fn a_server_out_of_files_pauses_accepting_and_serves_again_once_they_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, log) = start_capturing_log(dir.path(), &[("SWITCHBOARD_LOG_LEVEL", "info")]);
+    let (status, _) = rest_json(server.port, reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, 200);
+    let pid = server.child.id();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
+    // Room for a few connections more than the server holds now.
+    set_open_file_limit(pid, open + 4);
+    let limited = std::time::Instant::now();
+    let held: Vec<_> = (0..16)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connects"))
+        .collect();
+    eventually(
+        Duration::from_secs(10),
+        "the accept error in the log",
+        || async {
+            let lines = log.lock().unwrap();
+            lines
+                .iter()
+                .any(|l| l.contains("Error accepting connection"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server exited"
+    );
+    // Once the held connections go, their files are free again, and the
+    // server accepts the rest of its backlog and the new request.
+    drop(held);
+    let (status, body) = rest_json(server.port, reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    // One try every half second at most, not a loop on the error.
+    let errors = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("Error accepting connection"))
+        .count() as u128;
+    let most = limited.elapsed().as_millis() / 500 + 2;
+    assert!(
+        errors <= most,
+        "{errors} accept errors logged, at most {most} expected"
+    );
     assert!(server.sigterm().success());
 }
