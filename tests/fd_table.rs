@@ -68,22 +68,10 @@ async fn a_lower_open_file_limit_is_what_the_server_reserves_and_it_still_serves
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = server_command(dir.path(), &[("SWITCHBOARD_LOG_LEVEL", "info")]);
     // SAFETY: the closure runs in the child between fork and exec, and
-    // only calls getrlimit and setrlimit, which are async-signal-safe.
+    // only calls prlimit, a plain system call that takes no lock and
+    // allocates nothing.
     unsafe {
-        cmd.pre_exec(|| {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            limit.rlim_cur = LIMIT.min(limit.rlim_max);
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(|| lower_open_file_limit(0, LIMIT));
     }
     let (mut server, log) = spawn_capturing_log(cmd);
     let pid = server.child.id();
@@ -106,33 +94,25 @@ async fn a_lower_open_file_limit_is_what_the_server_reserves_and_it_still_serves
     assert!(server.sigterm().success());
 }
 
-/// Sets the soft open-file limit of the running process `pid`.
-fn set_open_file_limit(pid: u32, soft: u64) {
+/// Sets the soft open-file limit of process `pid` (0: this one) to
+/// `soft`, or to its hard limit if that is lower. Safe between fork and
+/// exec: prlimit is one system call, and nothing here allocates.
+fn lower_open_file_limit(pid: libc::pid_t, soft: u64) -> std::io::Result<()> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: prlimit reads and writes only the two structs passed.
-    let got = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_NOFILE,
-            std::ptr::null(),
-            &mut limit,
-        )
-    };
-    assert_eq!(got, 0, "{}", std::io::Error::last_os_error());
-    limit.rlim_cur = soft;
+    // SAFETY: prlimit reads and writes only the structs passed, which
+    // live for the calls.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    limit.rlim_cur = soft.min(limit.rlim_max);
     // SAFETY: as above.
-    let set = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_NOFILE,
-            &limit,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A server that runs out of files cannot accept: it says so, pauses its
@@ -150,7 +130,7 @@ async fn a_server_out_of_files_pauses_accepting_and_serves_again_once_they_free(
         .unwrap()
         .count() as u64;
     // Room for a few connections more than the server holds now.
-    set_open_file_limit(pid, open + 4);
+    lower_open_file_limit(pid as libc::pid_t, open + 4).expect("the server's limit is lowered");
     let limited = std::time::Instant::now();
     let held: Vec<_> = (0..16)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connects"))
