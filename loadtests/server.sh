@@ -1,10 +1,11 @@
-# Sourced by callgrind.sh, dhat.sh and flamegraph.sh: checks what a
-# script needs, starts the server pinned to core 0, on a fresh data
-# directory and a load-test catalog, and waits for its port; and counts
-# the units of work it has done.
+# Sourced by callgrind.sh, dhat.sh, flamegraph.sh and syscalls.sh:
+# checks what a script needs, starts the server pinned to core 0, on a
+# fresh data directory and a load-test catalog, and waits for its port
+# (or a relay's); and counts the units of work it has done.
 #
 #   require_built SERVER_BIN TOOL...
 #   start_server OUT_DIR SERVER_BIN TEAMS REPS [WRAPPER...]
+#   await_port NAME LOG
 #   start_under_valgrind OUT_DIR SERVER_BIN VALGRIND_ARGS...
 #   units_done join|routing|chat
 #   await_units join|routing|chat COUNT
@@ -45,14 +46,24 @@ start_server() {
     SWITCHBOARD_LISTEN=127.0.0.1:0 SWITCHBOARD_LOG_LEVEL=warn \
     taskset -c 0 "$@" "$server" > "$out/server.log" 2>&1 &
   server_pid=$!
+  await_port switchboard "$out/server.log"
+}
+
+# await_port NAME LOG: waits for the process `server_pid` to write "NAME
+# listening on port N" to LOG and sets `port` to N; exits if it ends
+# first or has not said so in five minutes (seeding a catalog's reps
+# hashes each password, on purpose slowly).
+await_port() {
+  local name=$1 log=$2
   port=
   for _ in $(seq 600); do
-    port=$(sed -n 's/.*switchboard listening on port \([0-9]*\).*/\1/p' "$out/server.log")
-    [ -n "$port" ] && break
+    port=$(sed -n "s/.*$name listening on port \([0-9]*\).*/\1/p" "$log")
+    [ -n "$port" ] && return
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.5
   done
-  [ -n "$port" ] || { echo "the server did not start; see $out/server.log" >&2; exit 1; }
+  echo "$name did not start; see $log" >&2
+  exit 1
 }
 
 # Under valgrind the catalog is 10 teams of 10 reps (rep i in team i mod

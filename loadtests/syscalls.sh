@@ -92,23 +92,14 @@ stop() {
   server_pid=
 }
 
-mkdir -p "$out"
-root=$(cd "$out" && pwd)
-start_server "$root/switchboard" "$server" 100 1000
-out=$root
+start_server "$out" "$server" 100 1000
 measure switchboard "$server_pid" switchboard
 stop
 
 for stack in tungstenite actix; do
   taskset -c 0 "$generator" relay --stack "$stack" > "$out/relay-$stack.log" 2>&1 &
   server_pid=$!
-  port=
-  for _ in $(seq 50); do
-    port=$(sed -n 's/.*relay listening on port \([0-9]*\).*/\1/p' "$out/relay-$stack.log")
-    [ -n "$port" ] && break
-    sleep 0.2
-  done
-  [ -n "$port" ] || { echo "the relay did not start; see $out/relay-$stack.log" >&2; exit 1; }
+  await_port relay "$out/relay-$stack.log"
   measure "relay-$stack" "$server_pid" relay
   stop
 done

@@ -609,7 +609,7 @@ mod tests {
         let script = include_str!("../syscalls.sh");
         let all = alls_defaults();
         assert_eq!(
-            servers_catalog(script, "start_server \"$root"),
+            servers_catalog(script, "start_server \"$out\""),
             (all.teams, all.reps)
         );
         for (scenario, flag) in [(Scenario::Routing, "routing"), (Scenario::Chat, "chat")] {
