@@ -113,9 +113,9 @@ print(f"{scenario}: calls per {unit}, {seconds} s counted in the steady middle")
 print(f"{'server':<12} {unit + 's/s':>10} {'counted':>8} " + " ".join(f"{c:>10}" for c in counted))
 for run, name in names.items():
     result = json.load(open(f"{out}/{run}/generator/result.json"))
-    section = result.get(scenario) or next(
-        v[scenario] for v in result.values() if isinstance(v, dict) and scenario in v)
-    per_sec = section["figures"][rate]
+    # The generator files a run under the protocol it spoke.
+    protocol = "switchboard" if run == "switchboard" else "relay"
+    per_sec = result[protocol][scenario]["figures"][rate]
     count = {}
     for row in csv.reader(open(f"{out}/{run}/stat.csv")):
         if len(row) > 2 and row[0].strip().isdigit():
