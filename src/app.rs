@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix::Actor;
 use actix_http::HttpService;
 use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
-use actix_web::dev::{AppConfig, Server, ServerHandle};
+use actix_web::dev::AppConfig;
 use actix_web::{web, App};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,7 @@ use crate::actors::supervisor::{self, Supervisor};
 use crate::actors::Hub;
 use crate::admin;
 use crate::config::Settings;
+use crate::http::server::{self, ServerHandle};
 use crate::metrics::Metrics;
 use crate::store::{SharedStore, SledStore};
 
@@ -38,13 +39,9 @@ pub enum StartError {
 
 pub struct Application {
     port: u16,
-    server: Server,
     handle: ServerHandle,
     hub: Arc<Hub>,
 }
-
-/// How long in-flight requests get to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a new connection has to send its request's head (actix-web's
 /// default).
@@ -125,17 +122,11 @@ impl Application {
         let listener = TcpListener::bind(&settings.server.listen).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
         let port = local.port();
-        let server = http_server(listener, local, settings.server.workers, hub.clone())
+        let handle = http_server(listener, local, settings.server.workers, hub.clone())
             .map_err(bind_error)?;
-        let handle = server.handle();
         metrics.up.set(1);
         tracing::info!(port, "listening");
-        Ok(Application {
-            port,
-            server,
-            handle,
-            hub,
-        })
+        Ok(Application { port, handle, hub })
     }
 
     pub fn port(&self) -> u16 {
@@ -156,21 +147,23 @@ impl Application {
 
     /// Serves until stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.handle.stopped().await;
+        Ok(())
     }
 }
 
-/// The HTTP server on `listener`: actix-web's `HttpServer`, spelled out
-/// (its `listen`) for the one thing it does not offer, an upgrade service,
-/// which takes a WebSocket's socket from actix-http once the handshake is
-/// answered (src/http/ws.rs, docs/performance.md, change 53). `workers` 0
-/// is one per core.
+/// The HTTP server on `listener`: actix-web's app on actix-http, with
+/// an upgrade service, which takes a WebSocket's socket from actix-http
+/// once the handshake is answered (src/http/ws.rs, docs/performance.md,
+/// change 53), served by workers that accept their own connections
+/// (src/http/server.rs, change 58). `workers` 0 is one per core this
+/// process may run on; one worker is the actors' own thread.
 fn http_server(
     listener: TcpListener,
     local: std::net::SocketAddr,
     workers: usize,
     hub: Arc<Hub>,
-) -> std::io::Result<Server> {
+) -> std::io::Result<ServerHandle> {
     let data = web::Data::new(hub.clone());
     let json_cfg = web::JsonConfig::default()
         .limit(64 * 1024)
@@ -185,59 +178,54 @@ fn http_server(
             .app_data(query_cfg.clone())
             .configure(crate::http::routes)
     };
-    let mut builder = actix_server::Server::build()
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
-    if workers > 0 {
-        builder = builder.workers(workers);
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if workers == 1 {
+        tracing::info!("serving connections on the actors' thread (one worker)");
+    } else {
+        tracing::info!(workers, "serving connections on worker threads");
     }
-    let graceful = builder.graceful_shutdown_signal();
-    let server = builder
-        .listen("switchboard", listener, move || {
-            let graceful = graceful.clone();
-            let hub = hub.clone();
-            let app = app()
-                .into_factory()
-                .map_err(|e: actix_web::Error| e.error_response());
-            HttpService::build()
-                // Keep-alive connections close at once when the server
-                // stops, not when their keep-alive runs out.
-                .graceful_shutdown_signal(move || {
-                    let graceful = graceful.clone();
-                    async move { graceful.notified().await }
-                })
-                // actix-web's defaults, which actix-http's builder does not
-                // share.
-                .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-                // Nagle's algorithm off on every accepted socket. With it on
-                // (actix-http's default), a small frame written while the
-                // client has not yet acknowledged the last one waits for
-                // that acknowledgement, and a client that has nothing to
-                // send delays it by up to 40 ms (Linux's delayed ACK): a
-                // rep's alert, or the customer's "accepted" and "ended",
-                // came 20 to 40 ms late in every routed session
-                // (docs/performance.md, change 52). Frames are already
-                // gathered into one write per wake-up (connection::socket),
-                // so the kernel has nothing left to coalesce.
-                .tcp_nodelay(true)
-                .local_addr(local)
-                .upgrade(fn_factory(move || {
-                    let hub = hub.clone();
-                    async move {
-                        Ok::<_, ()>(fn_service(move |(req, framed)| {
-                            crate::http::ws::serve(hub.clone(), req, framed)
-                        }))
-                    }
-                }))
-                // Nothing in the routes reads the app's configuration (host
-                // name, address): `ConnectionInfo` prefers the request's own
-                // `Host`.
-                .finish(map_config(app, |_| AppConfig::default()))
-                .tcp()
-        })?
-        .run();
-    Ok(server)
+    server::start(listener, workers, move |graceful: server::Graceful| {
+        let hub = hub.clone();
+        let app = app()
+            .into_factory()
+            .map_err(|e: actix_web::Error| e.error_response());
+        HttpService::build()
+            // Keep-alive connections close at once when the server
+            // stops, not when their keep-alive runs out.
+            .graceful_shutdown_signal(move || graceful.signal())
+            // actix-web's defaults, which actix-http's builder does not
+            // share.
+            .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+            .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+            // Nagle's algorithm off on every accepted socket. With it on
+            // (actix-http's default), a small frame written while the
+            // client has not yet acknowledged the last one waits for
+            // that acknowledgement, and a client that has nothing to
+            // send delays it by up to 40 ms (Linux's delayed ACK): a
+            // rep's alert, or the customer's "accepted" and "ended",
+            // came 20 to 40 ms late in every routed session
+            // (docs/performance.md, change 52). Frames are already
+            // gathered into one write per wake-up (connection::socket),
+            // so the kernel has nothing left to coalesce.
+            .tcp_nodelay(true)
+            .local_addr(local)
+            .upgrade(fn_factory(move || {
+                let hub = hub.clone();
+                async move {
+                    Ok::<_, ()>(fn_service(move |(req, framed)| {
+                        crate::http::ws::serve(hub.clone(), req, framed)
+                    }))
+                }
+            }))
+            // Nothing in the routes reads the app's configuration (host
+            // name, address): `ConnectionInfo` prefers the request's own
+            // `Host`.
+            .finish(map_config(app, |_| AppConfig::default()))
+            .tcp()
+    })
 }
 
 #[derive(Clone)]
@@ -257,7 +245,7 @@ impl Stopper {
         self.hub.shutdown.cancel();
         // Give connection loops a moment to send their goodbye frames.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        self.handle.stop(true).await;
+        self.handle.stop().await;
         if let Err(e) = self.hub.store.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }

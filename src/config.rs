@@ -90,7 +90,8 @@ pub struct ServerSettings {
     pub listen: String,
     /// The base URL customers reach the server at (portal links).
     pub public_url: String,
-    /// actix-web worker threads (0: one per core).
+    /// Threads that serve connections (0: one per core this process may
+    /// run on). One is the actors' own thread (src/http/server.rs).
     pub workers: usize,
     /// Largest WebSocket frame read, in bytes.
     pub max_frame_bytes: usize,
@@ -275,7 +276,7 @@ pub struct Flags {
     /// server.public_url: base URL for portal links.
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// server.workers: HTTP worker threads (0 = one per core).
+    /// server.workers: threads that serve connections (0 = one per core).
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     pub workers: Option<usize>,
     /// server.heartbeat_ms: WebSocket ping interval.

@@ -34,3 +34,4 @@ mod supervisor_fallback;
 mod supervisor_routing;
 mod supervisor_rules;
 mod upgrade;
+mod workers;

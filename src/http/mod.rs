@@ -3,6 +3,7 @@
 mod admin;
 mod api;
 mod ops;
+pub mod server;
 pub mod ws;
 
 use actix_web::{http::StatusCode, web, HttpResponse, ResponseError};
