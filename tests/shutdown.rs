@@ -99,8 +99,23 @@ async fn goodbye_then_closed(c: &mut Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_mid_traffic_loses_nothing_acknowledged() {
+    sigterm_mid_traffic("2").await;
+}
+
+/// The same with one worker: the connections are served on the actors'
+/// own thread, which must still stop in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_mid_traffic_on_one_worker_loses_nothing_acknowledged() {
+    sigterm_mid_traffic("1").await;
+}
+
+async fn sigterm_mid_traffic(workers: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), &[("SWITCHBOARD_HEARTBEAT_MS", "200")]);
+    let env = [
+        ("SWITCHBOARD_HEARTBEAT_MS", "200"),
+        ("SWITCHBOARD_WORKERS", workers),
+    ];
+    let mut server = ServerProcess::start(dir.path(), &env);
     let url = server.ws_url();
 
     let mut rep = rep_at(&url, "alice").await;
