@@ -11,7 +11,10 @@
 #   await_units join|routing|chat COUNT
 #
 # WRAPPER is what the server runs under (valgrind and its flags), or
-# nothing. The caller sets `generator` (the load generator's binary, which
+# nothing. With `seed_first=1` set by the caller, the server binary first
+# runs once on its own, seeding the store, and is stopped before it starts
+# under WRAPPER: the wrapped run then hashes no password, and its profile
+# holds none of argon2's 19 MiB blocks. The caller sets `generator` (the load generator's binary, which
 # writes the catalog). Sets `out` (OUT_DIR made absolute), `server_pid`
 # and `port`; the server is killed and its data directory removed when
 # the calling script exits. A fresh data directory means the server
@@ -42,11 +45,24 @@ start_server() {
 
   "$generator" catalog --teams "$teams" --reps "$reps" --out "$out/catalog.toml"
 
+  if [ -n "${seed_first:-}" ]; then
+    run_on_data "$server" "$out/seed.log"
+    kill -TERM "$server_pid"
+    wait "$server_pid" || true
+  fi
+  run_on_data "$server" "$out/server.log" "$@"
+}
+
+# run_on_data SERVER_BIN LOG [WRAPPER...]: the server on `data` with the
+# catalog, pinned to core 0, until it listens.
+run_on_data() {
+  local server=$1 log=$2
+  shift 2
   SWITCHBOARD_CONFIG="$out/catalog.toml" SWITCHBOARD_DATA_DIR="$data" \
     SWITCHBOARD_LISTEN=127.0.0.1:0 SWITCHBOARD_LOG_LEVEL=warn \
-    taskset -c 0 "$@" "$server" > "$out/server.log" 2>&1 &
+    taskset -c 0 "$@" "$server" > "$log" 2>&1 &
   server_pid=$!
-  await_port switchboard "$out/server.log"
+  await_port switchboard "$log"
 }
 
 # await_port NAME LOG: waits for the process `server_pid` to write "NAME
