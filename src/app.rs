@@ -156,8 +156,7 @@ impl Application {
 /// an upgrade service, which takes a WebSocket's socket from actix-http
 /// once the handshake is answered (src/http/ws.rs, docs/performance.md,
 /// change 53), served by workers that accept their own connections
-/// (src/http/server.rs, change 58). `workers` 0 is one per core this
-/// process may run on; one worker is the actors' own thread.
+/// (src/http/server.rs, change 58), which says what `workers` means.
 fn http_server(
     listener: TcpListener,
     local: std::net::SocketAddr,
@@ -178,15 +177,6 @@ fn http_server(
             .app_data(query_cfg.clone())
             .configure(crate::http::routes)
     };
-    let workers = match workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    if workers == 1 {
-        tracing::info!("serving connections on the actors' thread (one worker)");
-    } else {
-        tracing::info!(workers, "serving connections on worker threads");
-    }
     server::start(listener, workers, move |graceful: server::Graceful| {
         let hub = hub.clone();
         let app = app()

@@ -72,8 +72,7 @@ impl ServerHandle {
 
     /// A future that ends once the server has stopped.
     pub fn stopped(&self) -> impl Future<Output = ()> + 'static {
-        let stopped = self.stopped.clone();
-        async move { stopped.cancelled().await }
+        self.stopped.clone().cancelled_owned()
     }
 }
 
@@ -84,12 +83,13 @@ pub struct Graceful(CancellationToken);
 
 impl Graceful {
     pub fn signal(&self) -> impl Future<Output = ()> + 'static {
-        let token = self.0.clone();
-        async move { token.cancelled().await }
+        self.0.clone().cancelled_owned()
     }
 }
 
-/// Starts serving `listener` with the service `make` builds.
+/// Starts serving `listener` with the service `make` builds, on
+/// `workers` threads: 0 is one per core this process may run on (its CPU
+/// affinity, so `taskset -c 0` makes it one).
 ///
 /// With one worker, connections are served on the calling arbiter: in
 /// the server, the actors' own thread (src/app.rs). A node with one core
@@ -103,6 +103,10 @@ where
     S: ServiceFactory<tokio::net::TcpStream, Config = ()> + 'static,
     S::Service: 'static,
 {
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     listener.set_nonblocking(true)?;
     let mut handle = ServerHandle {
         accepting: CancellationToken::new(),
@@ -111,79 +115,88 @@ where
         workers: Vec::new(),
         stopped: CancellationToken::new(),
     };
-    if workers <= 1 {
-        actix_rt::spawn(accept_loop(
-            listener,
-            make,
-            Graceful(handle.graceful.clone()),
-            handle.accepting.clone(),
-            handle.connections.clone(),
-        ));
+    let worker = |listener| Worker {
+        listener,
+        make: make.clone(),
+        graceful: Graceful(handle.graceful.clone()),
+        accepting: handle.accepting.clone(),
+        connections: handle.connections.clone(),
+    };
+    if workers == 1 {
+        tracing::info!("serving connections on the actors' thread (one worker)");
+        actix_rt::spawn(worker(listener).accept_loop());
         return Ok(handle);
     }
+    tracing::info!(workers, "serving connections on worker threads");
+    let mut threads = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let listener = listener.try_clone()?;
-        let (make, graceful) = (make.clone(), Graceful(handle.graceful.clone()));
-        let (accepting, connections) = (handle.accepting.clone(), handle.connections.clone());
-        let worker = Arbiter::new();
+        let worker = worker(listener.try_clone()?);
+        let thread = Arbiter::new();
         // The loop holds the worker's service, which stays on its thread
         // (it is not `Send`): the loop is started there rather than sent.
-        worker.spawn_fn(move || {
-            actix_rt::spawn(accept_loop(
-                listener,
-                make,
-                graceful,
-                accepting,
-                connections,
-            ));
+        thread.spawn_fn(move || {
+            actix_rt::spawn(worker.accept_loop());
         });
-        handle.workers.push(worker.handle());
+        threads.push(thread.handle());
     }
+    handle.workers = threads;
     Ok(handle)
 }
 
-/// One worker: accepts until stopped, each connection a task of this
-/// thread.
-async fn accept_loop<F, S>(
+/// What one worker needs to accept and serve connections.
+struct Worker<F> {
     listener: TcpListener,
     make: F,
     graceful: Graceful,
     accepting: CancellationToken,
     connections: TaskTracker,
-) where
-    F: Fn(Graceful) -> S,
-    S: ServiceFactory<tokio::net::TcpStream, Config = ()>,
-    S::Service: 'static,
-{
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => return tracing::error!(error = %e, "a worker cannot use the listener"),
-    };
-    let service = match make(graceful).new_service(()).await {
-        Ok(s) => Rc::new(s),
-        Err(_) => return tracing::error!("a worker cannot build its HTTP service"),
-    };
-    loop {
-        let accepted = tokio::select! {
-            _ = accepting.cancelled() => return,
-            accepted = listener.accept() => accepted,
+}
+
+impl<F> Worker<F> {
+    /// Accepts until stopped, each connection a task of this thread.
+    async fn accept_loop<S>(self)
+    where
+        F: Fn(Graceful) -> S,
+        S: ServiceFactory<tokio::net::TcpStream, Config = ()>,
+        S::Service: 'static,
+    {
+        let Worker {
+            listener,
+            make,
+            graceful,
+            accepting,
+            connections,
+        } = self;
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!(error = %e, "a worker cannot use the listener"),
         };
-        match accepted {
-            Ok((stream, _)) => {
-                let service = service.clone();
-                actix_rt::spawn(connections.track_future(async move {
-                    // The dispatcher's errors are the client's (a bad
-                    // request head, a dropped socket): actix-http has
-                    // answered or logged them.
-                    let _ = service.call(stream).await;
-                }));
-            }
-            Err(e) if client_gone(&e) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "cannot accept a connection; accepting again in 500 ms");
-                tokio::select! {
-                    _ = accepting.cancelled() => return,
-                    _ = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
+        let service = match make(graceful).new_service(()).await {
+            Ok(s) => Rc::new(s),
+            Err(_) => return tracing::error!("a worker cannot build its HTTP service"),
+        };
+        loop {
+            let accepted = tokio::select! {
+                _ = accepting.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let service = service.clone();
+                    actix_rt::spawn(connections.track_future(async move {
+                        // The dispatcher's errors are the client's (a bad
+                        // request head, a dropped socket): actix-http has
+                        // answered or logged them.
+                        let _ = service.call(stream).await;
+                    }));
+                }
+                Err(e) if client_gone(&e) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot accept a connection; accepting again in 500 ms");
+                    tokio::select! {
+                        _ = accepting.cancelled() => return,
+                        _ = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
+                    }
                 }
             }
         }
