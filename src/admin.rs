@@ -240,24 +240,15 @@ impl From<&Rep> for RepOutput {
     }
 }
 
-/// Hashes a new password on tokio's blocking pool.
-async fn hash_off_thread(hub: &Arc<Hub>, password: String) -> AppResult<String> {
-    let _permit = hub
-        .password_checks
-        .acquire()
-        .await
-        .map_err(|_| AppError::internal("the server is stopping"))?;
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| AppError::internal(format!("hashing the password failed: {e}")))?
-}
-
 pub async fn put_rep(hub: &Arc<Hub>, id: &str, input: RepInput) -> AppResult<RepOutput> {
-    // The slow part first, outside the lock: argon2 takes tens of ms, off
-    // the async threads (one of which may be the actors' own, with one
-    // HTTP worker), under the same one-per-core limit as login's checks.
+    // The slow part first, outside the lock: argon2 takes tens of ms (off
+    // the async threads, as login's checks).
     let new_hash = match input.password.clone() {
-        Some(password) => Some(hash_off_thread(hub, password).await?),
+        Some(password) => Some(
+            hub.password_work(move || hash_password(&password))
+                .await
+                .ok_or_else(|| AppError::internal("hashing the password failed"))??,
+        ),
         None => None,
     };
     let _writing = hub.catalog_writes.lock().await;

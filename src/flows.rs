@@ -36,12 +36,10 @@ pub async fn login_with_password(
     let password = password.to_string();
     // One check per core at a time (see `Hub::password_checks`); the rest
     // wait their turn here, holding no memory.
-    let ok = match hub.password_checks.acquire().await {
-        Ok(_permit) => tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false),
-        Err(_) => false,
-    };
+    let ok = hub
+        .password_work(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
     let rep = match (ok, rep) {
         (true, Some(r)) => r,
         _ => return Err(bad_credentials()),

@@ -95,6 +95,18 @@ impl Hub {
         }
     }
 
+    /// Runs `work`, an argon2 hash or check, on tokio's blocking pool under
+    /// a [`Self::password_checks`] permit: off the async threads, one of
+    /// which may be the actors' own, and at most one per core at a time.
+    /// `None` if it could not run (the permits closed, or `work` panicked).
+    pub async fn password_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let _permit = self.password_checks.acquire().await.ok()?;
+        tokio::task::spawn_blocking(work).await.ok()
+    }
+
     /// The catalog, for reading. Hold the guard briefly and never across an
     /// `.await`.
     pub fn catalog(&self) -> RwLockReadGuard<'_, Catalog> {
