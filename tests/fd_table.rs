@@ -11,7 +11,8 @@ use std::time::Duration;
 use switchboard::fd_table::MAX_RESERVED;
 
 use crate::common::{
-    eventually, rest_json, server_command, spawn_capturing_log, start_capturing_log, LogLines,
+    eventually, lines_saying, rest_json, server_command, spawn_capturing_log, start_capturing_log,
+    LogLines,
 };
 
 /// A field of /proc/<pid>/status or /proc/<pid>/limits, by the text that
@@ -31,10 +32,7 @@ async fn says_it_holds(log: &LogLines, reserved: u64) {
     eventually(
         Duration::from_secs(10),
         "the start-up's log line",
-        || async {
-            let lines = log.lock().unwrap();
-            lines.iter().any(|l| l.contains(&said)).then_some(())
-        },
+        || async { (lines_saying(log, &said) > 0).then_some(()) },
     )
     .await;
 }
@@ -143,13 +141,7 @@ async fn a_server_out_of_files_pauses_accepting_and_serves_again_once_they_free(
     eventually(
         Duration::from_secs(10),
         "the accept error in the log",
-        || async {
-            let lines = log.lock().unwrap();
-            lines
-                .iter()
-                .any(|l| l.contains("cannot accept a connection"))
-                .then_some(())
-        },
+        || async { (lines_saying(&log, "cannot accept a connection") > 0).then_some(()) },
     )
     .await;
     assert!(
@@ -162,12 +154,7 @@ async fn a_server_out_of_files_pauses_accepting_and_serves_again_once_they_free(
     let (status, body) = rest_json(server.port, reqwest::Method::GET, "/readyz", None, None).await;
     assert_eq!(status, 200, "{body}");
     // One try every half second at most, not a loop on the error.
-    let errors = log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("cannot accept a connection"))
-        .count() as u128;
+    let errors = lines_saying(&log, "cannot accept a connection") as u128;
     let most = limited.elapsed().as_millis() / 500 + 2;
     assert!(
         errors <= most,

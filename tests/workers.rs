@@ -51,11 +51,7 @@ async fn one_worker_serves_on_the_actors_thread_and_starts_no_other() {
     );
     assert_eq!(worker_threads(server.child.id()), 0);
     route_one_session(&server).await;
-    assert!(log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("serving connections on the actors' thread")));
+    assert!(lines_saying(&log, "serving connections on the actors' thread") > 0);
     assert!(server.sigterm().success());
 }
 

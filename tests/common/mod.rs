@@ -259,6 +259,12 @@ fn read_port(stdout: std::process::ChildStdout) -> u16 {
 /// The server's log (stderr), line by line, as it is written.
 pub type LogLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
+/// How many lines of `log` so far contain `what`.
+pub fn lines_saying(log: &LogLines, what: &str) -> usize {
+    let lines = log.lock().unwrap_or_else(|p| p.into_inner());
+    lines.iter().filter(|l| l.contains(what)).count()
+}
+
 /// What a child writes to `output`, line by line as it comes, gathered
 /// by a thread of its own.
 pub fn capture_lines(output: impl std::io::Read + Send + 'static) -> LogLines {
