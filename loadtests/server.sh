@@ -14,12 +14,13 @@
 # nothing. With `seed_first=1` set by the caller, the server binary first
 # runs once on its own, seeding the store, and is stopped before it starts
 # under WRAPPER: the wrapped run then hashes no password, and its profile
-# holds none of argon2's 19 MiB blocks. The caller sets `generator` (the load generator's binary, which
-# writes the catalog). Sets `out` (OUT_DIR made absolute), `server_pid`
-# and `port`; the server is killed and its data directory removed when
-# the calling script exits. A fresh data directory means the server
-# hashes every rep's password as it starts (argon2, on purpose slow):
-# about 30 s for 1,000 reps, and minutes under valgrind.
+# holds none of argon2's 19 MiB blocks. The caller sets `generator` (the
+# load generator's binary, which writes the catalog). Sets `out` (OUT_DIR
+# made absolute), `server_pid` and `port`; the server is killed and its
+# data directory removed when the calling script exits. A fresh data
+# directory means the server hashes every rep's password as it starts
+# (argon2, on purpose slow): about 30 s for 1,000 reps, and minutes under
+# valgrind.
 
 require_built() {
   local server=$1 tool
