@@ -95,18 +95,22 @@ impl SledStore {
     }
 
     fn read(bytes: &[u8], key: &str) -> Result<Versioned, StoreError> {
-        if bytes.len() < 8 {
-            return Err(StoreError::Corrupt {
-                key: key.into(),
-                reason: "value shorter than its revision header".into(),
-            });
-        }
-        let mut rev = [0u8; 8];
-        rev.copy_from_slice(&bytes[..8]);
         Ok(Versioned {
-            revision: u64::from_be_bytes(rev),
+            revision: Self::revision(bytes, key)?,
             value: bytes[8..].to_vec(),
         })
+    }
+
+    /// The revision in a stored value's header: all the compare-and-swap
+    /// loop needs, so it does not copy the record behind it.
+    fn revision(bytes: &[u8], key: &str) -> Result<u64, StoreError> {
+        match bytes.first_chunk::<8>() {
+            Some(header) => Ok(u64::from_be_bytes(*header)),
+            None => Err(StoreError::Corrupt {
+                key: key.into(),
+                reason: "value shorter than its revision header".into(),
+            }),
+        }
     }
 
     /// The compare-and-swap loop behind put and delete. `new` is `None` to
@@ -118,7 +122,7 @@ impl SledStore {
         loop {
             let current = self.db.get(key).map_err(backend)?;
             let found = match &current {
-                Some(bytes) => Some(Self::read(bytes, key)?.revision),
+                Some(bytes) => Some(Self::revision(bytes, key)?),
                 None => None,
             };
             let ok = match expect {
@@ -173,7 +177,7 @@ impl SledStore {
                 key: key.into(),
                 expected: Expect::Absent,
                 found: match e.current {
-                    Some(bytes) => Some(Self::read(&bytes, key)?.revision),
+                    Some(bytes) => Some(Self::revision(&bytes, key)?),
                     None => None,
                 },
             }),
@@ -490,5 +494,26 @@ mod tests {
                 (u64::from(round), &record(i, round))
             );
         }
+    }
+
+    /// A value too short to hold its revision (a torn or foreign write) is
+    /// reported as corrupt by every path that reads it, reads and the
+    /// compare-and-swap alike, and no write replaces it unseen.
+    #[tokio::test]
+    async fn a_value_without_its_revision_header_is_corrupt_on_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        store.db.insert("session/s1", &b"abc"[..]).unwrap();
+        let corrupt =
+            |e: StoreError| matches!(e, StoreError::Corrupt { key, .. } if key == "session/s1");
+        assert!(corrupt(store.get("session/s1").await.unwrap_err()));
+        for expect in [Expect::Any, Expect::Revision(1), Expect::Absent] {
+            let refused = store.put("session/s1", b"new".to_vec(), expect).await;
+            assert!(corrupt(refused.unwrap_err()), "put with {expect:?}");
+        }
+        assert!(corrupt(
+            store.delete("session/s1", Expect::Any).await.unwrap_err()
+        ));
+        assert_eq!(store.db.get("session/s1").unwrap().unwrap(), &b"abc"[..]);
     }
 }
