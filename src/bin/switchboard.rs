@@ -151,7 +151,8 @@ fn main() {
         None => {}
     }
     // Before the server opens its first connection: growing the table
-    // later stops the acceptor for a grace period each time it doubles.
+    // later stops the accepting worker for a grace period each time it
+    // doubles.
     match switchboard::fd_table::reserve() {
         Ok(n) => tracing::info!("table of open files holds {n}"),
         Err(e) => tracing::warn!("cannot grow the table of open files in advance: {e}"),
