@@ -51,10 +51,10 @@ generator=target/release/switchboard-loadtests
 . loadtests/server.sh
 require_built "$server" perf taskset curl python3
 calls=(sendto recvfrom epoll_wait futex pwrite64 pread64)
-# The connections accepted: every server here calls `accept4` until it
-# fails with EAGAIN (tokio's listener, under Switchboard's workers and the
-# bare relay, as actix-server's acceptor under the stack relay), so only
-# the calls that returned a socket count.
+# The connections accepted: every server here accepts through tokio's
+# listener (Switchboard and the stack relay in Switchboard's own workers),
+# which calls `accept4` until it fails with EAGAIN, so only the calls that
+# returned a socket count.
 events=(-e "$(printf 'syscalls:sys_enter_%s,' "${calls[@]}")context-switches"
   -e syscalls:sys_exit_accept4 --filter 'ret >= 0')
 

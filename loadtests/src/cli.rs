@@ -311,7 +311,7 @@ fn relay_on_actix(port: u16) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let (port, server) = crate::relay::actix_stack::bind(port)?;
         println!("relay listening on port {port}");
-        server.await?;
+        server.stopped().await;
         Ok(())
     })
 }
@@ -322,8 +322,8 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             port,
             stack: RelayStack::Actix,
         } => {
-            // actix-web's server needs an actix system of its own, on a
-            // thread outside this tokio runtime.
+            // Switchboard's server needs an actix system of its own, on
+            // a thread outside this tokio runtime.
             let (tx, rx) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {
                 let _ = tx.send(relay_on_actix(port));

@@ -22,6 +22,7 @@ use actix_service::{fn_factory, fn_service};
 use actix_web::web::Bytes;
 use futures_util::StreamExt;
 use switchboard::connection::socket::{self, Incoming, Reader, Writer};
+use switchboard::http::server::{self, ServerHandle};
 use tokio::net::TcpStream;
 
 use super::PeerTable;
@@ -40,10 +41,11 @@ struct Relay {
 }
 
 /// Binds `127.0.0.1:port` (0 for any) and returns the port and the running
-/// server. Must be called inside an actix system (`actix_web::rt::System`);
-/// the worker count is actix-server's default, one per core the process
-/// may use, as Switchboard's is.
-pub fn bind(port: u16) -> anyhow::Result<(u16, actix_web::dev::Server)> {
+/// server. Must be called inside an actix system (`actix_web::rt::System`).
+/// Served as Switchboard serves (`switchboard::http::server`, change 58):
+/// workers that accept their own connections, one per core the process
+/// may use, and with one core the connections on the calling thread.
+pub fn bind(port: u16) -> anyhow::Result<(u16, ServerHandle)> {
     let relay = Relay {
         next: Arc::new(AtomicU64::new(1)),
         ..Default::default()
@@ -52,28 +54,26 @@ pub fn bind(port: u16) -> anyhow::Result<(u16, actix_web::dev::Server)> {
         .map_err(|e| anyhow::anyhow!("the relay cannot listen on 127.0.0.1:{port}: {e}"))?;
     let local = listener.local_addr()?;
     // As Switchboard's server is built (src/app.rs): actix-http with an
-    // upgrade service that keeps the socket.
-    let server = actix_server::Server::build()
-        .disable_signals()
-        .listen("relay", listener, move || {
-            let relay = relay.clone();
-            HttpService::build()
-                // As Switchboard's server does, and as the
-                // tokio-tungstenite relay does.
-                .tcp_nodelay(true)
-                .local_addr(local)
-                .upgrade(fn_factory(move || {
-                    let relay = relay.clone();
-                    async move {
-                        Ok::<_, ()>(fn_service(move |(req, framed)| {
-                            upgrade(relay.clone(), req, framed)
-                        }))
-                    }
-                }))
-                .finish(|_req| async { Ok::<_, Infallible>(Response::not_found()) })
-                .tcp()
-        })?
-        .run();
+    // upgrade service that keeps the socket. The relay runs until its
+    // process ends, so it has no use for the graceful-stop signal.
+    let server = server::start(listener, 0, move |_graceful| {
+        let relay = relay.clone();
+        HttpService::build()
+            // As Switchboard's server does, and as the tokio-tungstenite
+            // relay does.
+            .tcp_nodelay(true)
+            .local_addr(local)
+            .upgrade(fn_factory(move || {
+                let relay = relay.clone();
+                async move {
+                    Ok::<_, ()>(fn_service(move |(req, framed)| {
+                        upgrade(relay.clone(), req, framed)
+                    }))
+                }
+            }))
+            .finish(|_req| async { Ok::<_, Infallible>(Response::not_found()) })
+            .tcp()
+    })?;
     Ok((local.port(), server))
 }
 
@@ -147,8 +147,6 @@ mod tests {
     #[actix_rt::test]
     async fn relays_between_connections_and_echoes() {
         let (port, server) = super::bind(0).unwrap();
-        let handle = server.handle();
-        actix_rt::spawn(server);
         let url = format!("ws://127.0.0.1:{port}/");
         let mut a = connect(&url, None).await.unwrap();
         let mut b = connect(&url, None).await.unwrap();
@@ -163,6 +161,6 @@ mod tests {
             Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(9)),
             other => panic!("{other:?}"),
         }
-        handle.stop(false).await;
+        server.stop().await;
     }
 }

@@ -64,7 +64,7 @@ pub fn start_actix_relay() -> u16 {
         actix_rt::System::new().block_on(async move {
             let (port, server) = relay::actix_stack::bind(0).expect("relay binds");
             tx.send(port).expect("test waits for the port");
-            let _ = server.await;
+            server.stopped().await;
         });
     });
     rx.recv_timeout(Duration::from_secs(30))
