@@ -26,9 +26,10 @@ pub enum Cmd {
         #[arg(long, default_value_t = 0)]
         port: u16,
         /// tungstenite: the bare baseline; actix: the same relay on
-        /// Switchboard's stack, actix-http with Switchboard's upgrade and its
-        /// own WebSocket layer (until the twenty-fourth round it ran on
-        /// actix-ws).
+        /// Switchboard's stack, actix-http with Switchboard's upgrade, served
+        /// by Switchboard's workers, and its own WebSocket layer (until the
+        /// twenty-fourth round it ran on actix-ws, until the thirty-ninth
+        /// under actix-server).
         #[arg(long, value_enum, default_value_t = RelayStack::Tungstenite)]
         stack: RelayStack,
     },

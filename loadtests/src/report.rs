@@ -635,7 +635,7 @@ impl Report {
         );
         let _ = writeln!(
             m,
-            "The same relay on Switchboard's stack: actix-http, with the upgrade as Switchboard's server does it, and Switchboard's own WebSocket layer (`switchboard::connection::socket`) for the frames.\n"
+            "The same relay on Switchboard's stack: actix-http, with the upgrade as Switchboard's server does it, served by Switchboard's own workers (`switchboard::http::server`), and Switchboard's own WebSocket layer (`switchboard::connection::socket`) for the frames.\n"
         );
         let _ = writeln!(
             m,
