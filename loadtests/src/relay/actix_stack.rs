@@ -161,6 +161,9 @@ mod tests {
             Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(9)),
             other => panic!("{other:?}"),
         }
+        // The clients go first: a stop waits for open connections (up to
+        // its grace), as Switchboard's does.
+        drop((a, b));
         server.stop().await;
     }
 }
