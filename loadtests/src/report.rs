@@ -98,20 +98,44 @@ pub fn headlines(r: &ScenarioResult) -> Vec<(&'static str, f64)> {
         .collect()
 }
 
+/// What a round that is not reported keeps in the result: its headlines,
+/// and the figures that tell an outlier round's cause apart. Every
+/// latency's p50, p99 and max (the generator's own lag among them: a
+/// round whose lag is as high as its p99 was the generator's stall, not
+/// the server's), and how busy the server's and the generator's cores
+/// were. Only the reported round keeps its whole result, so before these
+/// a round with a p99 thirty times the others' could not be looked into
+/// afterwards (docs/performance-rounds.md, round 40).
+pub fn round_figures(r: &ScenarioResult) -> BTreeMap<String, f64> {
+    let mut figures: BTreeMap<String, f64> = headlines(r)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    for (name, l) in r.latency.iter().filter(|(_, l)| l.count > 0) {
+        figures.insert(format!("{name}_p50_us"), l.p50_us as f64);
+        figures.insert(format!("{name}_p99_us"), l.p99_us as f64);
+        figures.insert(format!("{name}_max_us"), l.max_us as f64);
+    }
+    if let Some(s) = &r.server {
+        figures.insert("server_cores".into(), s.cpu_cores);
+        if let Some(g) = s.generator_cpu_cores {
+            figures.insert("generator_cores".into(), g);
+        }
+    }
+    figures
+}
+
 /// Of several runs of one scenario on one target, the median run by its
 /// first headline figure (the lower middle one for an even count), with
-/// every run's headlines attached. A median of whole runs rather than of
-/// each figure, so every figure reported comes from one real run.
+/// every run's [`round_figures`] attached. A median of whole runs rather
+/// than of each figure, so every figure reported comes from one real run.
 pub fn median_run(results: Vec<ScenarioResult>) -> Option<ScenarioResult> {
     let heads: Vec<Vec<(&str, f64)>> = results.iter().map(headlines).collect();
     let key = |i: usize| heads[i].first().map_or(0.0, |(_, v)| *v);
     let mut order: Vec<usize> = (0..results.len()).collect();
     order.sort_by(|a, b| key(*a).total_cmp(&key(*b)));
     let pick = *order.get(order.len().checked_sub(1)? / 2)?;
-    let runs: Vec<BTreeMap<String, f64>> = heads
-        .iter()
-        .map(|h| h.iter().map(|(k, v)| (k.to_string(), *v)).collect())
-        .collect();
+    let runs: Vec<BTreeMap<String, f64>> = results.iter().map(round_figures).collect();
     let mut median = results.into_iter().nth(pick)?;
     if runs.len() > 1 {
         median.runs = runs;
@@ -122,11 +146,11 @@ pub fn median_run(results: Vec<ScenarioResult>) -> Option<ScenarioResult> {
 /// Of the rounds of one scenario (each round: every target's result, by
 /// protocol), the results to report: all from the round whose Switchboard
 /// headline over the bare relay's is the median ratio (the lower middle one
-/// for an even count), each with every round's headlines attached. So a
-/// figure, its baseline and their ratio come from one round, measured
-/// minutes apart: picking each target's median run on its own paired
-/// Switchboard's run of one round with the relay's of another, and moved
-/// the ratios by a few percent. Without a round that has both, each
+/// for an even count), each with every round's [`round_figures`]
+/// attached. So a figure, its baseline and their ratio come from one
+/// round, measured minutes apart: picking each target's median run on its
+/// own paired Switchboard's run of one round with the relay's of another,
+/// and moved the ratios by a few percent. Without a round that has both, each
 /// target's [`median_run`].
 pub fn median_round(rounds: Vec<BTreeMap<String, ScenarioResult>>) -> Vec<ScenarioResult> {
     let first = |r: &ScenarioResult| headlines(r).first().map(|(_, v)| *v);
@@ -145,15 +169,13 @@ pub fn median_round(rounds: Vec<BTreeMap<String, ScenarioResult>>) -> Vec<Scenar
         .checked_sub(1)
         .and_then(|last| ratios.get(last / 2))
         .map(|(_, i)| *i);
-    // Every round's headlines, by protocol, in the order the rounds ran.
+    // Every round's figures, by protocol, in the order the rounds ran.
     let mut runs: BTreeMap<String, Vec<BTreeMap<String, f64>>> = BTreeMap::new();
     for round in &rounds {
         for (protocol, r) in round {
-            let heads = headlines(r)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-            runs.entry(protocol.clone()).or_default().push(heads);
+            runs.entry(protocol.clone())
+                .or_default()
+                .push(round_figures(r));
         }
     }
     let Some(pick) = pick else {
@@ -984,6 +1006,79 @@ mod tests {
         };
         assert_eq!(routing(Some(60_000.0)), Some(20_000.0));
         assert_eq!(routing(None), Some(30_000.0));
+    }
+
+    fn join_round(p99: u64, lag_max: u64, relay_p99: u64) -> BTreeMap<String, ScenarioResult> {
+        let latency = |p50: u64, p99: u64, max: u64| crate::stats::LatencySummary {
+            count: 100,
+            p50_us: p50,
+            p99_us: p99,
+            max_us: max,
+            ..Default::default()
+        };
+        let side = |protocol: &str, name: &str, p99: u64| {
+            let mut r = ScenarioResult {
+                scenario: "join_alert".into(),
+                protocol: protocol.into(),
+                ..Default::default()
+            };
+            r.latency.insert(name.into(), latency(300, p99, p99 * 2));
+            r
+        };
+        let mut sb = side("switchboard", "join_to_alert", p99);
+        sb.latency
+            .insert("generator_lag".into(), latency(90, lag_max / 2, lag_max));
+        sb.server = Some(crate::scenarios::ServerUsage {
+            cpu_cores: 0.5,
+            generator_cpu_cores: Some(0.4),
+            ..Default::default()
+        });
+        [
+            sb,
+            side("relay", "round_trip", relay_p99),
+            side(ACTIX_RELAY, "round_trip", relay_p99),
+        ]
+        .into_iter()
+        .map(|r| (r.protocol.clone(), r))
+        .collect()
+    }
+
+    /// Only the reported round keeps its whole result, so an outlier round
+    /// keeps what would tell its cause apart: here the second round's
+    /// 37 ms p99 came with a generator that lagged 36 ms, which says the
+    /// stall was the generator's.
+    #[test]
+    fn a_round_not_reported_keeps_its_latencies_and_cores() {
+        let rounds = vec![
+            join_round(1_400, 900, 340),
+            join_round(37_400, 36_000, 200),
+            join_round(1_500, 800, 4_000),
+        ];
+        let chosen = median_round(rounds);
+        let sb = chosen
+            .iter()
+            .find(|r| r.protocol == "switchboard")
+            .expect("Switchboard's result");
+        assert_eq!(
+            sb.latency["join_to_alert"].p99_us, 1_400,
+            "the median round"
+        );
+        let outlier = &sb.runs[1];
+        assert_eq!(outlier["join_to_alert_p99_us"], 37_400.0);
+        assert_eq!(outlier["join_to_alert_max_us"], 74_800.0);
+        assert_eq!(outlier["generator_lag_max_us"], 36_000.0);
+        assert_eq!(outlier["server_cores"], 0.5);
+        assert_eq!(outlier["generator_cores"], 0.4);
+        let relay = chosen.iter().find(|r| r.protocol == "relay").unwrap();
+        let relay_p99s: Vec<f64> = relay.runs.iter().map(|h| h["round_trip_p99_us"]).collect();
+        assert_eq!(relay_p99s, vec![340.0, 200.0, 4_000.0]);
+        let mut rep = Report::new();
+        for r in chosen {
+            rep.add(r);
+        }
+        assert!(rep
+            .markdown()
+            .contains("generator_lag_max_us: 900, 36000, 800"));
     }
 
     #[test]

@@ -158,8 +158,9 @@ pub struct ScenarioResult {
     pub server: Option<ServerUsage>,
     pub errors: Vec<String>,
     /// When `all --repeat N` ran the scenario N times: every run's headline
-    /// figures, in the order they ran. This result is the reported round's
-    /// (`report::median_round`).
+    /// figures, each latency's p50, p99 and max and how busy the server
+    /// and the generator were (`report::round_figures`), in the order they
+    /// ran. This result is the reported round's (`report::median_round`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<BTreeMap<String, f64>>,
 }
