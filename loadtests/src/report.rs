@@ -874,15 +874,20 @@ mod tests {
         r
     }
 
+    /// One round as `all` gathers it: each result under its protocol.
+    fn round_of(results: [ScenarioResult; 3]) -> BTreeMap<String, ScenarioResult> {
+        results
+            .into_iter()
+            .map(|r| (r.protocol.clone(), r))
+            .collect()
+    }
+
     fn chat_round(sb: f64, relay: f64) -> BTreeMap<String, ScenarioResult> {
         let mut bare = chat_run(relay, "relay");
         bare.protocol = "relay".into();
         let mut stack = chat_run(relay * 2.0, "stack");
         stack.protocol = ACTIX_RELAY.into();
-        [chat_run(sb, "switchboard"), bare, stack]
-            .into_iter()
-            .map(|r| (r.protocol.clone(), r))
-            .collect()
+        round_of([chat_run(sb, "switchboard"), bare, stack])
     }
 
     /// The report's figure, baseline and ratio come from one round: the one
@@ -1033,14 +1038,11 @@ mod tests {
             generator_cpu_cores: Some(0.4),
             ..Default::default()
         });
-        [
+        round_of([
             sb,
             side("relay", "round_trip", relay_p99),
             side(ACTIX_RELAY, "round_trip", relay_p99),
-        ]
-        .into_iter()
-        .map(|r| (r.protocol.clone(), r))
-        .collect()
+        ])
     }
 
     /// Only the reported round keeps its whole result, so an outlier round
