@@ -26,6 +26,14 @@ pub struct Machine {
     pub loadavg_at_start: String,
     pub generator_open_file_limit_soft: Option<u64>,
     pub generator_open_file_limit_hard: Option<u64>,
+    /// The CPU mask of receive packet steering on loopback
+    /// (`/sys/class/net/lo/queues/rx-0/rps_cpus`), when it is on. Off, a
+    /// sender's call runs the receiver's TCP work on the sender's core; on,
+    /// that work moves to another core at the cost of an interrupt between
+    /// cores, which on these machines halved every figure
+    /// (docs/performance-rounds.md, round 41). So a run says which it had.
+    #[serde(default)]
+    pub loopback_steering: Option<String>,
     pub notes: Vec<String>,
 }
 
@@ -61,9 +69,18 @@ impl Machine {
             loadavg_at_start: read("/proc/loadavg").trim().to_string(),
             generator_open_file_limit_soft: lim.soft,
             generator_open_file_limit_hard: lim.hard,
+            loopback_steering: steering_mask(&read("/sys/class/net/lo/queues/rx-0/rps_cpus")),
             notes: Vec::new(),
         }
     }
+}
+
+/// The mask in `rps_cpus`, or `None` when it names no CPU (steering off),
+/// as a mask of zeros in comma-separated groups does.
+fn steering_mask(rps_cpus: &str) -> Option<String> {
+    let mask = rps_cpus.trim();
+    let on = mask.chars().any(|c| c.is_ascii_hexdigit() && c != '0');
+    on.then(|| mask.to_string())
 }
 
 /// The `protocol` of results from the stack relay (`relay --stack
@@ -449,6 +466,20 @@ impl Report {
                 mc.generator_open_file_limit_hard
             )
         );
+        match &mc.loopback_steering {
+            None => {
+                let _ = writeln!(
+                    m,
+                    "- loopback receive steering off: a sender's call runs the receiver's TCP work on the sender's core"
+                );
+            }
+            Some(mask) => {
+                let _ = writeln!(
+                    m,
+                    "- **loopback receive steering on** (lo's rps_cpus {mask}): the receiver's TCP work moves to another core by an interrupt between cores; not comparable with runs without it"
+                );
+            }
+        }
         for n in &mc.notes {
             let _ = writeln!(m, "- {n}");
         }
@@ -821,6 +852,30 @@ mod tests {
             .unwrap()
             .contains("messages_per_sec"));
         assert!(dir.path().join("latency.png").exists());
+    }
+
+    /// A run with loopback steering on is not comparable with one
+    /// without, so the summary says which it had; a mask of zeros, as the
+    /// kernel writes it for more than 32 CPUs, is off.
+    #[test]
+    fn the_summary_says_whether_loopback_steering_was_on() {
+        assert_eq!(steering_mask("0\n"), None);
+        assert_eq!(steering_mask("00000000,00000000\n"), None);
+        assert_eq!(steering_mask("3\n").as_deref(), Some("3"));
+        assert_eq!(
+            steering_mask("00000000,00000002").as_deref(),
+            Some("00000000,00000002")
+        );
+        let mut rep = Report::new();
+        rep.machine.loopback_steering = None;
+        assert!(rep.markdown().contains("loopback receive steering off"));
+        rep.machine.loopback_steering = Some("3".into());
+        let md = rep.markdown();
+        assert!(
+            md.contains("loopback receive steering on** (lo's rps_cpus 3)"),
+            "{md}"
+        );
+        assert!(!md.contains("steering off"), "{md}");
     }
 
     #[test]
