@@ -26,14 +26,15 @@ pub struct Machine {
     pub loadavg_at_start: String,
     pub generator_open_file_limit_soft: Option<u64>,
     pub generator_open_file_limit_hard: Option<u64>,
-    /// The CPU mask of receive packet steering on loopback
-    /// (`/sys/class/net/lo/queues/rx-0/rps_cpus`), when it is on. Off, a
-    /// sender's call runs the receiver's TCP work on the sender's core; on,
-    /// that work moves to another core at the cost of an interrupt between
-    /// cores, which on these machines halved every figure
-    /// (docs/performance-rounds.md, round 41). So a run says which it had.
+    /// The CPU mask of receive packet steering on loopback, as read from
+    /// `/sys/class/net/lo/queues/rx-0/rps_cpus` (`None` if unreadable).
+    /// Off (all zeros), a sender's call runs the receiver's TCP work on
+    /// the sender's core; on, that work moves to another core at the cost
+    /// of an interrupt between cores, which on these machines halved every
+    /// figure (docs/performance-rounds.md, round 41). So a run says which
+    /// it had.
     #[serde(default)]
-    pub loopback_steering: Option<String>,
+    pub loopback_rps_cpus: Option<String>,
     pub notes: Vec<String>,
 }
 
@@ -69,18 +70,19 @@ impl Machine {
             loadavg_at_start: read("/proc/loadavg").trim().to_string(),
             generator_open_file_limit_soft: lim.soft,
             generator_open_file_limit_hard: lim.hard,
-            loopback_steering: steering_mask(&read("/sys/class/net/lo/queues/rx-0/rps_cpus")),
+            loopback_rps_cpus: std::fs::read_to_string("/sys/class/net/lo/queues/rx-0/rps_cpus")
+                .ok()
+                .map(|mask| mask.trim().to_string()),
             notes: Vec::new(),
         }
     }
 }
 
-/// The mask in `rps_cpus`, or `None` when it names no CPU (steering off),
-/// as a mask of zeros in comma-separated groups does.
-fn steering_mask(rps_cpus: &str) -> Option<String> {
-    let mask = rps_cpus.trim();
-    let on = mask.chars().any(|c| c.is_ascii_hexdigit() && c != '0');
-    on.then(|| mask.to_string())
+/// Whether an `rps_cpus` mask names any CPU: the kernel writes it as hex
+/// digits in comma-separated groups of eight, all zeros when steering is
+/// off.
+fn steering_on(rps_cpus: &str) -> bool {
+    rps_cpus.chars().any(|c| c.is_ascii_hexdigit() && c != '0')
 }
 
 /// The `protocol` of results from the stack relay (`relay --stack
@@ -466,20 +468,20 @@ impl Report {
                 mc.generator_open_file_limit_hard
             )
         );
-        match &mc.loopback_steering {
-            None => {
-                let _ = writeln!(
-                    m,
-                    "- loopback receive steering off: a sender's call runs the receiver's TCP work on the sender's core"
-                );
-            }
-            Some(mask) => {
-                let _ = writeln!(
-                    m,
-                    "- **loopback receive steering on** (lo's rps_cpus {mask}): the receiver's TCP work moves to another core by an interrupt between cores; not comparable with runs without it"
-                );
-            }
-        }
+        let _ = match mc.loopback_rps_cpus.as_deref() {
+            None => writeln!(
+                m,
+                "- loopback receive steering unknown: lo's rps_cpus could not be read"
+            ),
+            Some(mask) if steering_on(mask) => writeln!(
+                m,
+                "- **loopback receive steering on** (lo's rps_cpus {mask}): the receiver's TCP work moves to another core by an interrupt between cores; not comparable with runs without it"
+            ),
+            Some(_) => writeln!(
+                m,
+                "- loopback receive steering off: a sender's call runs the receiver's TCP work on the sender's core"
+            ),
+        };
         for n in &mc.notes {
             let _ = writeln!(m, "- {n}");
         }
@@ -859,18 +861,19 @@ mod tests {
     /// kernel writes it for more than 32 CPUs, is off.
     #[test]
     fn the_summary_says_whether_loopback_steering_was_on() {
-        assert_eq!(steering_mask("0\n"), None);
-        assert_eq!(steering_mask("00000000,00000000\n"), None);
-        assert_eq!(steering_mask("3\n").as_deref(), Some("3"));
-        assert_eq!(
-            steering_mask("00000000,00000002").as_deref(),
-            Some("00000000,00000002")
-        );
-        let mut rep = Report::new();
-        rep.machine.loopback_steering = None;
-        assert!(rep.markdown().contains("loopback receive steering off"));
-        rep.machine.loopback_steering = Some("3".into());
-        let md = rep.markdown();
+        assert!(!steering_on("0"));
+        assert!(!steering_on("00000000,00000000"));
+        assert!(steering_on("3"));
+        assert!(steering_on("00000000,00000002"));
+        let rep = Report::new();
+        let says = |rep: &Report, mask: Option<&str>| {
+            let mut rep = rep.clone();
+            rep.machine.loopback_rps_cpus = mask.map(String::from);
+            rep.markdown()
+        };
+        assert!(says(&rep, Some("0")).contains("loopback receive steering off"));
+        assert!(says(&rep, None).contains("loopback receive steering unknown"));
+        let md = says(&rep, Some("3"));
         assert!(
             md.contains("loopback receive steering on** (lo's rps_cpus 3)"),
             "{md}"
