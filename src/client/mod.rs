@@ -7,17 +7,22 @@
 //! for that request id, everything else (events, snapshots, goodbye, errors
 //! without an id) to the event channel, and the reader remembers the last
 //! event number seen so [`Client::reconnect`] can resume exactly there.
+mod arrival;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
+
+pub use arrival::{Arrivals, Transport};
 
 use crate::domain::ids::{ClientKind, Role};
 use crate::error::ErrorCode;
@@ -36,7 +41,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pushed frames buffered for the application before the reader waits.
 const EVENT_BUFFER: usize = 4096;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<Transport>;
 type Sink = SplitSink<Socket, Message>;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -107,17 +112,33 @@ enum Auth {
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Reply, ClientError>>>>>;
 
+/// A pushed frame on its way from the reader to the application, with
+/// when it reached the socket if the connection is stamped.
+struct Arrived {
+    pushed: Pushed,
+    at: Option<SystemTime>,
+}
+
+impl From<Pushed> for Arrived {
+    fn from(pushed: Pushed) -> Self {
+        Arrived { pushed, at: None }
+    }
+}
+
 pub struct Client {
     url: String,
     /// The local address the socket binds to, if chosen (load tests spread
     /// connections over several 127.0.0.x sources).
     local: Option<std::net::IpAddr>,
+    /// Whether pushed frames carry their arrival ([`Client::connect_stamped`]);
+    /// reconnects keep it.
+    stamped: bool,
     role: Role,
     kind: ClientKind,
     sink: Arc<tokio::sync::Mutex<Sink>>,
     waiters: Waiters,
-    events_tx: mpsc::Sender<Pushed>,
-    events: mpsc::Receiver<Pushed>,
+    events_tx: mpsc::Sender<Arrived>,
+    events: mpsc::Receiver<Arrived>,
     /// The last event seen: where a reconnect resumes.
     position: Arc<Mutex<Option<ResumeFrom>>>,
     next_id: AtomicU64,
@@ -157,12 +178,36 @@ impl Client {
         role: Role,
         kind: ClientKind,
     ) -> Result<Client, ClientError> {
+        Self::connect_with(url, local, false, role, kind).await
+    }
+
+    /// Like [`Client::connect_from`], and every pushed frame carries when
+    /// the kernel received it ([`Client::next_pushed_at`]), so a latency
+    /// leaves out how long this process took to read it. Linux only;
+    /// elsewhere the time is `None`.
+    pub async fn connect_stamped(
+        url: &str,
+        local: Option<std::net::IpAddr>,
+        role: Role,
+        kind: ClientKind,
+    ) -> Result<Client, ClientError> {
+        Self::connect_with(url, local, true, role, kind).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        local: Option<std::net::IpAddr>,
+        stamped: bool,
+        role: Role,
+        kind: ClientKind,
+    ) -> Result<Client, ClientError> {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let waiters: Waiters = Arc::default();
         let position = Arc::new(Mutex::new(None));
         let (sink, reader) = open(
             url,
             local,
+            stamped,
             waiters.clone(),
             events_tx.clone(),
             position.clone(),
@@ -171,6 +216,7 @@ impl Client {
         let mut client = Client {
             url: url.to_string(),
             local,
+            stamped,
             role,
             kind,
             sink: Arc::new(tokio::sync::Mutex::new(sink)),
@@ -352,6 +398,7 @@ impl Client {
         let (sink, reader) = open(
             &self.url,
             self.local,
+            self.stamped,
             self.waiters.clone(),
             self.events_tx.clone(),
             self.position.clone(),
@@ -385,10 +432,21 @@ impl Client {
 
     /// The next pushed frame, or `None` after `timeout`.
     pub async fn next_pushed(&mut self, timeout: Duration) -> Option<Pushed> {
+        self.next_pushed_at(timeout).await.map(|(pushed, _)| pushed)
+    }
+
+    /// Like [`Client::next_pushed`], with when the frame reached the
+    /// socket: known on a connection opened by [`Client::connect_stamped`]
+    /// on Linux, otherwise `None`.
+    pub async fn next_pushed_at(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<(Pushed, Option<SystemTime>)> {
         tokio::time::timeout(timeout, self.events.recv())
             .await
             .ok()
             .flatten()
+            .map(|a| (a.pushed, a.at))
     }
 
     /// Waits for an event matching `want`, skipping others; `None` after
@@ -423,8 +481,8 @@ impl Client {
     /// Drops events already received.
     pub fn drain(&mut self) -> Vec<Pushed> {
         let mut out = Vec::new();
-        while let Ok(p) = self.events.try_recv() {
-            out.push(p);
+        while let Ok(a) = self.events.try_recv() {
+            out.push(a.pushed);
         }
         out
     }
@@ -494,57 +552,73 @@ pub async fn connect_tcp_from(
 async fn open(
     url: &str,
     local: Option<std::net::IpAddr>,
+    stamped: bool,
     waiters: Waiters,
-    events: mpsc::Sender<Pushed>,
+    events: mpsc::Sender<Arrived>,
     position: Arc<Mutex<Option<ResumeFrom>>>,
 ) -> Result<(Sink, tokio::task::JoinHandle<()>), ClientError> {
-    let socket = tokio::time::timeout(CONNECT_TIMEOUT, open_socket(url, local))
-        .await
-        .map_err(|_| {
-            ClientError::Io(format!(
-                "{url} did not answer the WebSocket upgrade within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ))
-        })??;
+    let (socket, arrivals) =
+        tokio::time::timeout(CONNECT_TIMEOUT, open_socket(url, local, stamped))
+            .await
+            .map_err(|_| {
+                ClientError::Io(format!(
+                    "{url} did not answer the WebSocket upgrade within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })??;
     let (sink, stream) = socket.split();
-    let reader = tokio::spawn(read_loop(stream, waiters, events, position));
+    let reader = tokio::spawn(read_loop(stream, arrivals, waiters, events, position));
     Ok((sink, reader))
 }
 
-/// The TCP connection to `url`, from `local` if given, upgraded to a
-/// WebSocket.
-async fn open_socket(url: &str, local: Option<std::net::IpAddr>) -> Result<Socket, ClientError> {
+/// The TCP connection to `url` (plain `ws://` only), from `local` if
+/// given, upgraded to a WebSocket; with the handle its reads stamp, if
+/// `stamped` and the system can.
+async fn open_socket(
+    url: &str,
+    local: Option<std::net::IpAddr>,
+    stamped: bool,
+) -> Result<(Socket, Option<Arrivals>), ClientError> {
     let io = |e: &dyn std::fmt::Display| ClientError::Io(e.to_string());
-    let (socket, _) = match local {
-        None => tokio_tungstenite::connect_async(url)
-            .await
-            .map_err(|e| io(&e))?,
+    let request = url.into_client_request().map_err(|e| io(&e))?;
+    let (Some("ws"), Some(host)) = (request.uri().scheme_str(), request.uri().host()) else {
+        return Err(ClientError::Io(format!("not a ws:// URL: {url}")));
+    };
+    let authority = format!("{host}:{}", request.uri().port_u16().unwrap_or(80));
+    let stream = match local {
+        // Every address the name resolves to, in turn, as a browser would.
+        None => {
+            let stream = TcpStream::connect(&authority).await.map_err(|e| io(&e))?;
+            stream.set_nodelay(true).map_err(|e| io(&e))?;
+            stream
+        }
         Some(ip) => {
-            // ws://host:port/... (plain WebSocket only when binding).
-            let authority = url
-                .strip_prefix("ws://")
-                .and_then(|rest| rest.split('/').next())
-                .ok_or_else(|| ClientError::Io(format!("not a ws:// URL: {url}")))?;
-            let remote = tokio::net::lookup_host(authority)
+            let remote = tokio::net::lookup_host(&authority)
                 .await
                 .map_err(|e| io(&e))?
                 .find(|a| a.is_ipv4() == ip.is_ipv4())
                 .ok_or_else(|| ClientError::Io(format!("cannot resolve {authority}")))?;
-            let stream = connect_tcp_from(remote, Some(ip))
-                .await
-                .map_err(|e| io(&e))?;
-            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            connect_tcp_from(remote, Some(ip))
                 .await
                 .map_err(|e| io(&e))?
         }
     };
-    Ok(socket)
+    let transport = match stamped {
+        true => Transport::stamped(stream).map_err(|e| io(&e))?,
+        false => Transport::plain(stream),
+    };
+    let arrivals = transport.arrivals();
+    let (socket, _) = tokio_tungstenite::client_async(request, transport)
+        .await
+        .map_err(|e| io(&e))?;
+    Ok((socket, arrivals))
 }
 
 async fn read_loop(
     mut stream: SplitStream<Socket>,
+    arrivals: Option<Arrivals>,
     waiters: Waiters,
-    events: mpsc::Sender<Pushed>,
+    events: mpsc::Sender<Arrived>,
     position: Arc<Mutex<Option<ResumeFrom>>>,
 ) {
     while let Some(msg) = stream.next().await {
@@ -621,7 +695,10 @@ async fn read_loop(
             }
             ServerFrame::Goodbye { reason } => Pushed::Goodbye { reason },
         };
-        if events.send(pushed).await.is_err() {
+        // The read that completed this frame is the latest one: nothing
+        // reads this socket between it and here.
+        let at = arrivals.as_ref().and_then(Arrivals::latest);
+        if events.send(Arrived { pushed, at }).await.is_err() {
             break;
         }
         // Only once the event is handed on does it count as seen: a reader
@@ -635,7 +712,7 @@ async fn read_loop(
     for (_, w) in lock(&waiters).drain() {
         let _ = w.send(Err(ClientError::Closed));
     }
-    let _ = events.send(Pushed::Closed).await;
+    let _ = events.send(Pushed::Closed.into()).await;
 }
 
 #[cfg(test)]
