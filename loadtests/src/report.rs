@@ -103,9 +103,18 @@ pub fn headlines(r: &ScenarioResult) -> Vec<(&'static str, f64)> {
                 fig(Some(r), "server_cpu_us_per_sec_per_connection"),
             ),
         ],
+        // At the rep's socket (the kernel's receive stamp), as the issue
+        // words the target; the figures as the generator read them are in
+        // every round's latencies.
         "join_alert" => &[
-            ("join_to_alert_p99_us", p99(Some(r), "join_to_alert")),
-            ("round_trip_p99_us", p99(Some(r), "round_trip")),
+            (
+                "join_to_alert_socket_p99_us",
+                p99(Some(r), "join_to_alert_socket"),
+            ),
+            (
+                "round_trip_socket_p99_us",
+                p99(Some(r), "round_trip_socket"),
+            ),
         ],
         "routing" => &[("sessions_per_sec", fig(Some(r), "sessions_per_sec"))],
         "chat" => &[("messages_per_sec", fig(Some(r), "messages_per_sec"))],
@@ -370,19 +379,24 @@ impl Report {
                 idle_whole && cpu <= 2.0,
             );
         }
-        if let Some(lat) = p99(sb("join_alert"), "join_to_alert") {
-            let base = p99(rl("join_alert"), "round_trip");
-            // A p99 says nothing of alerts that never came, nor of joins
-            // the generator could not send: with either, the target is not
-            // met, whatever the percentile.
+        // When the alert reached the rep's socket, by the kernel's stamp:
+        // the issue's measure. As the generator read it, each p99 is about
+        // a third longer, the relay's as much as Switchboard's
+        // (docs/performance.md, the forty-second round).
+        if let Some(lat) = p99(sb("join_alert"), "join_to_alert_socket") {
+            let base = p99(rl("join_alert"), "round_trip_socket");
+            // A p99 says nothing of alerts that never came, of joins the
+            // generator could not send, nor of alerts the kernel did not
+            // stamp: with any of them, the target is not met, whatever the
+            // percentile.
             let whole = sb("join_alert").is_some_and(|r| {
-                ["alerts_missing", "skipped_ticks"]
+                ["alerts_missing", "skipped_ticks", "alerts_unstamped"]
                     .iter()
                     .all(|k| r.counts.get(*k).copied().unwrap_or(0) == 0)
             });
             push(
                 "join_alert",
-                "join to alert p99",
+                "join to alert p99, at the rep's socket",
                 lat,
                 "us",
                 None,
@@ -391,7 +405,7 @@ impl Report {
             );
             push(
                 "join_alert",
-                "join to alert p99 vs relay round trip p99",
+                "join to alert p99 vs relay round trip p99, at the socket",
                 lat,
                 "us",
                 base,
@@ -653,9 +667,9 @@ impl Report {
             ),
             (
                 "join_alert",
-                "p99 us (relays: round trip; Switchboard: join to alert)",
-                |r| p99(r, "round_trip"),
-                |r| p99(r, "join_to_alert"),
+                "p99 us at the socket (relays: round trip; Switchboard: join to alert)",
+                |r| p99(r, "round_trip_socket"),
+                |r| p99(r, "join_to_alert_socket"),
             ),
         ];
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -1084,7 +1098,12 @@ mod tests {
                 protocol: protocol.into(),
                 ..Default::default()
             };
+            // As read, each latency is a third longer than at the socket.
             r.latency.insert(name.into(), latency(300, p99, p99 * 2));
+            r.latency.insert(
+                format!("{name}_socket"),
+                latency(200, p99 * 2 / 3, p99 * 4 / 3),
+            );
             r
         };
         let mut sb = side("switchboard", "join_to_alert", p99);
@@ -1124,6 +1143,7 @@ mod tests {
         );
         let outlier = &sb.runs[1];
         assert_eq!(outlier["join_to_alert_p99_us"], 37_400.0);
+        assert_eq!(outlier["join_to_alert_socket_p99_us"], 24_933.0);
         assert_eq!(outlier["join_to_alert_max_us"], 74_800.0);
         assert_eq!(outlier["generator_lag_max_us"], 36_000.0);
         assert_eq!(outlier["server_cores"], 0.5);
@@ -1131,6 +1151,12 @@ mod tests {
         let relay = chosen.iter().find(|r| r.protocol == "relay").unwrap();
         let relay_p99s: Vec<f64> = relay.runs.iter().map(|h| h["round_trip_p99_us"]).collect();
         assert_eq!(relay_p99s, vec![340.0, 200.0, 4_000.0]);
+        let at_socket: Vec<f64> = relay
+            .runs
+            .iter()
+            .map(|h| h["round_trip_socket_p99_us"])
+            .collect();
+        assert_eq!(at_socket, vec![226.0, 133.0, 2_666.0]);
         let mut rep = Report::new();
         for r in chosen {
             rep.add(r);
@@ -1138,6 +1164,57 @@ mod tests {
         assert!(rep
             .markdown()
             .contains("generator_lag_max_us: 900, 36000, 800"));
+    }
+
+    /// The join's targets take the alert's arrival at the rep's socket and
+    /// the relay's at its client's: here the figures as read would miss
+    /// both (3,000 us, 3.75 x the relay's 800), those at the socket meet
+    /// both (1,500 us, 3.0 x the relay's 500). An alert the kernel did not
+    /// stamp leaves the p99 short of "every alert", so then neither is met.
+    #[test]
+    fn the_join_targets_are_judged_at_the_socket() {
+        let checks = |unstamped: u64| {
+            let mut round = join_round(3_000, 900, 800);
+            let at_socket = |p99_us| crate::stats::LatencySummary {
+                count: 100,
+                p99_us,
+                ..Default::default()
+            };
+            for (protocol, name, p99) in [
+                ("switchboard", "join_to_alert_socket", 1_500),
+                ("relay", "round_trip_socket", 500),
+            ] {
+                let r = round.get_mut(protocol).unwrap();
+                r.latency.insert(name.into(), at_socket(p99));
+            }
+            let sb = round.get_mut("switchboard").unwrap();
+            sb.counts.insert("alerts_unstamped".into(), unstamped);
+            let mut rep = Report::new();
+            for r in round.into_values() {
+                rep.add(r);
+            }
+            rep.check();
+            let find = |what: &str| {
+                let c = rep
+                    .checks
+                    .iter()
+                    .find(|c| c.what.starts_with(what))
+                    .unwrap();
+                (c.value, c.baseline, c.met)
+            };
+            (
+                find("join to alert p99, at"),
+                find("join to alert p99 vs relay"),
+            )
+        };
+        assert_eq!(
+            checks(0),
+            ((1_500.0, None, true), (1_500.0, Some(500.0), true))
+        );
+        assert_eq!(
+            checks(1),
+            ((1_500.0, None, false), (1_500.0, Some(500.0), false))
+        );
     }
 
     #[test]

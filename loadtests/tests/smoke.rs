@@ -65,6 +65,12 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     let alert = &ja.latency["join_to_alert"];
     assert!(alert.count > 0, "no alerts: {:?}", ja.errors);
     assert!(alert.p99_us > 0 && alert.p99_us >= alert.p50_us);
+    // Every alert also carries when it reached the rep's socket, which is
+    // no later than when the generator read it.
+    let at_socket = &ja.latency["join_to_alert_socket"];
+    assert_eq!(ja.counts["alerts_unstamped"], 0);
+    assert_eq!(at_socket.count, alert.count);
+    assert!(at_socket.p50_us <= alert.p50_us, "{at_socket:?} {alert:?}");
     // The generator's own load is reported beside the server's, so a tail
     // set by the generator can be told from the server's.
     let generator = ja.server.as_ref().and_then(|s| s.generator_cpu_cores);
@@ -76,6 +82,10 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         .await
         .unwrap();
     assert!(ja_relay.latency["round_trip"].count > 0);
+    assert_eq!(
+        ja_relay.latency["round_trip_socket"].count,
+        ja_relay.latency["round_trip"].count
+    );
     assert!(ja_relay.latency["generator_lag"].count > 0);
     report.add(ja_relay);
 

@@ -148,8 +148,8 @@ mod tests {
     async fn relays_between_connections_and_echoes() {
         let (port, server) = super::bind(0).unwrap();
         let url = format!("ws://127.0.0.1:{port}/");
-        let mut a = connect(&url, None).await.unwrap();
-        let mut b = connect(&url, None).await.unwrap();
+        let mut a = connect(&url, None, false).await.unwrap();
+        let mut b = connect(&url, None, false).await.unwrap();
         assert_ne!(a.id, b.id);
         a.sink.send(frame(b.id, 7, 32)).await.unwrap();
         match b.stream.next().await {

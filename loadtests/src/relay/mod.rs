@@ -15,13 +15,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use switchboard::client::{Arrivals, Transport};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 /// Frames queued for one connection before further ones are dropped
 /// (Switchboard's default outbound queue is the same size).
@@ -137,24 +139,37 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers) {
     peers.leave(id);
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<Transport>;
 
 /// A connection to the relay.
 pub struct RelayClient {
     pub id: u64,
     pub sink: SplitSink<Socket, Message>,
     pub stream: SplitStream<Socket>,
+    /// When the latest read reached the socket, if connected with
+    /// `stamped` (as `switchboard::client::Client::connect_stamped`).
+    pub arrivals: Option<Arrivals>,
 }
 
-/// Connects to `ws://127.0.0.1:port/` from `local` and reads the id.
-pub async fn connect(url: &str, local: Option<IpAddr>) -> anyhow::Result<RelayClient> {
+/// Connects to `ws://127.0.0.1:port/` from `local` and reads the id;
+/// `stamped` asks the kernel for each read's arrival time.
+pub async fn connect(
+    url: &str,
+    local: Option<IpAddr>,
+    stamped: bool,
+) -> anyhow::Result<RelayClient> {
     let authority = url
         .strip_prefix("ws://")
         .and_then(|r| r.split('/').next())
         .ok_or_else(|| anyhow::anyhow!("not a ws:// URL: {url}"))?;
     let remote: SocketAddr = authority.parse()?;
     let stream = switchboard::client::connect_tcp_from(remote, local).await?;
-    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+    let transport = match stamped {
+        true => Transport::stamped(stream)?,
+        false => Transport::plain(stream),
+    };
+    let arrivals = transport.arrivals();
+    let (ws, _) = tokio_tungstenite::client_async(url, transport).await?;
     let (sink, mut stream) = ws.split();
     // A Switchboard server says nothing first, then refuses the missing
     // hello with an error frame: either way, say which server this is.
@@ -174,7 +189,12 @@ pub async fn connect(url: &str, local: Option<IpAddr>) -> anyhow::Result<RelayCl
         ),
         other => anyhow::bail!("{url} sent {other:?} where the relay sends its id"),
     };
-    Ok(RelayClient { id, sink, stream })
+    Ok(RelayClient {
+        id,
+        sink,
+        stream,
+        arrivals,
+    })
 }
 
 /// A frame for `target` (0: echo) carrying `stamp` (nanoseconds) and
@@ -194,6 +214,29 @@ pub fn stamp_of(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(a))
 }
 
+/// Like [`frame`], also carrying `wall`, the sender's clock time, so the
+/// receiver can set it against the kernel's arrival stamp (the same
+/// clock); `size` is at least 24 bytes.
+pub fn frame_with_wall(target: u64, stamp: u64, wall: SystemTime, size: usize) -> Message {
+    let mut b = Vec::with_capacity(size.max(24));
+    b.extend_from_slice(&target.to_be_bytes());
+    b.extend_from_slice(&stamp.to_be_bytes());
+    let ns = wall
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    b.extend_from_slice(&ns.to_be_bytes());
+    b.resize(size.max(24), b'x');
+    Message::Binary(b)
+}
+
+/// The clock time of a frame made by [`frame_with_wall`].
+pub fn wall_of(b: &[u8]) -> Option<SystemTime> {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b.get(16..24)?);
+    Some(UNIX_EPOCH + Duration::from_nanos(u64::from_be_bytes(a)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,13 +246,26 @@ mod tests {
         let (port, server) = bind(0).await.unwrap();
         tokio::spawn(server);
         let url = format!("ws://127.0.0.1:{port}/");
-        let mut a = connect(&url, None).await.unwrap();
-        let mut b = connect(&url, Some("127.0.0.1".parse().unwrap()))
+        let mut a = connect(&url, None, false).await.unwrap();
+        let mut b = connect(&url, Some("127.0.0.1".parse().unwrap()), true)
             .await
             .unwrap();
-        a.sink.send(frame(b.id, 7, 32)).await.unwrap();
+        assert!(a.arrivals.is_none());
+        let arrivals = b.arrivals.clone().expect("stamped on Linux");
+        // The kernel turns stamping on a moment after the first socket asks.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let wall = SystemTime::now();
+        a.sink
+            .send(frame_with_wall(b.id, 7, wall, 32))
+            .await
+            .unwrap();
         match b.stream.next().await {
-            Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(7)),
+            Some(Ok(Message::Binary(m))) => {
+                assert_eq!(stamp_of(&m), Some(7));
+                assert_eq!(wall_of(&m), Some(wall));
+                let arrived = arrivals.latest().expect("the read was stamped");
+                assert!(arrived >= wall && arrived <= SystemTime::now());
+            }
             other => panic!("{other:?}"),
         }
         a.sink.send(frame(0, 9, 32)).await.unwrap();

@@ -88,7 +88,7 @@ fn parse(text: &str) -> Option<(char, u64)> {
 async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let mut r = ScenarioResult::new("chat", p);
     let teams = p.teams.max(1);
-    let reps = login_reps(t, teams, 16).await?;
+    let reps = login_reps(t, teams, 16, false).await?;
     let errors = Arc::new(Errors::default());
     let phase = Phase::new();
     let latency = Arc::new(Recorder::new(Instant::now()));
@@ -321,7 +321,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let mut ends: HashMap<usize, relay::RelayClient> = HashMap::new();
     let pb = super::bar(2 * pairs as u64, "relay set-up");
     for i in 0..2 * pairs {
-        ends.insert(i, relay::connect(t.url(i), t.source(i)).await?);
+        ends.insert(i, relay::connect(t.url(i), t.source(i), false).await?);
         pb.inc(1);
     }
     pb.finish_and_clear();

@@ -37,7 +37,7 @@ pub enum Held {
 async fn open_one(t: &Target, p: &Params, i: usize) -> anyhow::Result<Held> {
     match p.protocol {
         Protocol::Relay => Ok(Held::Relay(Box::new(
-            relay::connect(t.url(i), t.source(i)).await?,
+            relay::connect(t.url(i), t.source(i), false).await?,
         ))),
         Protocol::Switchboard => {
             let mut c = t

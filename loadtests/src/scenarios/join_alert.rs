@@ -3,6 +3,14 @@
 //! time from a customer's `start_session` request to the first rep
 //! console that receives the `queue_entered` alert.
 //!
+//! Each latency is taken twice. `join_to_alert_socket` (the relay's
+//! `round_trip_socket`) ends when the alert reached the rep's socket, by
+//! the kernel's receive stamp ([`switchboard::client::Arrivals`]): the
+//! issue's own measure, and the one the targets use. `join_to_alert`
+//! (`round_trip`) ends when the generator read it, as every round before
+//! the forty-second measured; the difference is the generator's wait for
+//! its own thread.
+//!
 //! Each customer connects and says hello first (not timed), joins (timed),
 //! waits a second in the queue, ends the session and leaves, so the number
 //! of open connections stays bounded. The relay variant sends echo frames
@@ -24,7 +32,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard::client::Pushed;
@@ -80,15 +88,46 @@ pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<String, Instant>>>;
+/// When a join request went out: by the generator's steady clock, for the
+/// latency as read, and by the wall clock, which the kernel's receive
+/// stamps use.
+#[derive(Clone, Copy)]
+struct Sent {
+    at: Instant,
+    wall: SystemTime,
+}
+
+type Pending = Arc<Mutex<HashMap<String, Sent>>>;
+
+/// Records how long after `sent_wall` a frame reached the socket, or
+/// counts it as unstamped when the kernel gave no time (the first frames
+/// after the generator starts, before the kernel has stamping on) or a
+/// time before the send (the wall clock stepped).
+fn record_arrival(
+    socket: &Recorder,
+    unstamped: &AtomicU64,
+    sent_wall: Option<SystemTime>,
+    arrived: Option<SystemTime>,
+) {
+    match (sent_wall, arrived) {
+        (Some(sent), Some(arrived)) if arrived >= sent => {
+            socket.record(arrived.duration_since(sent).unwrap_or_default())
+        }
+        _ => {
+            unstamped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let mut r = ScenarioResult::new("join_alert", p);
-    let reps = login_reps(t, p.reps, 16).await?;
+    let reps = login_reps(t, p.reps, 16, true).await?;
     let errors = Arc::new(Errors::default());
     let pending: Pending = Arc::default();
     let start = Instant::now();
     let alerts = Arc::new(Recorder::after_warmup(start, WARMUP));
+    let at_socket = Arc::new(Recorder::after_warmup(start, WARMUP));
+    let unstamped = Arc::new(AtomicU64::new(0));
     let joins = Arc::new(Recorder::after_warmup(start, WARMUP));
     let joined = Arc::new(AtomicU64::new(0));
     let fanout = Arc::new(AtomicU64::new(0));
@@ -98,26 +137,30 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     let mut rep_tasks = Vec::new();
     for mut rep in reps {
         let pending = pending.clone();
-        let alerts = alerts.clone();
+        let (alerts, at_socket, unstamped) = (alerts.clone(), at_socket.clone(), unstamped.clone());
         let fanout = fanout.clone();
         let stop = stop.clone();
         rep_tasks.push(tokio::spawn(async move {
             while Instant::now() < stop_at && !stop.load(Ordering::Relaxed) {
-                match rep.next_pushed(Duration::from_millis(200)).await {
-                    Some(Pushed::Event {
-                        event: Event::QueueEntered { session, .. },
-                        ..
-                    }) => {
+                match rep.next_pushed_at(Duration::from_millis(200)).await {
+                    Some((
+                        Pushed::Event {
+                            event: Event::QueueEntered { session, .. },
+                            ..
+                        },
+                        arrived,
+                    )) => {
                         fanout.fetch_add(1, Ordering::Relaxed);
                         let sent = pending
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .remove(&session.customer_name);
                         if let Some(sent) = sent {
-                            alerts.record(sent.elapsed());
+                            alerts.record(sent.at.elapsed());
+                            record_arrival(&at_socket, &unstamped, Some(sent.wall), arrived);
                         }
                     }
-                    Some(Pushed::Closed) => break,
+                    Some((Pushed::Closed, _)) => break,
                     _ => {}
                 }
             }
@@ -155,7 +198,10 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
                 Ok(c) => c,
                 Err(e) => return errors.add(format!("connect: {e}")),
             };
-            let sent = Instant::now();
+            let sent = Sent {
+                at: Instant::now(),
+                wall: SystemTime::now(),
+            };
             pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -165,7 +211,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
             };
             match c.start_session(entry, &name, "Load Test Ltd", "join").await {
                 Ok(_) => {
-                    joins.record(sent.elapsed());
+                    joins.record(sent.at.elapsed());
                     joined.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -201,6 +247,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     let missing = pending.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
     r.count("customers", total);
     r.count("alerts_after_warmup", alerts.summary().count);
+    r.count("alerts_unstamped", unstamped.load(Ordering::Relaxed));
     r.count("alerts_missing", missing);
     r.count("alert_fanout_events", fanout.load(Ordering::Relaxed));
     r.count("skipped_ticks", skipped.load(Ordering::Relaxed));
@@ -213,9 +260,13 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     );
     r.figure("warmup_secs", WARMUP.as_secs_f64());
     r.latency.insert("join_to_alert".into(), alerts.summary());
+    r.latency
+        .insert("join_to_alert_socket".into(), at_socket.summary());
     r.latency.insert("join_reply".into(), joins.summary());
     r.latency.insert("generator_lag".into(), lag.summary());
     r.series.insert("join_to_alert".into(), alerts.series());
+    r.series
+        .insert("join_to_alert_socket".into(), at_socket.series());
     r.server = watch.finish();
     r.errors = errors.first();
     Ok(r)
@@ -231,20 +282,24 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let base = Instant::now();
     let start = Instant::now();
     let rtt = Arc::new(Recorder::after_warmup(start, WARMUP));
+    let at_socket = Arc::new(Recorder::after_warmup(start, WARMUP));
+    let unstamped = Arc::new(AtomicU64::new(0));
     let run_for = WARMUP + p.duration;
     let stop_at = start + run_for + DRAIN;
     let mut readers = Vec::new();
     for i in 0..n {
-        let c = relay::connect(t.url(i), t.source(i)).await?;
+        let c = relay::connect(t.url(i), t.source(i), true).await?;
         sinks.push(Arc::new(tokio::sync::Mutex::new(c.sink)));
-        let mut stream = c.stream;
-        let rtt = rtt.clone();
+        let (mut stream, arrivals) = (c.stream, c.arrivals);
+        let (rtt, at_socket, unstamped) = (rtt.clone(), at_socket.clone(), unstamped.clone());
         readers.push(tokio::spawn(async move {
             while Instant::now() < stop_at {
                 match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
                     Ok(Some(Ok(Message::Binary(b)))) => {
                         if let Some(s) = relay::stamp_of(&b) {
                             rtt.record(super::since_stamp(base, s));
+                            let arrived = arrivals.as_ref().and_then(|a| a.latest());
+                            record_arrival(&at_socket, &unstamped, relay::wall_of(&b), arrived);
                         }
                     }
                     Ok(None) | Ok(Some(Err(_))) => break,
@@ -266,7 +321,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
         let errors = errors.clone();
         sends.push(tokio::spawn(async move {
             // The size of a small Switchboard request.
-            let f = relay::frame(0, super::stamp(base), 160);
+            let f = relay::frame_with_wall(0, super::stamp(base), SystemTime::now(), 160);
             if let Err(e) = sink.lock().await.send(f).await {
                 errors.add(e);
             }
@@ -282,12 +337,17 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     }
     r.count("sent", total);
     r.count("received_after_warmup", rtt.summary().count);
+    r.count("round_trips_unstamped", unstamped.load(Ordering::Relaxed));
     r.figure("warmup_secs", WARMUP.as_secs_f64());
     r.count("connections", n as u64);
     r.count("errors", errors.total());
     r.latency.insert("round_trip".into(), rtt.summary());
+    r.latency
+        .insert("round_trip_socket".into(), at_socket.summary());
     r.latency.insert("generator_lag".into(), lag.summary());
     r.series.insert("round_trip".into(), rtt.series());
+    r.series
+        .insert("round_trip_socket".into(), at_socket.series());
     r.server = watch.finish();
     r.errors = errors.first();
     Ok(r)

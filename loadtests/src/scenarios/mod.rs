@@ -339,11 +339,16 @@ pub fn not_switchboard(e: switchboard::client::ClientError) -> String {
     }
 }
 
-/// A rep console, logged in.
-pub async fn rep_login(t: &Target, i: usize) -> anyhow::Result<Client> {
-    let mut c = Client::connect_from(t.url(i), t.source(i), Role::Rep, ClientKind::Desktop)
-        .await
-        .map_err(|e| anyhow::anyhow!("rep {i} connect: {}", not_switchboard(e)))?;
+/// A rep console, logged in; `stamped`, its pushed frames carry when they
+/// reached the socket ([`Client::connect_stamped`]).
+pub async fn rep_login(t: &Target, i: usize, stamped: bool) -> anyhow::Result<Client> {
+    let (url, local, role, kind) = (t.url(i), t.source(i), Role::Rep, ClientKind::Desktop);
+    let connected = match stamped {
+        true => Client::connect_stamped(url, local, role, kind).await,
+        false => Client::connect_from(url, local, role, kind).await,
+    };
+    let mut c =
+        connected.map_err(|e| anyhow::anyhow!("rep {i} connect: {}", not_switchboard(e)))?;
     c.login(
         &crate::catalog::rep_name(i),
         &crate::catalog::rep_password(i),
@@ -361,12 +366,18 @@ pub async fn rep_login(t: &Target, i: usize) -> anyhow::Result<Client> {
     Ok(c)
 }
 
-/// Logs in reps `0..n`, `parallel` at a time, with a progress bar.
-pub async fn login_reps(t: &Target, n: usize, parallel: usize) -> anyhow::Result<Vec<Client>> {
+/// Logs in reps `0..n`, `parallel` at a time, with a progress bar
+/// (`stamped` as for [`rep_login`]).
+pub async fn login_reps(
+    t: &Target,
+    n: usize,
+    parallel: usize,
+    stamped: bool,
+) -> anyhow::Result<Vec<Client>> {
     use futures_util::StreamExt;
     let pb = bar(n as u64, "rep logins");
     let mut out: Vec<(usize, Client)> = futures_util::stream::iter(0..n)
-        .map(|i| async move { rep_login(t, i).await.map(|c| (i, c)) })
+        .map(|i| async move { rep_login(t, i, stamped).await.map(|c| (i, c)) })
         .buffer_unordered(parallel.max(1))
         .inspect(|_| pb.inc(1))
         .collect::<Vec<_>>()

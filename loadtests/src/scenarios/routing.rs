@@ -43,7 +43,7 @@ pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
 async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let mut r = ScenarioResult::new("routing", p);
     let teams = p.teams.max(1);
-    let reps = login_reps(t, teams, 16).await?;
+    let reps = login_reps(t, teams, 16, false).await?;
     let errors = Arc::new(Errors::default());
     let tally = Tally::new(p.duration);
     let stop_at = tally.to + SESSION_LIMIT;
@@ -269,7 +269,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let mut rep_ids = Vec::new();
     let mut rep_tasks = Vec::new();
     for i in 0..teams {
-        let mut rep = relay::connect(t.url(i), t.source(i)).await?;
+        let mut rep = relay::connect(t.url(i), t.source(i), false).await?;
         rep_ids.push(rep.id);
         let (errors, stop) = (errors.clone(), stop.clone());
         rep_tasks.push(tokio::spawn(async move {
@@ -305,7 +305,7 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
             while Instant::now() < tally.to {
                 let i = lane + k * 100_000;
                 k += 1;
-                let mut c = match relay::connect(t.url(i), t.source(i)).await {
+                let mut c = match relay::connect(t.url(i), t.source(i), false).await {
                     Ok(c) => c,
                     Err(e) => {
                         errors.add(format!("connect: {e}"));
