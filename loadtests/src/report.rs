@@ -380,9 +380,9 @@ impl Report {
             );
         }
         // When the alert reached the rep's socket, by the kernel's stamp:
-        // the measure. As the generator read it, each p99 is about
-        // a third longer, the relay's as much as Switchboard's
-        // (docs/performance.md, the forty-second round).
+        // the measure. As the generator read it, about a third of
+        // each p99 was the generator's own wait, of the relay's as much as
+        // of Switchboard's (docs/performance-rounds.md, round 42).
         if let Some(lat) = p99(sb("join_alert"), "join_to_alert_socket") {
             let base = p99(rl("join_alert"), "round_trip_socket");
             // A p99 says nothing of alerts that never came, of joins the
@@ -1098,7 +1098,7 @@ mod tests {
                 protocol: protocol.into(),
                 ..Default::default()
             };
-            // As read, each latency is a third longer than at the socket.
+            // At the socket, each latency is two thirds of what was read.
             r.latency.insert(name.into(), latency(300, p99, p99 * 2));
             r.latency.insert(
                 format!("{name}_socket"),

@@ -5,7 +5,7 @@
 //! latency. The load generator reads a thousand reps' sockets on one
 //! thread, and its wait depends on how much else it has to read: a
 //! latency taken when a frame is read measures the generator too
-//! (docs/performance.md, the forty-second round).
+//! (docs/performance-rounds.md, round 42).
 //!
 //! On Linux a TCP socket with `SO_TIMESTAMPNS` hands each `recvmsg` the
 //! time its last segment entered the receive path (`SCM_TIMESTAMPNS`,
