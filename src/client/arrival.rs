@@ -82,23 +82,7 @@ impl Transport {
 
 #[cfg(target_os = "linux")]
 fn enable_stamps(tcp: &TcpStream) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a plain setsockopt on an open socket, with a pointer to a
-    // live c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    match rc {
-        0 => Ok(true),
-        _ => Err(io::Error::last_os_error()),
-    }
+    super::turn_on(tcp, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS).map(|()| true)
 }
 
 #[cfg(not(target_os = "linux"))]

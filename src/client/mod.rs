@@ -526,27 +526,38 @@ pub async fn connect_tcp_from(
     // IPv4 only: the load generator's sources are 127.0.0.x.
     #[cfg(target_os = "linux")]
     if local.is_ipv4() {
-        use std::os::fd::AsRawFd;
-        let on: libc::c_int = 1;
-        // SAFETY: a plain setsockopt on a socket this function owns, with a
-        // pointer to a live c_int and its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        turn_on(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT)?;
     }
     socket.bind(std::net::SocketAddr::new(local, 0))?;
     let stream = socket.connect(remote).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Turns on a socket's boolean option `name` at `level` (`setsockopt`
+/// with an int of 1).
+#[cfg(target_os = "linux")]
+fn turn_on(
+    socket: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt on an open socket the caller holds, with
+    // a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 async fn open(

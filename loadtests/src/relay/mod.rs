@@ -200,11 +200,18 @@ pub async fn connect(
 /// A frame for `target` (0: echo) carrying `stamp` (nanoseconds) and
 /// padding up to `size` bytes.
 pub fn frame(target: u64, stamp: u64, size: usize) -> Message {
-    let mut b = Vec::with_capacity(size.max(16));
-    b.extend_from_slice(&target.to_be_bytes());
-    b.extend_from_slice(&stamp.to_be_bytes());
-    b.resize(size.max(16), b'x');
-    Message::Binary(b)
+    Message::Binary(frame_bytes(&[target, stamp], size))
+}
+
+/// `words` big-endian, then padding up to `size` bytes.
+fn frame_bytes(words: &[u64], size: usize) -> Vec<u8> {
+    let size = size.max(8 * words.len());
+    let mut b = Vec::with_capacity(size);
+    for w in words {
+        b.extend_from_slice(&w.to_be_bytes());
+    }
+    b.resize(size, b'x');
+    b
 }
 
 /// The stamp of a frame made by [`frame`].
@@ -218,16 +225,11 @@ pub fn stamp_of(b: &[u8]) -> Option<u64> {
 /// receiver can set it against the kernel's arrival stamp (the same
 /// clock); `size` is at least 24 bytes.
 pub fn frame_with_wall(target: u64, stamp: u64, wall: SystemTime, size: usize) -> Message {
-    let mut b = Vec::with_capacity(size.max(24));
-    b.extend_from_slice(&target.to_be_bytes());
-    b.extend_from_slice(&stamp.to_be_bytes());
     let ns = wall
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos() as u64;
-    b.extend_from_slice(&ns.to_be_bytes());
-    b.resize(size.max(24), b'x');
-    Message::Binary(b)
+    Message::Binary(frame_bytes(&[target, stamp, ns], size))
 }
 
 /// The clock time of a frame made by [`frame_with_wall`].
