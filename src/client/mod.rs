@@ -41,7 +41,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pushed frames buffered for the application before the reader waits.
 const EVENT_BUFFER: usize = 4096;
 
-type Socket = WebSocketStream<Transport>;
+/// A client's WebSocket, over a [`Transport`].
+pub type Socket = WebSocketStream<Transport>;
 type Sink = SplitSink<Socket, Message>;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -569,7 +570,7 @@ async fn open(
     position: Arc<Mutex<Option<ResumeFrom>>>,
 ) -> Result<(Sink, tokio::task::JoinHandle<()>), ClientError> {
     let (socket, arrivals) =
-        tokio::time::timeout(CONNECT_TIMEOUT, open_socket(url, local, stamped))
+        tokio::time::timeout(CONNECT_TIMEOUT, open_websocket(url, local, stamped))
             .await
             .map_err(|_| {
                 ClientError::Io(format!(
@@ -584,8 +585,10 @@ async fn open(
 
 /// The TCP connection to `url` (plain `ws://` only), from `local` if
 /// given, upgraded to a WebSocket; with the handle its reads stamp, if
-/// `stamped` and the system can.
-async fn open_socket(
+/// `stamped` and the system can. [`Client`] opens its socket here, and so
+/// does the load tests' relay client, which speaks another protocol over
+/// it.
+pub async fn open_websocket(
     url: &str,
     local: Option<std::net::IpAddr>,
     stamped: bool,

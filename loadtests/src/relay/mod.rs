@@ -12,18 +12,17 @@
 pub mod actix_stack;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use switchboard::client::{Arrivals, Transport};
+use switchboard::client::{Arrivals, Socket};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 /// Frames queued for one connection before further ones are dropped
 /// (Switchboard's default outbound queue is the same size).
@@ -139,8 +138,6 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers) {
     peers.leave(id);
 }
 
-type Socket = WebSocketStream<Transport>;
-
 /// A connection to the relay.
 pub struct RelayClient {
     pub id: u64,
@@ -158,18 +155,7 @@ pub async fn connect(
     local: Option<IpAddr>,
     stamped: bool,
 ) -> anyhow::Result<RelayClient> {
-    let authority = url
-        .strip_prefix("ws://")
-        .and_then(|r| r.split('/').next())
-        .ok_or_else(|| anyhow::anyhow!("not a ws:// URL: {url}"))?;
-    let remote: SocketAddr = authority.parse()?;
-    let stream = switchboard::client::connect_tcp_from(remote, local).await?;
-    let transport = match stamped {
-        true => Transport::stamped(stream)?,
-        false => Transport::plain(stream),
-    };
-    let arrivals = transport.arrivals();
-    let (ws, _) = tokio_tungstenite::client_async(url, transport).await?;
+    let (ws, arrivals) = switchboard::client::open_websocket(url, local, stamped).await?;
     let (sink, mut stream) = ws.split();
     // A Switchboard server says nothing first, then refuses the missing
     // hello with an error frame: either way, say which server this is.
