@@ -945,6 +945,11 @@ mod tests {
         r
     }
 
+    /// One figure of every run attached to a reported result, in order.
+    fn across_runs(r: &ScenarioResult, figure: &str) -> Vec<f64> {
+        r.runs.iter().map(|h| h[figure]).collect()
+    }
+
     /// One round as `all` gathers it: each result under its protocol.
     fn round_of(results: [ScenarioResult; 3]) -> BTreeMap<String, ScenarioResult> {
         results
@@ -983,12 +988,10 @@ mod tests {
         assert_eq!(chat.ratio, Some(0.25));
         let stack = &rep.relay_actix["chat"];
         assert_eq!(stack.figures["messages_per_sec"], 80.0, "the same round's");
-        let rates: Vec<f64> = rep.switchboard["chat"]
-            .runs
-            .iter()
-            .map(|h| h["messages_per_sec"])
-            .collect();
-        assert_eq!(rates, vec![10.0, 30.0, 20.0]);
+        assert_eq!(
+            across_runs(&rep.switchboard["chat"], "messages_per_sec"),
+            vec![10.0, 30.0, 20.0]
+        );
 
         // Two rounds have no middle one: the lower is reported, and said to be.
         let mut rep = Report::new();
@@ -1149,14 +1152,14 @@ mod tests {
         assert_eq!(outlier["server_cores"], 0.5);
         assert_eq!(outlier["generator_cores"], 0.4);
         let relay = chosen.iter().find(|r| r.protocol == "relay").unwrap();
-        let relay_p99s: Vec<f64> = relay.runs.iter().map(|h| h["round_trip_p99_us"]).collect();
-        assert_eq!(relay_p99s, vec![340.0, 200.0, 4_000.0]);
-        let at_socket: Vec<f64> = relay
-            .runs
-            .iter()
-            .map(|h| h["round_trip_socket_p99_us"])
-            .collect();
-        assert_eq!(at_socket, vec![226.0, 133.0, 2_666.0]);
+        assert_eq!(
+            across_runs(relay, "round_trip_p99_us"),
+            vec![340.0, 200.0, 4_000.0]
+        );
+        assert_eq!(
+            across_runs(relay, "round_trip_socket_p99_us"),
+            vec![226.0, 133.0, 2_666.0]
+        );
         let mut rep = Report::new();
         for r in chosen {
             rep.add(r);
@@ -1226,7 +1229,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(m.errors, vec!["third".to_string()]);
-        let rates: Vec<f64> = m.runs.iter().map(|h| h["messages_per_sec"]).collect();
+        let rates = across_runs(&m, "messages_per_sec");
         assert_eq!(rates, vec![10.0, 30.0, 20.0]);
         let mut rep = Report::new();
         rep.add(m);
