@@ -25,7 +25,9 @@
 # share, clicking zooms); and shares.txt, which it prints: the kernel's
 # share of the samples, each thread's, and what they were doing. About 2
 # minutes, half of it the server hashing 1,000 reps' passwords as it
-# starts.
+# starts. TEAMS=N (default 100) spreads the same 1,000 reps over N teams,
+# so that two profiles of the join tell what a told rep costs (1,000
+# teams of one against 100 of ten: performance-rounds.md, round 44).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,12 +43,13 @@ duration=$((seconds + 15))
 generator=target/release/switchboard-loadtests
 . loadtests/server.sh
 require_built "$server" perf inferno-collapse-perf inferno-flamegraph taskset curl
-start_server "$out" "$server" 100 1000
+teams=${TEAMS:-100}
+start_server "$out" "$server" "$teams" 1000
 
 # Starts the generator with the scenario's own flags ("$@") and those of
 # the catalog. The phase outlasts the samples, with time to get under way.
 start_generator() {
-  taskset -c 1 "$generator" run "$@" --reps 1000 --teams 100 \
+  taskset -c 1 "$generator" run "$@" --reps 1000 --teams "$teams" \
     --server "ws://127.0.0.1:$port/ws" --server-pid "$server_pid" \
     --duration "$duration" --out "$out/generator" > "$out/generator.log" 2>&1 &
   generator_pid=$!
@@ -55,7 +58,7 @@ start_generator() {
 # under way, two seconds or so of its steady state.
 case "$scenario" in
   join)
-    start_at=2000 title="join to alert, 1,000 joins a second, 1,000 reps in 100 teams"
+    start_at=2000 title="join to alert, 1,000 joins a second, 1,000 reps in $teams teams"
     start_generator --scenario join-alert --rate 1000
     ;;
   routing)

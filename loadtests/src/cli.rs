@@ -581,11 +581,46 @@ mod tests {
         assert_eq!(run.message_bytes, want.message_bytes, "{flag}");
     }
 
+    /// `script` with each numeric default it gives a variable
+    /// (`teams=${TEAMS:-100}`) in place of the variable's uses (`"$teams"`),
+    /// so that its commands are checked as they run when nobody overrides
+    /// them.
+    fn with_numeric_defaults(script: &str) -> String {
+        let mut out = script.to_owned();
+        for line in script.lines() {
+            let Some((name, rest)) = line.trim().split_once("=${") else {
+                continue;
+            };
+            let Some((_, value)) = rest.strip_suffix('}').and_then(|r| r.split_once(":-")) else {
+                continue;
+            };
+            let is_name =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if is_name && !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()) {
+                out = out
+                    .replace(&format!("\"${name}\""), value)
+                    .replace(&format!("${name}"), value);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn numeric_defaults_stand_in_for_their_variables_and_nothing_else() {
+        let script =
+            "teams=${TEAMS:-100}\nserver=${2:-target/x}\nrun --teams \"$teams\" $teams $server\n";
+        assert_eq!(
+            with_numeric_defaults(script).lines().last(),
+            Some("run --teams 100 100 $server")
+        );
+    }
+
     /// loadtests/flamegraph.sh samples each scenario at the scale of the
-    /// run of record: its catalog and generator flags are `all`'s own.
+    /// run of record: its catalog and generator flags are `all`'s own
+    /// unless `TEAMS` says otherwise.
     #[test]
     fn the_flamegraph_scripts_commands_are_alls() {
-        let script = include_str!("../flamegraph.sh");
+        let script = &with_numeric_defaults(include_str!("../flamegraph.sh"));
         let all = alls_defaults();
         assert_eq!(
             servers_catalog(script, "start_server \"$out\""),
