@@ -10,7 +10,7 @@
 //!
 //! Same protocol as [`super`]: the first frame is the connection's id,
 //! a binary frame is relayed to the connection its first 8 bytes name (0:
-//! back to the sender). One task per connection and a bounded outbound
+//! back to the sender), a team frame to each connection it names. One task per connection and a bounded outbound
 //! queue of the same size, as the tokio-tungstenite relay has.
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,7 +106,11 @@ async fn connection(mut writer: Writer, mut reader: Reader, id: u64, peers: Peer
             tokio::select! {
                 msg = reader.next() => match msg {
                     Some(Ok(Incoming::Binary(b))) => {
-                        if let Some(to) = peers.destination(id, &tx, &b) {
+                        if let Some(team) = peers.team(&b) {
+                            for to in team {
+                                let _ = to.try_send(b.clone());
+                            }
+                        } else if let Some(to) = peers.destination(id, &tx, &b) {
                             let _ = to.try_send(b);
                         }
                     }

@@ -2,7 +2,10 @@
 //!
 //! Each connection gets an id, sent to it as the first frame (8 bytes, big
 //! endian). A binary frame whose first 8 bytes name a connection is relayed
-//! to it as it is; id 0 means "back to me" (an echo, for round trips). One
+//! to it as it is; id 0 means "back to me" (an echo, for round trips). A
+//! frame whose first 8 bytes are [`TEAM`] is relayed as it is to every
+//! connection it names ([`team_frame`]): one frame in and one out to each
+//! member of a team, the least a server that alerts a team must send. One
 //! task per connection and a bounded outbound queue, as a plain
 //! tokio-tungstenite server would be written.
 //!
@@ -54,6 +57,23 @@ impl<T> PeerTable<T> {
         self.peers().remove(&id);
     }
 
+    /// The queues of the connections a [`team_frame`] names, those still
+    /// connected, in the order named; None for any other frame. The caller
+    /// `try_send`s to each, as to a [`destination`](Self::destination).
+    pub(crate) fn team(&self, frame: &[u8]) -> Option<Vec<mpsc::Sender<T>>> {
+        if word(frame, 0)? != TEAM {
+            return None;
+        }
+        let n = usize::try_from(word(frame, 3)?).ok()?.min(MAX_TEAM);
+        let peers = self.peers();
+        Some(
+            (0..n)
+                .filter_map(|k| word(frame, 4 + k))
+                .filter_map(|id| peers.get(&id).cloned())
+                .collect(),
+        )
+    }
+
     /// The queue of the connection a frame's first 8 bytes name (0 or the
     /// sender's own id `me`: back to the sender, `own`); None for a short
     /// frame or an id no longer connected. The caller then `try_send`s, so
@@ -71,6 +91,20 @@ impl<T> PeerTable<T> {
             self.peers().get(&target).cloned()
         }
     }
+}
+
+/// The first word of a frame for a team: `[TEAM, stamp, wall, n, id 1 ..
+/// id n, padding]`. No connection has this id (they count from 1).
+pub const TEAM: u64 = u64::MAX;
+
+/// The most connections one team frame names; a frame naming more is
+/// relayed to the first `MAX_TEAM`.
+pub const MAX_TEAM: usize = 64;
+
+/// Big-endian word `i` of a frame, if the frame is that long.
+fn word(frame: &[u8], i: usize) -> Option<u64> {
+    let at = i.checked_mul(8)?;
+    Some(u64::from_be_bytes(frame.get(at..at + 8)?.try_into().ok()?))
 }
 
 type Peers = Arc<PeerTable<Message>>;
@@ -121,7 +155,11 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers) {
             tokio::select! {
                 msg = source.next() => match msg {
                     Some(Ok(Message::Binary(b))) => {
-                        if let Some(to) = peers.destination(id, &tx, &b) {
+                        if let Some(team) = peers.team(&b) {
+                            for to in team {
+                                let _ = to.try_send(Message::Binary(b.clone()));
+                            }
+                        } else if let Some(to) = peers.destination(id, &tx, &b) {
                             let _ = to.try_send(Message::Binary(b));
                         }
                     }
@@ -211,11 +249,23 @@ pub fn stamp_of(b: &[u8]) -> Option<u64> {
 /// receiver can set it against the kernel's arrival stamp (the same
 /// clock); `size` is at least 24 bytes.
 pub fn frame_with_wall(target: u64, stamp: u64, wall: SystemTime, size: usize) -> Message {
-    let ns = wall
-        .duration_since(UNIX_EPOCH)
+    Message::Binary(frame_bytes(&[target, stamp, wall_ns(wall)], size))
+}
+
+/// A frame for each of the connections `team` names (at most [`MAX_TEAM`]),
+/// carrying `stamp` and `wall` where [`frame_with_wall`] carries them, so
+/// [`stamp_of`] and [`wall_of`] read either; `size` is a floor, as there.
+pub fn team_frame(team: &[u64], stamp: u64, wall: SystemTime, size: usize) -> Message {
+    let team = &team[..team.len().min(MAX_TEAM)];
+    let mut words = vec![TEAM, stamp, wall_ns(wall), team.len() as u64];
+    words.extend_from_slice(team);
+    Message::Binary(frame_bytes(&words, size))
+}
+
+fn wall_ns(wall: SystemTime) -> u64 {
+    wall.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_nanos() as u64;
-    Message::Binary(frame_bytes(&[target, stamp, ns], size))
+        .as_nanos() as u64
 }
 
 /// The clock time of a frame made by [`frame_with_wall`].
@@ -260,6 +310,58 @@ mod tests {
         match a.stream.next().await {
             Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(9)),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A team frame reaches every connection it names that is still
+    /// connected, and only those; a frame that names more members than it
+    /// holds is relayed to the ones it holds, and the relay serves on.
+    #[tokio::test]
+    async fn a_team_frame_reaches_each_member_it_names() {
+        let (port, server) = bind(0).await.unwrap();
+        tokio::spawn(server);
+        let url = format!("ws://127.0.0.1:{port}/");
+        let mut members = Vec::new();
+        for _ in 0..3 {
+            members.push(connect(&url, None, false).await.unwrap());
+        }
+        let mut outsider = connect(&url, None, false).await.unwrap();
+        let mut sender = connect(&url, None, false).await.unwrap();
+        let gone = members.pop().unwrap();
+        let gone_id = gone.id;
+        drop(gone);
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        let wall = SystemTime::now();
+        let named = [ids.clone(), vec![gone_id]].concat();
+        sender
+            .sink
+            .send(team_frame(&named, 42, wall, 160))
+            .await
+            .unwrap();
+        for m in &mut members {
+            match tokio::time::timeout(Duration::from_secs(5), m.stream.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) => {
+                    assert_eq!(stamp_of(&b), Some(42));
+                    assert_eq!(wall_of(&b), Some(wall));
+                    assert!(b.len() >= 160);
+                }
+                other => panic!("member {}: {other:?}", m.id),
+            }
+        }
+        let quiet = tokio::time::timeout(Duration::from_millis(200), outsider.stream.next());
+        assert!(quiet.await.is_err(), "a connection the frame does not name");
+        // Says it names 1,000 members and holds one: the one is told.
+        let mut short = team_frame(&ids[..1], 43, wall, 0).into_data();
+        short[24..32].copy_from_slice(&1000u64.to_be_bytes());
+        sender.sink.send(Message::Binary(short)).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), members[0].stream.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => assert_eq!(stamp_of(&b), Some(43)),
+            other => panic!("{other:?}"),
+        }
+        sender.sink.send(frame(0, 44, 32)).await.unwrap();
+        match sender.stream.next().await {
+            Some(Ok(Message::Binary(b))) => assert_eq!(stamp_of(&b), Some(44)),
+            other => panic!("the relay stopped serving: {other:?}"),
         }
     }
 }
