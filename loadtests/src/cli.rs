@@ -127,6 +127,12 @@ pub struct RunArgs {
     pub balls: usize,
     #[arg(long, default_value_t = 64)]
     pub message_bytes: usize,
+    /// join-alert against the relay: each customer's frame goes to every
+    /// rep of its team (rep i is in team i mod --teams) instead of back to
+    /// the sender, and a second one when it leaves, as Switchboard's
+    /// alerts and `queue_left` do.
+    #[arg(long)]
+    pub team_fanout: bool,
     /// Where result.json, summary.md and latency.png go.
     #[arg(long, default_value = "loadtests/results/run")]
     pub out: PathBuf,
@@ -189,6 +195,12 @@ impl RunArgs {
         at_least_one("--duration", "seconds measured", self.duration)?;
         at_least_one("--teams", "teams in the server's catalog", self.teams)?;
         self.sources()?;
+        if self.team_fanout && self.scenario != Scenario::JoinAlert {
+            return Err(BadFlag::new(
+                "--team-fanout",
+                "is a baseline of --scenario join-alert only".into(),
+            ));
+        }
         match self.scenario {
             Scenario::Idle => {
                 at_least_one("--connections", "connections to hold", self.connections)?;
@@ -210,8 +222,24 @@ impl RunArgs {
                         format!("must be joins per second, above 0; it is {}", self.rate),
                     ));
                 }
-                if self.protocol == Protocol::Switchboard {
+                if self.protocol == Protocol::Switchboard || self.team_fanout {
                     at_least_one("--reps", "reps to alert", self.reps)?;
+                }
+                if self.team_fanout && self.protocol != Protocol::Relay {
+                    return Err(BadFlag::new(
+                        "--team-fanout",
+                        "is the relay's team baseline: add --protocol relay".into(),
+                    ));
+                }
+                if self.team_fanout && self.teams > self.reps {
+                    return Err(BadFlag::new(
+                        "--teams",
+                        format!(
+                            "({}) must be at most --reps ({}) with --team-fanout: \
+                             every team needs a rep",
+                            self.teams, self.reps
+                        ),
+                    ));
                 }
             }
             Scenario::Routing => {
@@ -247,6 +275,7 @@ impl RunArgs {
             procs: self.procs,
             balls: self.balls,
             message_bytes: self.message_bytes,
+            team_fanout: self.team_fanout,
         }
     }
 }

@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 
 use crate::catalog;
 use crate::cli::{at_least_one, run_scenario, RelayStack, RunArgs, Scenario};
-use crate::report::{median_round, Report, ACTIX_RELAY, SLED_FIGURE};
+use crate::report::{median_round, Report, ACTIX_RELAY, ACTIX_TEAM_RELAY, SLED_FIGURE, TEAM_RELAY};
 use crate::scenarios::{Arrivals, Protocol, ScenarioResult};
 use crate::sled_bench::SledBench;
 
@@ -244,6 +244,7 @@ impl AllArgs {
             procs: 1,
             balls: self.chat_balls,
             message_bytes: 64,
+            team_fanout: false,
             out: PathBuf::new(),
             child: false,
             offset: 0,
@@ -400,16 +401,25 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                 let mut cmd = pinned(a.server_core, &me);
                 cmd.args(["relay", "--port", "0", "--stack", &name]);
                 let (relay, port) = start_and_read_port(cmd, "relay listening on port ")?;
-                let args = a.run_args(scenario, Protocol::Relay, port, relay.id(), &me);
-                eprintln!("== {scenario:?} on the {name} relay{of}");
-                match run_scenario(&args).await {
-                    Ok(mut r) => {
-                        if stack == RelayStack::Actix {
-                            r.protocol = ACTIX_RELAY.into();
+                let mut args = a.run_args(scenario, Protocol::Relay, port, relay.id(), &me);
+                // The join has a second baseline on the same relay: each
+                // join's frame to its team's reps instead of back.
+                let team_runs: &[bool] = if scenario == Scenario::JoinAlert {
+                    &[false, true]
+                } else {
+                    &[false]
+                };
+                for &team in team_runs {
+                    args.team_fanout = team;
+                    let what = if team { ", to each team" } else { "" };
+                    eprintln!("== {scenario:?} on the {name} relay{what}{of}");
+                    match run_scenario(&args).await {
+                        Ok(mut r) => {
+                            r.protocol = relay_label(stack, team).into();
+                            runs.insert(r.protocol.clone(), r);
                         }
-                        runs.insert(r.protocol.clone(), r);
+                        Err(e) => eprintln!("{name} relay{what} {scenario:?} failed: {e:#}"),
                     }
-                    Err(e) => eprintln!("{name} relay {scenario:?} failed: {e:#}"),
                 }
                 stop(relay);
             }
@@ -457,6 +467,18 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     println!("{}", report.markdown());
     eprintln!("results in {}", dir.display());
     Ok(())
+}
+
+/// The label a relay's results go under in a round and in the report
+/// (`Report::add`): by stack, and whether the join's frames went to each
+/// team (`--team-fanout`).
+fn relay_label(stack: RelayStack, team: bool) -> &'static str {
+    match (stack, team) {
+        (RelayStack::Tungstenite, false) => "relay",
+        (RelayStack::Actix, false) => ACTIX_RELAY,
+        (RelayStack::Tungstenite, true) => TEAM_RELAY,
+        (RelayStack::Actix, true) => ACTIX_TEAM_RELAY,
+    }
 }
 
 /// sled's raw rates, on the server's core; `None` (and a line saying

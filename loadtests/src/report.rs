@@ -89,6 +89,12 @@ fn steering_on(rps_cpus: &str) -> bool {
 /// actix`), which speaks the relay protocol on Switchboard's stack.
 pub const ACTIX_RELAY: &str = "relay-actix";
 
+/// The `protocol` of the join's team baselines (`run --team-fanout`):
+/// each join's frame relayed to every rep of its team, on the bare relay
+/// and on the stack relay.
+pub const TEAM_RELAY: &str = "relay-team";
+pub const ACTIX_TEAM_RELAY: &str = "relay-actix-team";
+
 /// The figures a scenario's targets are about, the first one deciding which
 /// run of several is the median. Latencies are p99s in microseconds.
 pub fn headlines(r: &ScenarioResult) -> Vec<(&'static str, f64)> {
@@ -257,6 +263,13 @@ pub struct Report {
     /// work.
     #[serde(default)]
     pub relay_actix: BTreeMap<String, ScenarioResult>,
+    /// The join's team baselines by scenario (only `join_alert`): the bare
+    /// relay, and the stack relay, passing each join's frame to the reps of
+    /// its team, as Switchboard's alerts go.
+    #[serde(default)]
+    pub relay_team: BTreeMap<String, ScenarioResult>,
+    #[serde(default)]
+    pub relay_actix_team: BTreeMap<String, ScenarioResult>,
     pub sled: Option<SledBench>,
     pub checks: Vec<Check>,
 }
@@ -307,6 +320,8 @@ impl Report {
         let map = match r.protocol.as_str() {
             "relay" => &mut self.relay,
             ACTIX_RELAY => &mut self.relay_actix,
+            TEAM_RELAY => &mut self.relay_team,
+            ACTIX_TEAM_RELAY => &mut self.relay_actix_team,
             _ => &mut self.switchboard,
         };
         map.insert(r.scenario.clone(), r);
@@ -526,10 +541,16 @@ impl Report {
             let _ = writeln!(m);
         }
         self.stack_table(&mut m);
+        self.team_table(&mut m);
         for (label, map) in [
             ("Switchboard", &self.switchboard),
             ("Relay baseline", &self.relay),
             ("Relay on Switchboard's stack", &self.relay_actix),
+            ("Relay baseline, to each team", &self.relay_team),
+            (
+                "Relay on Switchboard's stack, to each team",
+                &self.relay_actix_team,
+            ),
         ] {
             for (name, r) in map {
                 let _ = writeln!(m, "## {label}: {name}\n");
@@ -717,6 +738,73 @@ impl Report {
         let _ = writeln!(m);
     }
 
+    /// The join beside the relays passing each join's frame to its team:
+    /// how much of Switchboard's join is the fan-out any server that
+    /// alerts a team must send, and how much its own work. Not a target:
+    /// the issue's baseline for the join is the round trip.
+    fn team_table(&self, m: &mut String) {
+        let team = self.relay_team.get("join_alert");
+        let actix_team = self.relay_actix_team.get("join_alert");
+        if team.is_none() && actix_team.is_none() {
+            return;
+        }
+        let ours = self.switchboard.get("join_alert");
+        let cores = |r: Option<&ScenarioResult>| Some(r?.server.as_ref()?.cpu_cores);
+        type Get = fn(Option<&ScenarioResult>) -> Option<f64>;
+        let rows: [(&str, Get); 3] = [
+            ("p99 at the socket, us", |r| p99(r, "join_to_alert_socket")),
+            ("p50 at the socket, us", |r| {
+                r?.latency
+                    .get("join_to_alert_socket")
+                    .filter(|l| l.count > 0)
+                    .map(|l| l.p50_us as f64)
+            }),
+            ("server's core busy", cores),
+        ];
+        let show = |v: Option<f64>| v.map_or("-".into(), num);
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            m,
+            "## The join beside a relay that tells each team
+"
+        );
+        let _ = writeln!(
+            m,
+            "Both relays again, each customer's one frame passed to every rep of its team and a second one a second later (its leaving), as Switchboard's alert and `queue_left` go: the frames a join makes any server send, with no queue and no storage. Latency from the send to the first rep's socket, as Switchboard's join to alert. Not a target: the join's target is against the round trip.\n"
+        );
+        let _ = writeln!(
+            m,
+            "| figure | bare relay, to each team | stack relay, to each team | Switchboard | Switchboard / bare | Switchboard / stack |"
+        );
+        let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|");
+        for (what, get) in rows {
+            let (bare, stack, sb) = (get(team), get(actix_team), get(ours));
+            let _ = writeln!(
+                m,
+                "| {what} | {} | {} | {} | {} | {} |",
+                show(bare),
+                show(stack),
+                show(sb),
+                ratio(sb, bare),
+                ratio(sb, stack)
+            );
+        }
+        let round_trip = p99(self.relay.get("join_alert"), "round_trip_socket");
+        let team_p99 = p99(team, "join_to_alert_socket");
+        if let (Some(rt), Some(tp)) = (round_trip, team_p99) {
+            let _ = writeln!(
+                m,
+                "\nThe bare relay to each team: {} x its own round trip's p99 ({} us).",
+                ratio(Some(tp), Some(rt)),
+                num(rt)
+            );
+        }
+        let _ = writeln!(m);
+    }
+
     /// One panel per latency series: p50 and p99 per second, in ms.
     pub fn plot(&self, path: &Path) -> anyhow::Result<()> {
         use plotters::prelude::*;
@@ -725,6 +813,7 @@ impl Report {
             ("switchboard", &self.switchboard),
             ("relay", &self.relay),
             ("stack relay", &self.relay_actix),
+            ("relay to each team", &self.relay_team),
         ] {
             for (name, r) in map {
                 for (k, s) in &r.series {
@@ -932,6 +1021,58 @@ mod tests {
             ),
             "{md}"
         );
+    }
+
+    /// The join's team baselines get a table of their own, each relay's
+    /// figures beside Switchboard's, and the bare relay's fan-out against
+    /// its own round trip; the targets stay judged against the round trip.
+    #[test]
+    fn the_team_table_sets_the_join_beside_the_relays_fan_out() {
+        let mut rep = Report::new();
+        for (protocol, key, p50, p99, cores) in [
+            ("relay", "round_trip_socket", 60, 100, 0.1),
+            (TEAM_RELAY, "join_to_alert_socket", 120, 300, 0.3),
+            (ACTIX_TEAM_RELAY, "join_to_alert_socket", 110, 250, 0.25),
+            ("switchboard", "join_to_alert_socket", 250, 900, 0.5),
+        ] {
+            let mut r = ScenarioResult {
+                scenario: "join_alert".into(),
+                protocol: protocol.into(),
+                server: Some(crate::scenarios::ServerUsage {
+                    cpu_cores: cores,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            r.latency.insert(
+                key.into(),
+                crate::stats::LatencySummary {
+                    count: 100,
+                    p50_us: p50,
+                    p99_us: p99,
+                    ..Default::default()
+                },
+            );
+            rep.add(r);
+        }
+        assert_eq!(rep.relay_team.len(), 1);
+        assert_eq!(rep.relay_actix_team.len(), 1);
+        rep.check();
+        let md = rep.markdown();
+        for line in [
+            "| p99 at the socket, us | 300 | 250 | 900 | 3.00 | 3.60 |",
+            "| p50 at the socket, us | 120 | 110 | 250 | 2.08 | 2.27 |",
+            "| server's core busy | 0.300 | 0.250 | 0.500 | 1.67 | 2.00 |",
+            "The bare relay to each team: 3.00 x its own round trip's p99 (100 us).",
+        ] {
+            assert!(md.contains(line), "{line}\n{md}");
+        }
+        let ratio = rep
+            .checks
+            .iter()
+            .find(|c| c.what.starts_with("join to alert p99 vs relay"))
+            .and_then(|c| c.ratio);
+        assert_eq!(ratio, Some(9.0), "the target's baseline is the round trip");
     }
 
     fn chat_run(rate: f64, errors: &str) -> ScenarioResult {

@@ -71,6 +71,13 @@ fn all_runs_every_scenario_and_writes_the_report() {
             assert_eq!(errors, &serde_json::json!([]), "{side} {scenario}");
         }
     }
+    // The join's team baselines ran on both relays, beside the round trip.
+    for side in ["relay_team", "relay_actix_team"] {
+        let team = &result[side]["join_alert"];
+        assert_eq!(team["errors"], serde_json::json!([]), "{side}:\n{stderr}");
+        assert_eq!(team["counts"]["alerts_missing"], 0, "{side}");
+        assert!(team["latency"]["join_to_alert_socket"]["count"].as_u64() > Some(0));
+    }
     let idle = &result["switchboard"]["idle"]["counts"];
     assert_eq!(idle["connected"], 20);
     assert_eq!(

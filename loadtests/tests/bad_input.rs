@@ -93,6 +93,28 @@ fn run_refuses_flags_it_cannot_honour_before_connecting() {
             "--sources 127.0.0.300: not an IP address",
         ),
         (
+            &["--scenario", "join-alert", "--team-fanout"],
+            "--team-fanout is the relay's team baseline: add --protocol relay",
+        ),
+        (
+            &["--scenario", "chat", "--protocol", "relay", "--team-fanout"],
+            "--team-fanout is a baseline of --scenario join-alert only",
+        ),
+        (
+            &[
+                "--scenario",
+                "join-alert",
+                "--protocol",
+                "relay",
+                "--team-fanout",
+                "--reps",
+                "5",
+                "--teams",
+                "6",
+            ],
+            "--teams (6) must be at most --reps (5) with --team-fanout: every team needs a rep",
+        ),
+        (
             &["--scenario", "chat", "--message-bytes", "4097"],
             "--message-bytes must be at most 4096, the longest chat line Switchboard takes",
         ),

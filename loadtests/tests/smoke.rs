@@ -7,12 +7,14 @@
 //! other tests running beside it in one process would move both.
 use switchboard_loadtests::cli::{run_scenario, Scenario};
 use switchboard_loadtests::relay;
-use switchboard_loadtests::report::{file_limit, Report, ACTIX_RELAY};
+use switchboard_loadtests::report::{
+    file_limit, Report, ACTIX_RELAY, ACTIX_TEAM_RELAY, TEAM_RELAY,
+};
 use switchboard_loadtests::scenarios::Protocol;
 
 mod common;
 
-use common::{args, start_actix_relay, start_server};
+use common::{args, start_actix_relay, start_server, REPS, TEAMS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_against_a_real_server_and_both_relays() {
@@ -88,6 +90,30 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     );
     assert!(ja_relay.latency["generator_lag"].count > 0);
     report.add(ja_relay);
+
+    // The join's team baseline, on both relays: each join's frame reaches
+    // every rep of its team (rep i is in team i mod TEAMS), stamped at the
+    // first one's socket, and none goes missing.
+    for (url, label) in [
+        (rl.clone(), TEAM_RELAY),
+        (actix_rl.clone(), ACTIX_TEAM_RELAY),
+    ] {
+        let mut team = args(Scenario::JoinAlert, url.clone(), Protocol::Relay);
+        team.team_fanout = true;
+        let mut team = run_scenario(&team).await.unwrap();
+        assert_eq!(team.counts["errors"], 0, "{url}: {:?}", team.errors);
+        let alert = &team.latency["join_to_alert"];
+        assert!(alert.count > 0, "{url}: no alerts");
+        assert_eq!(team.latency["join_to_alert_socket"].count, alert.count);
+        assert_eq!(team.counts["alerts_missing"], 0, "{url}");
+        assert_eq!(
+            team.counts["alert_fanout_events"],
+            team.counts["customers"] * (REPS / TEAMS) as u64,
+            "{url}: every join to each rep of its team"
+        );
+        team.protocol = label.into();
+        report.add(team);
+    }
 
     let mut routing = args(Scenario::Routing, sb.clone(), Protocol::Switchboard);
     routing.connections = 4;
@@ -165,6 +191,19 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     assert!(json["relay_actix"]["routing"]["figures"]["sessions_per_sec"].as_f64() > Some(0.0));
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("## The stack alone"), "{summary}");
+    assert!(
+        summary.contains("## The join beside a relay that tells each team"),
+        "{summary}"
+    );
+    assert!(
+        json["relay_team"]["join_alert"]["latency"]["join_to_alert_socket"]["p99_us"].as_u64()
+            > Some(0)
+    );
+    assert!(
+        json["relay_actix_team"]["join_alert"]["latency"]["join_to_alert_socket"]["p99_us"]
+            .as_u64()
+            > Some(0)
+    );
     assert!(
         summary.contains(&format!("open-file limit {}", file_limit(soft, hard))),
         "{summary}"

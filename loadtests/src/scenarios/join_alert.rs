@@ -17,20 +17,29 @@
 //! at the same times over as many connections as there are reps: the bare
 //! round trip.
 //!
-//! Both also report `generator_lag`: how long a task the generator wakes
+//! All of them also report `generator_lag`: how long a task the generator wakes
 //! waits for its core ([`lag_probe`]). Every latency here is measured by
 //! the generator, so it includes that wait; the two variants load the
 //! generator very differently (a customer's connection, join and end and
 //! ten alerts read per join, against one echo), and the lag says how much
 //! of a tail is the generator's own.
 //!
-//! Both run `WARMUP` (2 s) longer than the measured `duration` and leave the
+//! With `--team-fanout` the relay variant plays Switchboard's run instead
+//! of a round trip ([`run_relay_team`]): customers connect at the same
+//! times, each sends one frame that the relay passes to every rep of its
+//! team, and a second later a second one (the leaving), then goes. No
+//! queue and no storage, only the frames a join makes a server send: the
+//! least a server that alerts a team of ten can do, against which
+//! Switchboard's own work on a join can be told apart from the fan-out's
+//! (docs/performance.md).
+//!
+//! All of them run `WARMUP` (2 s) longer than the measured `duration` and leave the
 //! warm-up out of the percentiles (not out of the plot): in the first
 //! second every connection handles its first frame, and that cold start
 //! alone set the p99 of a 5 s run, the relay's most of all (1 to 2 ms in
 //! its first second, 0.1 ms after).
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -84,6 +93,7 @@ fn lag_probe(start: Instant, until: Instant) -> (Arc<Recorder>, tokio::task::Joi
 pub async fn run(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     match p.protocol {
         Protocol::Switchboard => run_switchboard(t, p).await,
+        Protocol::Relay if p.team_fanout => run_relay_team(t, p).await,
         Protocol::Relay => run_relay(t, p).await,
     }
 }
@@ -97,7 +107,88 @@ struct Sent {
     wall: SystemTime,
 }
 
-type Pending = Arc<Mutex<HashMap<String, Sent>>>;
+/// What a join run records, both Switchboard's and the team relay's: when
+/// each join went out, by its key, until the first rep hears of it, and
+/// then how long that took, as read and at the socket.
+struct Alerts<K> {
+    pending: Mutex<HashMap<K, Sent>>,
+    as_read: Recorder,
+    at_socket: Recorder,
+    unstamped: AtomicU64,
+    /// Every alert any rep received, the first of each join and the rest.
+    fanout: AtomicU64,
+}
+
+impl<K: std::hash::Hash + Eq> Alerts<K> {
+    fn new(start: Instant) -> Arc<Self> {
+        Arc::new(Alerts {
+            pending: Mutex::default(),
+            as_read: Recorder::after_warmup(start, WARMUP),
+            at_socket: Recorder::after_warmup(start, WARMUP),
+            unstamped: AtomicU64::new(0),
+            fanout: AtomicU64::new(0),
+        })
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<K, Sent>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Join `key` goes out now.
+    fn sent(&self, key: K) -> Sent {
+        let sent = Sent {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        };
+        self.pending().insert(key, sent);
+        sent
+    }
+
+    /// Join `key` failed: no alert is owed.
+    fn withdraw(&self, key: &K) {
+        self.pending().remove(key);
+    }
+
+    /// A rep heard of join `key`, its socket at `arrived`; the first rep
+    /// of each join is the one timed.
+    fn alerted(&self, key: &K, arrived: Option<SystemTime>) {
+        self.fanout.fetch_add(1, Ordering::Relaxed);
+        let sent = self.pending().remove(key);
+        if let Some(sent) = sent {
+            self.as_read.record(sent.at.elapsed());
+            record_arrival(&self.at_socket, &self.unstamped, Some(sent.wall), arrived);
+        }
+    }
+
+    /// Waits until every join sent has been heard of, or `until`.
+    async fn drain(&self, until: Instant) {
+        while Instant::now() < until && !self.pending().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The figures both runs report; whatever alert is still owed never
+    /// came.
+    fn report(&self, r: &mut ScenarioResult, customers: u64, skipped: u64, errors: &Errors) {
+        r.count("customers", customers);
+        r.count("alerts_after_warmup", self.as_read.summary().count);
+        r.count("alerts_unstamped", self.unstamped.load(Ordering::Relaxed));
+        r.count("alerts_missing", self.pending().len() as u64);
+        r.count("alert_fanout_events", self.fanout.load(Ordering::Relaxed));
+        r.count("skipped_ticks", skipped);
+        r.count("errors", errors.total());
+        r.figure("warmup_secs", WARMUP.as_secs_f64());
+        r.latency
+            .insert("join_to_alert".into(), self.as_read.summary());
+        r.latency
+            .insert("join_to_alert_socket".into(), self.at_socket.summary());
+        r.series
+            .insert("join_to_alert".into(), self.as_read.series());
+        r.series
+            .insert("join_to_alert_socket".into(), self.at_socket.series());
+        r.errors = errors.first();
+    }
+}
 
 /// Records how long after `sent_wall` a frame reached the socket, or
 /// counts it as unstamped when the kernel gave no time (the first frames
@@ -119,27 +210,78 @@ fn record_arrival(
     }
 }
 
+/// Starts customer `i` (`customer(i)`) at each of `total` times at `rate`
+/// from `start`, at most [`MAX_IN_FLIGHT`] at once; a customer due while
+/// that many are still in flight is skipped and counted. Returns the
+/// customers' tasks and how many were skipped.
+async fn customers<F, Fut>(
+    p: &Params,
+    start: Instant,
+    total: u64,
+    what: &str,
+    mut customer: F,
+) -> (Vec<tokio::task::JoinHandle<()>>, u64)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut skipped = 0;
+    let pb = timed_bar(WARMUP + p.duration, what);
+    let mut tasks = Vec::new();
+    for (i, offset) in (0..).zip(arrival_offsets(total, p.rate, p.arrivals)) {
+        tokio::time::sleep_until((start + offset).into()).await;
+        pb.set_position(start.elapsed().as_secs());
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            skipped += 1;
+            continue;
+        };
+        let run = customer(i);
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            run.await
+        }));
+    }
+    pb.finish_and_clear();
+    (tasks, skipped)
+}
+
+/// After the last customer started: waits for the lag probe, for the
+/// customers to leave (at most 30 s past `stop_at`) and for the alerts
+/// still owed (until `stop_at`), then stops the reps and waits for them.
+async fn wind_down<K: std::hash::Hash + Eq>(
+    probe: tokio::task::JoinHandle<()>,
+    customers: Vec<tokio::task::JoinHandle<()>>,
+    alerts: &Alerts<K>,
+    stop_at: Instant,
+    stop: &AtomicBool,
+    reps: Vec<tokio::task::JoinHandle<()>>,
+) {
+    let _ = probe.await;
+    for c in customers {
+        let _ = tokio::time::timeout_at((stop_at + Duration::from_secs(30)).into(), c).await;
+    }
+    alerts.drain(stop_at).await;
+    stop.store(true, Ordering::Relaxed);
+    for rep in reps {
+        let _ = rep.await;
+    }
+}
+
 async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
     let mut r = ScenarioResult::new("join_alert", p);
     let reps = login_reps(t, p.reps, 16, true).await?;
     let errors = Arc::new(Errors::default());
-    let pending: Pending = Arc::default();
     let start = Instant::now();
-    let alerts = Arc::new(Recorder::after_warmup(start, WARMUP));
-    let at_socket = Arc::new(Recorder::after_warmup(start, WARMUP));
-    let unstamped = Arc::new(AtomicU64::new(0));
+    let alerts: Arc<Alerts<String>> = Alerts::new(start);
     let joins = Arc::new(Recorder::after_warmup(start, WARMUP));
     let joined = Arc::new(AtomicU64::new(0));
-    let fanout = Arc::new(AtomicU64::new(0));
     let run_for = WARMUP + p.duration;
     let stop_at = start + run_for + DRAIN + STAY;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let mut rep_tasks = Vec::new();
     for mut rep in reps {
-        let pending = pending.clone();
-        let (alerts, at_socket, unstamped) = (alerts.clone(), at_socket.clone(), unstamped.clone());
-        let fanout = fanout.clone();
-        let stop = stop.clone();
+        let (alerts, stop) = (alerts.clone(), stop.clone());
         rep_tasks.push(tokio::spawn(async move {
             while Instant::now() < stop_at && !stop.load(Ordering::Relaxed) {
                 match rep.next_pushed_at(Duration::from_millis(200)).await {
@@ -149,17 +291,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
                             ..
                         },
                         arrived,
-                    )) => {
-                        fanout.fetch_add(1, Ordering::Relaxed);
-                        let sent = pending
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&session.customer_name);
-                        if let Some(sent) = sent {
-                            alerts.record(sent.at.elapsed());
-                            record_arrival(&at_socket, &unstamped, Some(sent.wall), arrived);
-                        }
-                    }
+                    )) => alerts.alerted(&session.customer_name, arrived),
                     Some((Pushed::Closed, _)) => break,
                     _ => {}
                 }
@@ -170,42 +302,22 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
     let watch = ServerWatch::start(t.server_pid);
     let (lag, probe) = lag_probe(start, start + run_for);
     let total = (p.rate * run_for.as_secs_f64()).round() as u64;
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let skipped = AtomicU64::new(0);
-    let pb = timed_bar(run_for, "join-alert");
-    let mut customers = Vec::new();
-    for (i, offset) in (0..).zip(arrival_offsets(total, p.rate, p.arrivals)) {
-        let at = start + offset;
-        tokio::time::sleep_until(at.into()).await;
-        pb.set_position(start.elapsed().as_secs());
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            skipped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let (t, pending, joins, joined, errors) = (
+    let teams = p.teams.max(1);
+    let (tasks, skipped) = customers(p, start, total, "join-alert", |i| {
+        let (t, alerts, joins, joined, errors) = (
             t.clone(),
-            pending.clone(),
+            alerts.clone(),
             joins.clone(),
             joined.clone(),
             errors.clone(),
         );
-        let teams = p.teams.max(1);
-        customers.push(tokio::spawn(async move {
-            let _permit = permit;
-            let i = i as usize;
+        async move {
             let name = format!("ja{i}");
             let mut c = match t.customer(i).await {
                 Ok(c) => c,
                 Err(e) => return errors.add(format!("connect: {e}")),
             };
-            let sent = Sent {
-                at: Instant::now(),
-                wall: SystemTime::now(),
-            };
-            pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name.clone(), sent);
+            let sent = alerts.sent(name.clone());
             let entry = Entry::IssueForm {
                 issue_type: catalog::issue_type(i % teams),
             };
@@ -215,10 +327,7 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
                     joined.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&name);
+                    alerts.withdraw(&name);
                     return errors.add(format!("start_session: {e}"));
                 }
             }
@@ -227,48 +336,21 @@ async fn run_switchboard(t: &Target, p: &Params) -> anyhow::Result<ScenarioResul
                 errors.add(format!("end_session: {e}"));
             }
             c.close().await;
-        }));
-    }
-    pb.finish_and_clear();
+        }
+    })
+    .await;
     let join_secs = start.elapsed().as_secs_f64();
-    let _ = probe.await;
-    for c in customers {
-        let _ = tokio::time::timeout_at((stop_at + Duration::from_secs(30)).into(), c).await;
-    }
-    // Whatever alert is still missing after the drain never came.
-    while Instant::now() < stop_at && !pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in rep_tasks {
-        let _ = t.await;
-    }
-    let missing = pending.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
-    r.count("customers", total);
-    r.count("alerts_after_warmup", alerts.summary().count);
-    r.count("alerts_unstamped", unstamped.load(Ordering::Relaxed));
-    r.count("alerts_missing", missing);
-    r.count("alert_fanout_events", fanout.load(Ordering::Relaxed));
-    r.count("skipped_ticks", skipped.load(Ordering::Relaxed));
-    r.count("errors", errors.total());
+    wind_down(probe, tasks, &alerts, stop_at, &stop, rep_tasks).await;
+    alerts.report(&mut r, total, skipped, &errors);
     r.count("reps", p.reps as u64);
     r.figure("join_phase_secs", join_secs);
     r.figure(
         "achieved_joins_per_sec",
         joined.load(Ordering::Relaxed) as f64 / join_secs.max(1e-9),
     );
-    r.figure("warmup_secs", WARMUP.as_secs_f64());
-    r.latency.insert("join_to_alert".into(), alerts.summary());
-    r.latency
-        .insert("join_to_alert_socket".into(), at_socket.summary());
     r.latency.insert("join_reply".into(), joins.summary());
     r.latency.insert("generator_lag".into(), lag.summary());
-    r.series.insert("join_to_alert".into(), alerts.series());
-    r.series
-        .insert("join_to_alert_socket".into(), at_socket.series());
     r.server = watch.finish();
-    r.errors = errors.first();
     Ok(r)
 }
 
@@ -350,5 +432,88 @@ async fn run_relay(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
         .insert("round_trip_socket".into(), at_socket.series());
     r.server = watch.finish();
     r.errors = errors.first();
+    Ok(r)
+}
+
+/// The team baseline: customers at the same times as Switchboard's run,
+/// each connecting (not timed), sending one [`relay::team_frame`] to the
+/// reps of team `i % teams` (rep `j` is in team `j % teams`, as in the
+/// catalog), and after [`STAY`] a second one (the leaving, not timed)
+/// before it goes. The latency, as Switchboard's, runs from the send to
+/// the first rep that reads the frame: `join_to_alert` as read,
+/// `join_to_alert_socket` when it reached that rep's socket.
+async fn run_relay_team(t: &Target, p: &Params) -> anyhow::Result<ScenarioResult> {
+    let mut r = ScenarioResult::new("join_alert", p);
+    let n = p.reps.max(1);
+    let teams = p.teams.max(1);
+    let errors = Arc::new(Errors::default());
+    let start = Instant::now();
+    // Keyed by the number a join's frame carries, from 1: the leaving
+    // frames carry 0.
+    let alerts: Arc<Alerts<u64>> = Alerts::new(start);
+    let run_for = WARMUP + p.duration;
+    let stop_at = start + run_for + DRAIN + STAY;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut members: Vec<Vec<u64>> = vec![Vec::new(); teams];
+    let mut readers = Vec::new();
+    for i in 0..n {
+        let c = relay::connect(t.url(i), t.source(i), true).await?;
+        members[catalog::team_of_rep(i, teams)].push(c.id);
+        let (sink, mut stream, arrivals) = (c.sink, c.stream, c.arrivals);
+        let (alerts, stop) = (alerts.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            // Held open for the run: a rep's connection.
+            let _sink = sink;
+            while Instant::now() < stop_at && !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+                    Ok(Some(Ok(Message::Binary(b)))) => {
+                        if let Some(join) = relay::stamp_of(&b).filter(|j| *j > 0) {
+                            let arrived = arrivals.as_ref().and_then(|a| a.latest());
+                            alerts.alerted(&join, arrived);
+                        }
+                    }
+                    Ok(None) | Ok(Some(Err(_))) => break,
+                    _ => {}
+                }
+            }
+        }));
+    }
+    let members = Arc::new(members);
+    let watch = ServerWatch::start(t.server_pid);
+    let (lag, probe) = lag_probe(start, start + run_for);
+    let total = (p.rate * run_for.as_secs_f64()).round() as u64;
+    let (tasks, skipped) = customers(p, start, total, "relay team", |i| {
+        let (t, alerts, members, errors) =
+            (t.clone(), alerts.clone(), members.clone(), errors.clone());
+        async move {
+            let join = i as u64 + 1;
+            let team = &members[i % teams];
+            // From the customer's own source address, as Switchboard's
+            // customers connect (`Target::customer`).
+            let mut c = match relay::connect(t.url(i), t.source(i), false).await {
+                Ok(c) => c,
+                Err(e) => return errors.add(format!("connect: {e}")),
+            };
+            let sent = alerts.sent(join);
+            // The size of a small Switchboard request, as the round trip's.
+            let frame = relay::team_frame(team, join, sent.wall, 160);
+            if let Err(e) = c.sink.send(frame).await {
+                alerts.withdraw(&join);
+                return errors.add(format!("join: {e}"));
+            }
+            tokio::time::sleep(STAY).await;
+            let leaving = relay::team_frame(team, 0, SystemTime::now(), 160);
+            if let Err(e) = c.sink.send(leaving).await {
+                errors.add(format!("leave: {e}"));
+            }
+            let _ = c.sink.close().await;
+        }
+    })
+    .await;
+    wind_down(probe, tasks, &alerts, stop_at, &stop, readers).await;
+    alerts.report(&mut r, total, skipped, &errors);
+    r.count("reps", n as u64);
+    r.latency.insert("generator_lag".into(), lag.summary());
+    r.server = watch.finish();
     Ok(r)
 }

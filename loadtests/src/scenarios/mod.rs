@@ -143,6 +143,9 @@ pub struct Params {
     pub balls: usize,
     /// Chat message size in bytes (text).
     pub message_bytes: usize,
+    /// join-alert against the relay: each join's frame goes to every rep
+    /// of its team instead of back to its sender.
+    pub team_fanout: bool,
 }
 
 /// What one scenario measured. Maps keep the record open to new figures.

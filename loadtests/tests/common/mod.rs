@@ -87,6 +87,7 @@ pub fn args(scenario: Scenario, url: String, protocol: Protocol) -> RunArgs {
         procs: 1,
         balls: 1,
         message_bytes: 32,
+        team_fanout: false,
         out: PathBuf::new(),
         child: false,
         offset: 0,
