@@ -220,7 +220,22 @@ mod tests {
         let (mut server, _) = accepted.unwrap();
         // The first socket to ask turns the kernel's stamping on through a
         // work queue, a moment later; what arrives before is not stamped.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // On a loaded machine that took more than the 100 ms this test
+        // once slept, so probe until a read is stamped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            server.write_all(b".").await.unwrap();
+            let mut probe = [0u8; 1];
+            transport.read_exact(&mut probe).await.unwrap();
+            if arrivals.latest().is_some() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the kernel stamped no read in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         let before = SystemTime::now();
         server.write_all(b"hello").await.unwrap();

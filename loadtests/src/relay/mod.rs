@@ -290,8 +290,24 @@ mod tests {
             .unwrap();
         assert!(a.arrivals.is_none());
         let arrivals = b.arrivals.clone().expect("stamped on Linux");
-        // The kernel turns stamping on a moment after the first socket asks.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The kernel turns stamping on a moment after the first socket
+        // asks, longer on a loaded machine: echo until a read is stamped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            b.sink.send(frame(0, 1, 32)).await.unwrap();
+            assert!(matches!(
+                b.stream.next().await,
+                Some(Ok(Message::Binary(_)))
+            ));
+            if arrivals.latest().is_some() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the kernel stamped no read in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let wall = SystemTime::now();
         a.sink
             .send(frame_with_wall(b.id, 7, wall, 32))
