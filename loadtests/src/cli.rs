@@ -1,10 +1,13 @@
 //! Command-line flags and what each subcommand does.
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard::domain::chat::MAX_CHAT_BYTES;
+use switchboard::metrics::StoreMetrics;
+use switchboard::store::SledStore;
 
 use crate::report::Report;
 use crate::scenarios::{self, Arrivals, Params, Protocol, ScenarioResult, Target};
@@ -32,6 +35,11 @@ pub enum Cmd {
         /// under actix-server).
         #[arg(long, value_enum, default_value_t = RelayStack::Tungstenite)]
         stack: RelayStack,
+        /// A sled directory (made if missing): the bare relay writes each
+        /// frame for another connection there through Switchboard's store,
+        /// durably, before passing it on (chat's durable baseline).
+        #[arg(long)]
+        durable: Option<PathBuf>,
     },
     /// Measures sled's write rate with Switchboard's durability setting.
     SledBench(SledArgs),
@@ -349,8 +357,18 @@ fn relay_on_actix(port: u16) -> anyhow::Result<()> {
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Relay {
+            stack: RelayStack::Actix,
+            durable: Some(_),
+            ..
+        } => Err(BadFlag::new(
+            "--durable",
+            "is for the bare relay: leave out --stack actix".into(),
+        )
+        .into()),
+        Cmd::Relay {
             port,
             stack: RelayStack::Actix,
+            durable: None,
         } => {
             // Switchboard's server needs an actix system of its own, on
             // a thread outside this tokio runtime.
@@ -359,6 +377,22 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 let _ = tx.send(relay_on_actix(port));
             });
             rx.await?
+        }
+        Cmd::Relay {
+            port,
+            durable: Some(dir),
+            ..
+        } => {
+            let store = SledStore::open(
+                &dir,
+                crate::sled_bench::CACHE_BYTES,
+                Arc::new(StoreMetrics::unregistered()),
+            )
+            .map_err(|e| anyhow::anyhow!("--durable {}: {e}", dir.display()))?;
+            let (port, serve) = crate::relay::bind_durable(port, Arc::new(store)).await?;
+            println!("relay listening on port {port}");
+            serve.await;
+            Ok(())
         }
         Cmd::Relay { port, .. } => {
             let (port, serve) = crate::relay::bind(port).await?;

@@ -15,7 +15,9 @@ use clap::{Args, ValueEnum};
 
 use crate::catalog;
 use crate::cli::{at_least_one, run_scenario, RelayStack, RunArgs, Scenario};
-use crate::report::{median_round, Report, ACTIX_RELAY, ACTIX_TEAM_RELAY, SLED_FIGURE, TEAM_RELAY};
+use crate::report::{
+    median_round, Report, ACTIX_RELAY, ACTIX_TEAM_RELAY, DURABLE_RELAY, SLED_FIGURE, TEAM_RELAY,
+};
 use crate::scenarios::{Arrivals, Protocol, ScenarioResult};
 use crate::sled_bench::SledBench;
 
@@ -422,6 +424,27 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                     }
                 }
                 stop(relay);
+            }
+            // Chat's durable baseline: the bare relay writing each line
+            // through Switchboard's store before it passes it on, on a
+            // fresh sled directory of its own.
+            if scenario == Scenario::Chat {
+                let dir = tmp.path().join("durable-relay");
+                let _ = std::fs::remove_dir_all(&dir);
+                let mut cmd = pinned(a.server_core, &me);
+                cmd.args(["relay", "--port", "0", "--durable"]).arg(&dir);
+                let (relay, port) = start_and_read_port(cmd, "relay listening on port ")?;
+                let args = a.run_args(scenario, Protocol::Relay, port, relay.id(), &me);
+                eprintln!("== {scenario:?} on the durable relay{of}");
+                match run_scenario(&args).await {
+                    Ok(mut r) => {
+                        r.protocol = DURABLE_RELAY.into();
+                        runs.insert(r.protocol.clone(), r);
+                    }
+                    Err(e) => eprintln!("durable relay {scenario:?} failed: {e:#}"),
+                }
+                stop(relay);
+                let _ = std::fs::remove_dir_all(&dir);
             }
             let data = tmp.path().join(format!("data-{scenario:?}"));
             copy_dir(&template, &data)?;

@@ -95,6 +95,11 @@ pub const ACTIX_RELAY: &str = "relay-actix";
 pub const TEAM_RELAY: &str = "relay-team";
 pub const ACTIX_TEAM_RELAY: &str = "relay-actix-team";
 
+/// The `protocol` of chat's durable baseline (`relay --durable`): the bare
+/// relay writing each line through Switchboard's store before passing it
+/// on.
+pub const DURABLE_RELAY: &str = "relay-durable";
+
 /// The figures a scenario's targets are about, the first one deciding which
 /// run of several is the median. Latencies are p99s in microseconds.
 pub fn headlines(r: &ScenarioResult) -> Vec<(&'static str, f64)> {
@@ -270,6 +275,11 @@ pub struct Report {
     pub relay_team: BTreeMap<String, ScenarioResult>,
     #[serde(default)]
     pub relay_actix_team: BTreeMap<String, ScenarioResult>,
+    /// Chat's durable baseline by scenario (only `chat`): the bare relay
+    /// writing each line durably, through Switchboard's store, before it
+    /// passes it on.
+    #[serde(default)]
+    pub relay_durable: BTreeMap<String, ScenarioResult>,
     pub sled: Option<SledBench>,
     pub checks: Vec<Check>,
 }
@@ -298,6 +308,44 @@ fn cpu_per_message(r: Option<&ScenarioResult>) -> Option<f64> {
     cpu_per(r, "messages_per_sec")
 }
 
+/// A section setting Switchboard beside baselines that are not a target's:
+/// its heading, a paragraph saying what they are, and a table of one row a
+/// figure, three values and then two ratios, under `header`.
+fn comparison<'a>(
+    m: &mut String,
+    heading: &str,
+    intro: &str,
+    header: &str,
+    rows: impl IntoIterator<Item = (&'a str, [Option<f64>; 3], [String; 2])>,
+) {
+    let _ = writeln!(
+        m,
+        "## {heading}\n\n{intro}\n\n{header}\n|---|---:|---:|---:|---:|---:|"
+    );
+    for (what, [a, b, c], [r1, r2]) in rows {
+        let _ = writeln!(
+            m,
+            "| {what} | {} | {} | {} | {r1} | {r2} |",
+            show(a),
+            show(b),
+            show(c)
+        );
+    }
+}
+
+/// A table's cell: the figure, or a dash when it was not measured.
+fn show(v: Option<f64>) -> String {
+    v.map_or("-".into(), num)
+}
+
+/// A table's cell for `a / b`, or a dash.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
 fn p99(r: Option<&ScenarioResult>, k: &str) -> Option<f64> {
     r?.latency
         .get(k)
@@ -322,6 +370,7 @@ impl Report {
             ACTIX_RELAY => &mut self.relay_actix,
             TEAM_RELAY => &mut self.relay_team,
             ACTIX_TEAM_RELAY => &mut self.relay_actix_team,
+            DURABLE_RELAY => &mut self.relay_durable,
             _ => &mut self.switchboard,
         };
         map.insert(r.scenario.clone(), r);
@@ -542,6 +591,7 @@ impl Report {
         }
         self.stack_table(&mut m);
         self.team_table(&mut m);
+        self.durable_table(&mut m);
         for (label, map) in [
             ("Switchboard", &self.switchboard),
             ("Relay baseline", &self.relay),
@@ -551,6 +601,7 @@ impl Report {
                 "Relay on Switchboard's stack, to each team",
                 &self.relay_actix_team,
             ),
+            ("Relay baseline, each line durable", &self.relay_durable),
         ] {
             for (name, r) in map {
                 let _ = writeln!(m, "## {label}: {name}\n");
@@ -693,10 +744,6 @@ impl Report {
                 |r| p99(r, "join_to_alert_socket"),
             ),
         ];
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "-".into(),
-        };
         let mut lines = Vec::new();
         for (scenario, what, relay_value, our_value) in rows {
             let actix = relay_value(self.relay_actix.get(scenario));
@@ -705,7 +752,6 @@ impl Report {
             }
             let bare = relay_value(self.relay.get(scenario));
             let ours = our_value(self.switchboard.get(scenario));
-            let show = |v: Option<f64>| v.map_or("-".into(), num);
             lines.push(format!(
                 "| {scenario} | {what} | {} | {} | {} | {} | {} |",
                 show(bare),
@@ -761,37 +807,16 @@ impl Report {
             }),
             ("server's core busy", cores),
         ];
-        let show = |v: Option<f64>| v.map_or("-".into(), num);
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "-".into(),
-        };
-        let _ = writeln!(
+        comparison(
             m,
-            "## The join beside a relay that tells each team
-"
+            "The join beside a relay that tells each team",
+            "Both relays again, each customer's one frame passed to every rep of its team and a second one a second later (its leaving), as Switchboard's alert and `queue_left` go: the frames a join makes any server send, with no queue and no storage. Latency from the send to the first rep's socket, as Switchboard's join to alert. Not a target: the join's target is against the round trip.",
+            "| figure | bare relay, to each team | stack relay, to each team | Switchboard | Switchboard / bare | Switchboard / stack |",
+            rows.map(|(what, get)| {
+                let (bare, stack, sb) = (get(team), get(actix_team), get(ours));
+                (what, [bare, stack, sb], [ratio(sb, bare), ratio(sb, stack)])
+            }),
         );
-        let _ = writeln!(
-            m,
-            "Both relays again, each customer's one frame passed to every rep of its team and a second one a second later (its leaving), as Switchboard's alert and `queue_left` go: the frames a join makes any server send, with no queue and no storage. Latency from the send to the first rep's socket, as Switchboard's join to alert. Not a target: the join's target is against the round trip.\n"
-        );
-        let _ = writeln!(
-            m,
-            "| figure | bare relay, to each team | stack relay, to each team | Switchboard | Switchboard / bare | Switchboard / stack |"
-        );
-        let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|");
-        for (what, get) in rows {
-            let (bare, stack, sb) = (get(team), get(actix_team), get(ours));
-            let _ = writeln!(
-                m,
-                "| {what} | {} | {} | {} | {} | {} |",
-                show(bare),
-                show(stack),
-                show(sb),
-                ratio(sb, bare),
-                ratio(sb, stack)
-            );
-        }
         let round_trip = p99(self.relay.get("join_alert"), "round_trip_socket");
         let team_p99 = p99(team, "join_to_alert_socket");
         if let (Some(rt), Some(tp)) = (round_trip, team_p99) {
@@ -802,6 +827,33 @@ impl Report {
                 num(rt)
             );
         }
+        let _ = writeln!(m);
+    }
+
+    /// Chat beside the bare relay writing each line durably before it
+    /// passes it on: how much of chat's gap is the durable write any
+    /// server that keeps every line must make, and how much Switchboard's
+    /// own work. Not a target: chat's baseline is the bare relay.
+    fn durable_table(&self, m: &mut String) {
+        let Some(durable) = self.relay_durable.get("chat") else {
+            return;
+        };
+        let (bare, ours) = (self.relay.get("chat"), self.switchboard.get("chat"));
+        type Get = fn(Option<&ScenarioResult>) -> Option<f64>;
+        let rows: [(&str, Get); 2] = [
+            ("messages per second", |r| fig(r, "messages_per_sec")),
+            ("server CPU per message (us)", cpu_per_message),
+        ];
+        comparison(
+            m,
+            "Chat beside a relay that writes each line",
+            "The bare relay again, writing each line through Switchboard's store (`SledStore`, group commit, durable before it returns) under a key of its own and passing it on once written: a line's least work where every line survives `kill -9`. Not a target: chat's target is against the bare relay.",
+            "| figure | bare relay | durable relay | Switchboard | durable / bare | Switchboard / durable |",
+            rows.map(|(what, get)| {
+                let (b, d, sb) = (get(bare), get(Some(durable)), get(ours));
+                (what, [b, d, sb], [ratio(d, b), ratio(sb, d)])
+            }),
+        );
         let _ = writeln!(m);
     }
 
@@ -1073,6 +1125,42 @@ mod tests {
             .find(|c| c.what.starts_with("join to alert p99 vs relay"))
             .and_then(|c| c.ratio);
         assert_eq!(ratio, Some(9.0), "the target's baseline is the round trip");
+    }
+
+    /// Chat's durable baseline gets a table of its own; the target stays
+    /// judged against the bare relay.
+    #[test]
+    fn the_durable_table_sets_chat_beside_a_relay_that_writes_each_line() {
+        let mut rep = Report::new();
+        for (protocol, rate, cores) in [
+            ("relay", 100_000.0, 1.0),
+            (DURABLE_RELAY, 40_000.0, 1.0),
+            ("switchboard", 20_000.0, 1.0),
+        ] {
+            let mut r = ScenarioResult {
+                scenario: "chat".into(),
+                protocol: protocol.into(),
+                server: Some(crate::scenarios::ServerUsage {
+                    cpu_cores: cores,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            r.figure("messages_per_sec", rate);
+            rep.add(r);
+        }
+        assert_eq!(rep.relay_durable.len(), 1);
+        rep.check();
+        let md = rep.markdown();
+        for line in [
+            "## Chat beside a relay that writes each line",
+            "| messages per second | 100000 | 40000 | 20000 | 0.40 | 0.50 |",
+            "| server CPU per message (us) | 10.00 | 25.00 | 50.00 | 2.50 | 2.00 |",
+        ] {
+            assert!(md.contains(line), "{line}\n{md}");
+        }
+        let chat = rep.checks.iter().find(|c| c.scenario == "chat").unwrap();
+        assert_eq!(chat.baseline, Some(100_000.0), "the target's baseline");
     }
 
     fn chat_run(rate: f64, errors: &str) -> ScenarioResult {

@@ -29,7 +29,7 @@ pub struct SledBench {
 }
 
 /// The page cache Switchboard's default configuration gives sled.
-const CACHE_BYTES: u64 = switchboard::config::StoreSettings::DEFAULT_CACHE_BYTES;
+pub const CACHE_BYTES: u64 = switchboard::config::StoreSettings::DEFAULT_CACHE_BYTES;
 
 fn open_raw(dir: &Path) -> anyhow::Result<sled::Db> {
     // The same configuration as SledStore: its cache, no timer flushes (we

@@ -78,6 +78,10 @@ fn all_runs_every_scenario_and_writes_the_report() {
         assert_eq!(team["counts"]["alerts_missing"], 0, "{side}");
         assert!(team["latency"]["join_to_alert_socket"]["count"].as_u64() > Some(0));
     }
+    // Chat's durable baseline ran beside the bare relay.
+    let durable = &result["relay_durable"]["chat"];
+    assert_eq!(durable["errors"], serde_json::json!([]), "{stderr}");
+    assert!(durable["figures"]["messages_per_sec"].as_f64() > Some(0.0));
     let idle = &result["switchboard"]["idle"]["counts"];
     assert_eq!(idle["connected"], 20);
     assert_eq!(

@@ -280,6 +280,27 @@ fn the_helper_commands_refuse_bad_flags_and_name_what_failed() {
             "{stack}: {stderr}"
         );
     }
+    // The durable relay is the bare relay's, and needs a directory sled
+    // can open: a file where the directory should be is named.
+    let lines = dir.path().join("lines");
+    let (code, stderr) = refused(
+        generator()
+            .args(["relay", "--stack", "actix", "--durable"])
+            .arg(&lines),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Error: --durable is for the bare relay: leave out --stack actix"),
+        "{stderr}"
+    );
+    assert!(!lines.exists(), "a refused relay made its store");
+    std::fs::write(&out, "not a directory").unwrap();
+    let (code, stderr) = refused(generator().args(["relay", "--durable"]).arg(&out));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Error: --durable {}: ", out.display())),
+        "{stderr}"
+    );
 }
 
 #[test]

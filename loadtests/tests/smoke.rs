@@ -8,7 +8,7 @@
 use switchboard_loadtests::cli::{run_scenario, Scenario};
 use switchboard_loadtests::relay;
 use switchboard_loadtests::report::{
-    file_limit, Report, ACTIX_RELAY, ACTIX_TEAM_RELAY, TEAM_RELAY,
+    file_limit, Report, ACTIX_RELAY, ACTIX_TEAM_RELAY, DURABLE_RELAY, TEAM_RELAY,
 };
 use switchboard_loadtests::scenarios::Protocol;
 
@@ -165,6 +165,34 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         report.add(chat);
     }
 
+    // Chat's durable baseline: the bare relay writing each line through
+    // Switchboard's store before it passes it on.
+    let lines = dir.path().join("relay-lines");
+    let store = switchboard::store::SledStore::open(
+        &lines,
+        1 << 20,
+        std::sync::Arc::new(switchboard::metrics::StoreMetrics::unregistered()),
+    )
+    .unwrap();
+    let (durable_port, serve) = relay::bind_durable(0, std::sync::Arc::new(store))
+        .await
+        .unwrap();
+    tokio::spawn(serve);
+    let mut chat = args(
+        Scenario::Chat,
+        format!("ws://127.0.0.1:{durable_port}/"),
+        Protocol::Relay,
+    );
+    chat.connections = 4;
+    let mut chat = run_scenario(&chat).await.unwrap();
+    assert!(
+        chat.counts["messages_delivered"] > 0,
+        "durable relay: {:?}",
+        chat.errors
+    );
+    chat.protocol = DURABLE_RELAY.into();
+    report.add(chat);
+
     // The stack baseline holds idle connections like the bare relay.
     let mut idle_actix = run_scenario(&args(Scenario::Idle, actix_rl, Protocol::Relay))
         .await
@@ -195,6 +223,11 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         summary.contains("## The join beside a relay that tells each team"),
         "{summary}"
     );
+    assert!(
+        summary.contains("## Chat beside a relay that writes each line"),
+        "{summary}"
+    );
+    assert!(json["relay_durable"]["chat"]["figures"]["messages_per_sec"].as_f64() > Some(0.0));
     assert!(
         json["relay_team"]["join_alert"]["latency"]["join_to_alert_socket"]["p99_us"].as_u64()
             > Some(0)

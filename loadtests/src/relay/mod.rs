@@ -9,6 +9,11 @@
 //! task per connection and a bounded outbound queue, as a plain
 //! tokio-tungstenite server would be written.
 //!
+//! Started with a store ([`bind_durable`]), the relay writes each frame
+//! for another connection through Switchboard's `SledStore`, under a key
+//! of its own, and passes it on once the write is durable: a chat line's
+//! least work where every line survives `kill -9` before anyone sees it.
+//!
 //! [`actix_stack`] is the same relay on Switchboard's own stack: actix-http
 //! with the upgrade as Switchboard's server does it, and Switchboard's
 //! WebSocket layer.
@@ -23,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use switchboard::client::{Arrivals, Socket};
+use switchboard::store::{Expect, Store};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -114,14 +120,30 @@ type Peers = Arc<PeerTable<Message>>;
 pub async fn bind(
     port: u16,
 ) -> anyhow::Result<(u16, impl std::future::Future<Output = ()> + Send)> {
+    bind_with(port, None).await
+}
+
+/// [`bind`], writing each frame for another connection to `store`, durably,
+/// before passing it on.
+pub async fn bind_durable(
+    port: u16,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<(u16, impl std::future::Future<Output = ()> + Send)> {
+    bind_with(port, Some(store)).await
+}
+
+async fn bind_with(
+    port: u16,
+    store: Option<Arc<dyn Store>>,
+) -> anyhow::Result<(u16, impl std::future::Future<Output = ()> + Send)> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| anyhow::anyhow!("the relay cannot listen on 127.0.0.1:{port}: {e}"))?;
     let port = listener.local_addr()?.port();
-    Ok((port, serve(listener)))
+    Ok((port, serve(listener, store)))
 }
 
-async fn serve(listener: TcpListener) {
+async fn serve(listener: TcpListener, store: Option<Arc<dyn Store>>) {
     let peers: Peers = Arc::default();
     let next = Arc::new(AtomicU64::new(1));
     loop {
@@ -136,16 +158,18 @@ async fn serve(listener: TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         let id = next.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(connection(stream, id, peers.clone()));
+        tokio::spawn(connection(stream, id, peers.clone(), store.clone()));
     }
 }
 
-async fn connection(stream: TcpStream, id: u64, peers: Peers) {
+async fn connection(stream: TcpStream, id: u64, peers: Peers, store: Option<Arc<dyn Store>>) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = peers.join(id);
+    // Frames this connection had written, for the store's keys.
+    let mut written: u64 = 0;
     if sink
         .send(Message::Binary(id.to_be_bytes().to_vec()))
         .await
@@ -160,7 +184,16 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers) {
                                 let _ = to.try_send(Message::Binary(b.clone()));
                             }
                         } else if let Some(to) = peers.destination(id, &tx, &b) {
-                            let _ = to.try_send(Message::Binary(b));
+                            match &store {
+                                Some(store) if !to.same_channel(&tx) => {
+                                    written += 1;
+                                    let key = format!("line/{id}/{written}");
+                                    tokio::spawn(write_then_pass(store.clone(), key, b, to));
+                                }
+                                _ => {
+                                    let _ = to.try_send(Message::Binary(b));
+                                }
+                            }
                         }
                     }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
@@ -174,6 +207,23 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers) {
         }
     }
     peers.leave(id);
+}
+
+/// Writes `frame` under `key`, as a new key, and passes it to `to` once
+/// the write is durable; a frame whose write fails is dropped, as one for
+/// a full queue is.
+async fn write_then_pass(
+    store: Arc<dyn Store>,
+    key: String,
+    frame: Vec<u8>,
+    to: mpsc::Sender<Message>,
+) {
+    match store.put(&key, frame.clone(), Expect::Absent).await {
+        Ok(_) => {
+            let _ = to.try_send(Message::Binary(frame));
+        }
+        Err(e) => eprintln!("relay: cannot write {key}: {e}"),
+    }
 }
 
 /// A connection to the relay.
@@ -327,6 +377,48 @@ mod tests {
             Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(9)),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The durable relay passes a frame for another connection on once
+    /// the store holds it, under the sender's key, and writes no echo.
+    #[tokio::test]
+    async fn the_durable_relay_writes_each_line_before_passing_it_on() {
+        use switchboard::metrics::StoreMetrics;
+        use switchboard::store::SledStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SledStore::open(
+                dir.path(),
+                crate::sled_bench::CACHE_BYTES,
+                Arc::new(StoreMetrics::unregistered()),
+            )
+            .unwrap(),
+        );
+        let (port, server) = bind_durable(0, store.clone()).await.unwrap();
+        tokio::spawn(server);
+        let url = format!("ws://127.0.0.1:{port}/");
+        let mut a = connect(&url, None, false).await.unwrap();
+        let mut b = connect(&url, None, false).await.unwrap();
+        for stamp in [7, 8] {
+            a.sink.send(frame(b.id, stamp, 32)).await.unwrap();
+            match b.stream.next().await {
+                Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(stamp)),
+                other => panic!("{other:?}"),
+            }
+        }
+        for (n, stamp) in [(1, 7), (2, 8)] {
+            let key = format!("line/{}/{n}", a.id);
+            let stored = store.get(&key).await.unwrap();
+            let stored = stored.unwrap_or_else(|| panic!("{key} was passed on unwritten"));
+            assert_eq!(stamp_of(&stored.value), Some(stamp));
+        }
+        a.sink.send(frame(0, 9, 32)).await.unwrap();
+        match a.stream.next().await {
+            Some(Ok(Message::Binary(m))) => assert_eq!(stamp_of(&m), Some(9)),
+            other => panic!("{other:?}"),
+        }
+        let lines = store.scan_prefix("line/").await.unwrap();
+        assert_eq!(lines.len(), 2, "an echo is not written");
     }
 
     /// A team frame reaches every connection it names that is still
