@@ -425,10 +425,11 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                 }
                 stop(relay);
             }
-            // Chat's durable baseline: the bare relay writing each line
-            // through Switchboard's store before it passes it on, on a
-            // fresh sled directory of its own.
-            if scenario == Scenario::Chat {
+            // The durable baseline: the bare relay writing each frame it
+            // passes on (routing's join, accept and end; chat's lines)
+            // through Switchboard's store first, on a fresh sled
+            // directory of its own.
+            if matches!(scenario, Scenario::Routing | Scenario::Chat) {
                 let dir = tmp.path().join("durable-relay");
                 let _ = std::fs::remove_dir_all(&dir);
                 let mut cmd = pinned(a.server_core, &me);

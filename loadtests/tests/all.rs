@@ -78,10 +78,19 @@ fn all_runs_every_scenario_and_writes_the_report() {
         assert_eq!(team["counts"]["alerts_missing"], 0, "{side}");
         assert!(team["latency"]["join_to_alert_socket"]["count"].as_u64() > Some(0));
     }
-    // Chat's durable baseline ran beside the bare relay.
-    let durable = &result["relay_durable"]["chat"];
-    assert_eq!(durable["errors"], serde_json::json!([]), "{stderr}");
-    assert!(durable["figures"]["messages_per_sec"].as_f64() > Some(0.0));
+    // The durable baseline ran beside the bare relay, for routing and chat.
+    for (scenario, rate) in [
+        ("routing", "sessions_per_sec"),
+        ("chat", "messages_per_sec"),
+    ] {
+        let durable = &result["relay_durable"][scenario];
+        assert_eq!(
+            durable["errors"],
+            serde_json::json!([]),
+            "{scenario}: {stderr}"
+        );
+        assert!(durable["figures"][rate].as_f64() > Some(0.0), "{scenario}");
+    }
     let idle = &result["switchboard"]["idle"]["counts"];
     assert_eq!(idle["connected"], 20);
     assert_eq!(

@@ -165,8 +165,8 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         report.add(chat);
     }
 
-    // Chat's durable baseline: the bare relay writing each line through
-    // Switchboard's store before it passes it on.
+    // The durable baseline: the bare relay writing each frame it passes
+    // on through Switchboard's store first, for chat and routing.
     let lines = dir.path().join("relay-lines");
     let store = switchboard::store::SledStore::open(
         &lines,
@@ -192,6 +192,20 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
     );
     chat.protocol = DURABLE_RELAY.into();
     report.add(chat);
+    let mut routing = args(
+        Scenario::Routing,
+        format!("ws://127.0.0.1:{durable_port}/"),
+        Protocol::Relay,
+    );
+    routing.connections = 4;
+    let mut routing = run_scenario(&routing).await.unwrap();
+    assert!(
+        routing.counts["sessions_completed"] > 0,
+        "durable relay: {:?}",
+        routing.errors
+    );
+    routing.protocol = DURABLE_RELAY.into();
+    report.add(routing);
 
     // The stack baseline holds idle connections like the bare relay.
     let mut idle_actix = run_scenario(&args(Scenario::Idle, actix_rl, Protocol::Relay))
@@ -224,7 +238,7 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         "{summary}"
     );
     assert!(
-        summary.contains("## Chat beside a relay that writes each line"),
+        summary.contains("## Beside a relay that writes each step"),
         "{summary}"
     );
     assert!(json["relay_durable"]["chat"]["figures"]["messages_per_sec"].as_f64() > Some(0.0));
