@@ -37,7 +37,8 @@ pub enum Cmd {
         stack: RelayStack,
         /// A sled directory (made if missing): the bare relay writes each
         /// frame for another connection there through Switchboard's store,
-        /// durably, before passing it on (chat's durable baseline).
+        /// durably, before passing it on (routing's and chat's durable
+        /// baseline).
         #[arg(long)]
         durable: Option<PathBuf>,
     },

@@ -414,14 +414,8 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                 for &team in team_runs {
                     args.team_fanout = team;
                     let what = if team { ", to each team" } else { "" };
-                    eprintln!("== {scenario:?} on the {name} relay{what}{of}");
-                    match run_scenario(&args).await {
-                        Ok(mut r) => {
-                            r.protocol = relay_label(stack, team).into();
-                            runs.insert(r.protocol.clone(), r);
-                        }
-                        Err(e) => eprintln!("{name} relay{what} {scenario:?} failed: {e:#}"),
-                    }
+                    let on = format!("the {name} relay{what}{of}");
+                    run_baseline(&args, relay_label(stack, team), &on, &mut runs).await;
                 }
                 stop(relay);
             }
@@ -436,14 +430,8 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
                 cmd.args(["relay", "--port", "0", "--durable"]).arg(&dir);
                 let (relay, port) = start_and_read_port(cmd, "relay listening on port ")?;
                 let args = a.run_args(scenario, Protocol::Relay, port, relay.id(), &me);
-                eprintln!("== {scenario:?} on the durable relay{of}");
-                match run_scenario(&args).await {
-                    Ok(mut r) => {
-                        r.protocol = DURABLE_RELAY.into();
-                        runs.insert(r.protocol.clone(), r);
-                    }
-                    Err(e) => eprintln!("durable relay {scenario:?} failed: {e:#}"),
-                }
+                let on = format!("the durable relay{of}");
+                run_baseline(&args, DURABLE_RELAY, &on, &mut runs).await;
                 stop(relay);
                 let _ = std::fs::remove_dir_all(&dir);
             }
@@ -491,6 +479,26 @@ pub async fn all(a: AllArgs) -> anyhow::Result<()> {
     println!("{}", report.markdown());
     eprintln!("results in {}", dir.display());
     Ok(())
+}
+
+/// Runs one baseline (`on` says which, for the log) and keeps its result
+/// in `runs` under `label`; a failure is said, and the round goes on
+/// without it.
+async fn run_baseline(
+    args: &RunArgs,
+    label: &str,
+    on: &str,
+    runs: &mut BTreeMap<String, ScenarioResult>,
+) {
+    let scenario = args.scenario;
+    eprintln!("== {scenario:?} on {on}");
+    match run_scenario(args).await {
+        Ok(mut r) => {
+            r.protocol = label.into();
+            runs.insert(label.into(), r);
+        }
+        Err(e) => eprintln!("{scenario:?} on {on} failed: {e:#}"),
+    }
 }
 
 /// The label a relay's results go under in a round and in the report

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenarios::ScenarioResult;
 use crate::sled_bench::SledBench;
-use crate::stats::SeriesPoint;
+use crate::stats::{LatencySummary, SeriesPoint};
 
 /// The figure of a routing result that holds sled's raw batched write
 /// rate measured in the same round (`all` adds it).
@@ -95,9 +95,9 @@ pub const ACTIX_RELAY: &str = "relay-actix";
 pub const TEAM_RELAY: &str = "relay-team";
 pub const ACTIX_TEAM_RELAY: &str = "relay-actix-team";
 
-/// The `protocol` of chat's durable baseline (`relay --durable`): the bare
-/// relay writing each line through Switchboard's store before passing it
-/// on.
+/// The `protocol` of the durable baseline (`relay --durable`): the bare
+/// relay writing each frame it passes on (routing's join, accept and end;
+/// chat's lines) through Switchboard's store first.
 pub const DURABLE_RELAY: &str = "relay-durable";
 
 /// The figures a scenario's targets are about, the first one deciding which
@@ -275,9 +275,9 @@ pub struct Report {
     pub relay_team: BTreeMap<String, ScenarioResult>,
     #[serde(default)]
     pub relay_actix_team: BTreeMap<String, ScenarioResult>,
-    /// Chat's durable baseline by scenario (only `chat`): the bare relay
-    /// writing each line durably, through Switchboard's store, before it
-    /// passes it on.
+    /// The durable baseline by scenario (`routing` and `chat`): the bare
+    /// relay writing each frame it passes on durably, through
+    /// Switchboard's store, first.
     #[serde(default)]
     pub relay_durable: BTreeMap<String, ScenarioResult>,
     pub sled: Option<SledBench>,
@@ -347,10 +347,23 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 fn p99(r: Option<&ScenarioResult>, k: &str) -> Option<f64> {
+    percentile(r, k, |l| l.p99_us)
+}
+
+fn p50(r: Option<&ScenarioResult>, k: &str) -> Option<f64> {
+    percentile(r, k, |l| l.p50_us)
+}
+
+/// One percentile of latency `k`, if it has any samples.
+fn percentile(
+    r: Option<&ScenarioResult>,
+    k: &str,
+    pick: fn(&LatencySummary) -> u64,
+) -> Option<f64> {
     r?.latency
         .get(k)
         .filter(|l| l.count > 0)
-        .map(|l| l.p99_us as f64)
+        .map(|l| pick(l) as f64)
 }
 
 impl Report {
@@ -601,7 +614,7 @@ impl Report {
                 "Relay on Switchboard's stack, to each team",
                 &self.relay_actix_team,
             ),
-            ("Relay baseline, each line durable", &self.relay_durable),
+            ("Relay baseline, each step durable", &self.relay_durable),
         ] {
             for (name, r) in map {
                 let _ = writeln!(m, "## {label}: {name}\n");
@@ -799,12 +812,7 @@ impl Report {
         type Get = fn(Option<&ScenarioResult>) -> Option<f64>;
         let rows: [(&str, Get); 3] = [
             ("p99 at the socket, us", |r| p99(r, "join_to_alert_socket")),
-            ("p50 at the socket, us", |r| {
-                r?.latency
-                    .get("join_to_alert_socket")
-                    .filter(|l| l.count > 0)
-                    .map(|l| l.p50_us as f64)
-            }),
+            ("p50 at the socket, us", |r| p50(r, "join_to_alert_socket")),
             ("server's core busy", cores),
         ];
         comparison(
@@ -1055,6 +1063,19 @@ mod tests {
         assert!(!md.contains("steering off"), "{md}");
     }
 
+    /// A result of `scenario` under `protocol`, its server `cores` busy.
+    fn with_cores(scenario: &str, protocol: &str, cores: f64) -> ScenarioResult {
+        ScenarioResult {
+            scenario: scenario.into(),
+            protocol: protocol.into(),
+            server: Some(crate::scenarios::ServerUsage {
+                cpu_cores: cores,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn the_stack_table_gives_cpu_per_routed_session_and_chat_line() {
         let mut rep = Report::new();
@@ -1067,15 +1088,7 @@ mod tests {
                 ("routing", "sessions_per_sec", rate),
                 ("chat", "messages_per_sec", rate * 10.0),
             ] {
-                let mut r = ScenarioResult {
-                    scenario: scenario.into(),
-                    protocol: protocol.into(),
-                    server: Some(crate::scenarios::ServerUsage {
-                        cpu_cores: 0.5,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                };
+                let mut r = with_cores(scenario, protocol, 0.5);
                 r.figure(figure, rate);
                 rep.add(r);
             }
@@ -1107,15 +1120,7 @@ mod tests {
             (ACTIX_TEAM_RELAY, "join_to_alert_socket", 110, 250, 0.25),
             ("switchboard", "join_to_alert_socket", 250, 900, 0.5),
         ] {
-            let mut r = ScenarioResult {
-                scenario: "join_alert".into(),
-                protocol: protocol.into(),
-                server: Some(crate::scenarios::ServerUsage {
-                    cpu_cores: cores,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
+            let mut r = with_cores("join_alert", protocol, cores);
             r.latency.insert(
                 key.into(),
                 crate::stats::LatencySummary {
@@ -1157,15 +1162,7 @@ mod tests {
             (DURABLE_RELAY, 40_000.0, 1.0),
             ("switchboard", 20_000.0, 1.0),
         ] {
-            let mut r = ScenarioResult {
-                scenario: "chat".into(),
-                protocol: protocol.into(),
-                server: Some(crate::scenarios::ServerUsage {
-                    cpu_cores: cores,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
+            let mut r = with_cores("chat", protocol, cores);
             r.figure("messages_per_sec", rate);
             rep.add(r);
         }

@@ -178,34 +178,22 @@ async fn every_scenario_runs_against_a_real_server_and_both_relays() {
         .await
         .unwrap();
     tokio::spawn(serve);
-    let mut chat = args(
-        Scenario::Chat,
-        format!("ws://127.0.0.1:{durable_port}/"),
-        Protocol::Relay,
-    );
-    chat.connections = 4;
-    let mut chat = run_scenario(&chat).await.unwrap();
-    assert!(
-        chat.counts["messages_delivered"] > 0,
-        "durable relay: {:?}",
-        chat.errors
-    );
-    chat.protocol = DURABLE_RELAY.into();
-    report.add(chat);
-    let mut routing = args(
-        Scenario::Routing,
-        format!("ws://127.0.0.1:{durable_port}/"),
-        Protocol::Relay,
-    );
-    routing.connections = 4;
-    let mut routing = run_scenario(&routing).await.unwrap();
-    assert!(
-        routing.counts["sessions_completed"] > 0,
-        "durable relay: {:?}",
-        routing.errors
-    );
-    routing.protocol = DURABLE_RELAY.into();
-    report.add(routing);
+    for (scenario, done) in [
+        (Scenario::Chat, "messages_delivered"),
+        (Scenario::Routing, "sessions_completed"),
+    ] {
+        let url = format!("ws://127.0.0.1:{durable_port}/");
+        let mut durable = args(scenario, url, Protocol::Relay);
+        durable.connections = 4;
+        let mut durable = run_scenario(&durable).await.unwrap();
+        assert!(
+            durable.counts[done] > 0,
+            "durable relay, {scenario:?}: {:?}",
+            durable.errors
+        );
+        durable.protocol = DURABLE_RELAY.into();
+        report.add(durable);
+    }
 
     // The stack baseline holds idle connections like the bare relay.
     let mut idle_actix = run_scenario(&args(Scenario::Idle, actix_rl, Protocol::Relay))

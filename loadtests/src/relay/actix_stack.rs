@@ -10,8 +10,9 @@
 //!
 //! Same protocol as [`super`]: the first frame is the connection's id,
 //! a binary frame is relayed to the connection its first 8 bytes name (0:
-//! back to the sender), a team frame to each connection it names. One task per connection and a bounded outbound
-//! queue of the same size, as the tokio-tungstenite relay has.
+//! back to the sender), a team frame to each connection it names. One
+//! task per connection and a bounded outbound queue of the same size, as
+//! the tokio-tungstenite relay has.
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

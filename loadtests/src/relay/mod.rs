@@ -168,7 +168,7 @@ async fn connection(stream: TcpStream, id: u64, peers: Peers, store: Option<Arc<
     };
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = peers.join(id);
-    // Frames this connection had written, for the store's keys.
+    // Frames from this connection written so far, for the store's keys.
     let mut written: u64 = 0;
     if sink
         .send(Message::Binary(id.to_be_bytes().to_vec()))

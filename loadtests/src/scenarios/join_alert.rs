@@ -17,13 +17,6 @@
 //! at the same times over as many connections as there are reps: the bare
 //! round trip.
 //!
-//! All of them also report `generator_lag`: how long a task the generator wakes
-//! waits for its core ([`lag_probe`]). Every latency here is measured by
-//! the generator, so it includes that wait; the two variants load the
-//! generator very differently (a customer's connection, join and end and
-//! ten alerts read per join, against one echo), and the lag says how much
-//! of a tail is the generator's own.
-//!
 //! With `--team-fanout` the relay variant plays Switchboard's run instead
 //! of a round trip ([`run_relay_team`]): customers connect at the same
 //! times, each sends one frame that the relay passes to every rep of its
@@ -33,8 +26,15 @@
 //! Switchboard's own work on a join can be told apart from the fan-out's
 //! (docs/performance.md).
 //!
-//! All of them run `WARMUP` (2 s) longer than the measured `duration` and leave the
-//! warm-up out of the percentiles (not out of the plot): in the first
+//! All three also report `generator_lag`: how long a task the generator
+//! wakes waits for its core ([`lag_probe`]). Every latency here is
+//! measured by the generator, so it includes that wait; the variants load
+//! the generator very differently (a customer's connection, join and end
+//! and ten alerts read per join, against one echo), and the lag says how
+//! much of a tail is the generator's own.
+//!
+//! All three run `WARMUP` (2 s) longer than the measured `duration` and
+//! leave the warm-up out of the percentiles (not out of the plot): in the first
 //! second every connection handles its first frame, and that cold start
 //! alone set the p99 of a 5 s run, the relay's most of all (1 to 2 ms in
 //! its first second, 0.1 ms after).
